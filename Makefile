@@ -1,0 +1,31 @@
+# Two entry points (see README): `make demo` and `make test`. Both set up .venv first.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL ?= poco-cliff
+OUT ?= build/$(MODEL)
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the CPU build of torch; a bare `torch` would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/hpsedge export onnx --model $(MODEL) --out $(OUT) --force
+
+test: setup
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check src tests benchmarks
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build
