@@ -1,0 +1,1 @@
+"""PyTorch re-implementations of the POCO and TokenHMR networks (needs torch)."""
