@@ -176,9 +176,9 @@ def main() -> None:
     except HpsedgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False)
+            err_console.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -59,7 +59,7 @@ def read_checkpoint(path: str | Path, unsafe_pickle: bool = False) -> Any:
         return torch.load(p, map_location="cpu", weights_only=not unsafe_pickle)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "weights_only" in text:
+        if "GLOBAL" in text or "global" in text.split("WeightsUnpickler error:")[-1]:
             culprit = _unsafe_global(text)
             raise CheckpointError(
                 f"{p} contains pickled objects other than tensors{culprit}; refusing to unpickle them",
@@ -73,8 +73,10 @@ def read_checkpoint(path: str | Path, unsafe_pickle: bool = False) -> Any:
                 f"{p} is truncated or corrupt ({_short(text)})", hint="download or copy the checkpoint again"
             ) from None
         raise CheckpointError(f"{p} could not be read as a PyTorch checkpoint ({_short(text)})") from None
-    except Exception as exc:  # an arbitrary unpickling failure under --unsafe-pickle, or a bad file
-        raise CheckpointError(f"{p} could not be read ({exc.__class__.__name__}: {_short(str(exc))})") from None
+    except Exception as exc:  # garbage bytes make the unpickler fail in arbitrary ways
+        raise CheckpointError(
+            f"{p} is not a PyTorch checkpoint ({exc.__class__.__name__}: {_short(str(exc))})"
+        ) from None
 
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], str | None]:

@@ -25,7 +25,7 @@ class PocoUncertaintyHead(nn.Module):
         if inp_type not in ("feat-pose", "feat-pose-net"):
             raise ValueError(f"unsupported uncertainty input type {inp_type!r}")
         self.inp_type = inp_type
-        sizes = list(hidden) + [24]
+        sizes = [*list(hidden), 24]
         if inp_type == "feat-pose-net":
             self.uncert_fc_poseNet = nn.Linear(POSE_DIM, hidden[0])
             self.uncert_fc_featNet = nn.Linear(feat_dim, hidden[0])

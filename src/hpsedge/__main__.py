@@ -1,0 +1,5 @@
+"""``python -m hpsedge`` = the ``hpsedge`` command."""
+
+from hpsedge.cli import main
+
+main()
