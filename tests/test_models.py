@@ -91,10 +91,11 @@ def test_cliff_needs_bbox_info_and_uses_it() -> None:
         model(image)
 
 
-def test_mean_parameters_are_identity_pose_and_default_camera() -> None:
+def test_mean_parameters_are_upright_t_pose_and_default_camera() -> None:
     head = ZOO["poco-cliff"].build(tiny=True).head
     rot = rot6d_to_rotmat(head.init_pose)
-    assert torch.allclose(rot, torch.eye(3).expand(24, 3, 3))
+    assert torch.allclose(rot[1:], torch.eye(3).expand(23, 3, 3))  # body: T-pose
+    assert torch.allclose(rot[0], torch.diag(torch.tensor([1.0, -1.0, -1.0])))  # root: upright in the image
     assert torch.allclose(head.init_cam, torch.tensor([[0.9, 0.0, 0.0]]))
     assert head.init_shape.abs().sum() == 0
 

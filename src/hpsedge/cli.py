@@ -169,6 +169,120 @@ def export_onnx_cmd(
 
 
 # -------------------------------------------------------------------------------------------------
+@app.command("run")
+def run_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="Export folder (with manifest.json), or its .onnx/.engine.")],
+    image: Annotated[Path, typer.Option("--image", "-i", help="An image file or a folder of images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for JSON, meshes and overlays.")] = Path(
+        "hpsedge-out"
+    ),
+    boxes: Annotated[
+        Path | None,
+        typer.Option("--boxes", "-b", help='Person boxes JSON: {"img.jpg": [[x1,y1,x2,y2], ...]} or COCO-style.'),
+    ] = None,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model (.npz or official .pkl) for meshes.")] = None,
+    j_regressor_extra: Annotated[
+        Path | None, typer.Option("--j-regressor-extra", help="J_regressor_extra.npy for the 49-joint set.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
+    overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,
+) -> None:
+    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image."""
+    import json
+
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    from hpsedge.runtime.draw import save_overlay
+    from hpsedge.runtime.io import boxes_for, list_images, load_boxes, read_image, stems_unique
+    from hpsedge.runtime.predictor import Predictor
+
+    images = list_images(image)
+    if not stems_unique(images):
+        raise HpsedgeError("two input images share a file stem; outputs would collide", hint="rename them")
+    per_image = boxes_for(images, load_boxes(boxes), str(boxes)) if boxes else [None] * len(images)
+    if boxes is None:
+        console.print("[yellow]no --boxes: each whole image is taken as one person box[/yellow]")
+    if out.exists() and not out.is_dir():
+        raise HpsedgeError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise HpsedgeError(f"{out} is not empty; not overwriting it", hint="pass --force, or choose another --out")
+    predictor = Predictor.load(
+        export_dir, backend=backend, device=device, smpl=smpl, j_regressor_extra=j_regressor_extra,
+        threads=threads, precision=precision,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    faces = predictor.smpl.faces if predictor.smpl is not None else None
+    total = 0
+    with Progress(
+        SpinnerColumn(), TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=len(images) == 1,
+    ) as progress:
+        task = progress.add_task("run", total=len(images))
+        for path, bxs in zip(images, per_image, strict=True):
+            rgb = read_image(path)
+            results = predictor.predict(rgb, bxs)
+            total += len(results)
+            doc = {
+                "image": path.name,
+                "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
+                "model": predictor.manifest.model_name,
+                "backend": f"{predictor.backend.name} ({predictor.backend.device})",
+                "persons": [r.to_dict() for r in results],
+            }
+            (out / f"{path.stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+            if results and predictor.smpl is not None:
+                np.savez_compressed(
+                    out / f"{path.stem}.npz",
+                    vertices=np.stack([r.vertices for r in results]),
+                    joints3d=np.stack([r.joints3d for r in results]),
+                    joints2d=np.stack([r.joints2d for r in results]),
+                    transl=np.stack([r.transl for r in results]),
+                    faces=faces,
+                )
+            if overlay:
+                save_overlay(out / f"{path.stem}_overlay.png", rgb, results, faces)
+            progress.advance(task)
+    console.print(
+        f"[green]✓[/green] {len(images)} image(s), {total} person(s) → [bold]{out}[/bold] "
+        f"({predictor.manifest.model_name} on {predictor.backend.name}: {predictor.backend.device})"
+    )
+    for r in results[:5] if len(images) == 1 else []:
+        conf = "-" if r.confidence is None else f"{r.confidence:.2f}"
+        console.print(f"  person at {np.round(r.box).astype(int).tolist()}: confidence {conf}, "
+                      f"translation {np.round(r.transl, 2).tolist()} m")
+
+
+@smpl_app.command("convert")
+def smpl_convert_cmd(
+    src: Annotated[Path, typer.Argument(help="Official SMPL_*.pkl (chumpy objects are fine).")],
+    dst: Annotated[Path, typer.Argument(help="Output .npz (float32, dense regressor).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+) -> None:
+    """Convert an SMPL .pkl into a clean float32 .npz (no pickle needed to read it back)."""
+    from hpsedge.runtime.smpl import convert_to_npz
+
+    path = convert_to_npz(src, dst, force=force)
+    console.print(f"[green]✓[/green] wrote {path} ({_fmt_bytes(path.stat().st_size)})")
+
+
+@smpl_app.command("check")
+def smpl_check_cmd(path: Annotated[Path, typer.Argument(help="SMPL .pkl or .npz")]) -> None:
+    """Say what an SMPL file holds (kind, sizes, dtypes) and whether hpsedge can use it."""
+    from hpsedge.runtime.smpl import describe
+
+    info = describe(path)
+    table = Table(title=str(path), show_header=False)
+    for key, value in info.items():
+        table.add_row(str(key), str(value))
+    console.print(table)
+
+
+# -------------------------------------------------------------------------------------------------
 def main() -> None:
     """Console entry point: run the app, turning user errors into one clean line."""
     try:

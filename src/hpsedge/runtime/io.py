@@ -1,0 +1,146 @@
+"""Reading images and person-box files (shared by ``hpsedge run`` and calibration).
+
+Box files come in three shapes, all in pixels:
+
+* simple: ``{"frame_001.jpg": [[x1, y1, x2, y2], ...], ...}`` (keys are file names, or paths relative to the
+  box file or image folder);
+* a bare list ``[[x1, y1, x2, y2], ...]`` when there is one image;
+* COCO-style: ``{"images": [{"id", "file_name"}...], "annotations": [{"image_id", "bbox": [x, y, w, h]}...]}``
+  (person annotations only when ``category_id`` is present and ``categories`` names a "person").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpsedge.runtime.errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as H×W×3 uint8 RGB (Pillow, imported lazily)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"image not found: {p}")
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as exc:
+        raise InputError("reading image files needs Pillow", hint="pip install pillow") from exc
+    try:
+        with Image.open(p) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__})", hint="is it a JPEG/PNG file?") from None
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """One image file, or the image files of a folder (sorted); an empty folder is an error."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise InputError(f"no such image or folder: {p}")
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{p} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _as_boxes(value: Any, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: boxes must be numbers [[x1, y1, x2, y2], ...]") from None
+    if arr.size == 0:
+        return np.zeros((0, 4))
+    if arr.ndim == 1 and arr.shape[0] == 4:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise InputError(f"{where}: boxes must be [[x1, y1, x2, y2], ...], got shape {arr.shape}")
+    return arr
+
+
+def _person_category_ids(data: dict[str, Any]) -> set[int] | None:
+    cats = data.get("categories")
+    if not cats:
+        return None
+    ids = {int(c["id"]) for c in cats if str(c.get("name", "")).lower() == "person"}
+    return ids or None
+
+
+def parse_boxes(data: Any, source: str = "boxes file") -> dict[str, np.ndarray]:
+    """Box-file content → {image name: [K,4] x1,y1,x2,y2}. A bare list is keyed by ``""``."""
+    if isinstance(data, list):
+        return {"": _as_boxes(data, source)}
+    if not isinstance(data, dict):
+        raise InputError(f"{source} must hold a JSON object or list")
+    if "images" in data and "annotations" in data:
+        try:
+            names = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{source}: COCO 'images' entries need 'id' and 'file_name'") from None
+        person_ids = _person_category_ids(data)
+        out: dict[str, list[list[float]]] = {n: [] for n in names.values()}
+        for i, ann in enumerate(data["annotations"]):
+            if person_ids is not None and int(ann.get("category_id", -1)) not in person_ids:
+                continue
+            try:
+                name = names[int(ann["image_id"])]
+                x, y, w, h = (float(v) for v in ann["bbox"])
+            except KeyError:
+                raise InputError(f"{source}: annotation {i} refers to image_id {ann.get('image_id')!r}, "
+                                 "which is not in 'images'") from None
+            except (TypeError, ValueError):
+                raise InputError(f"{source}: annotation {i} has no valid 'bbox' [x, y, w, h]") from None
+            out[name].append([x, y, x + w, y + h])
+        return {n: _as_boxes(b, f"{source} ({n})") for n, b in out.items()}
+    return {str(k): _as_boxes(v, f"{source} ({k})") for k, v in data.items()}
+
+
+def load_boxes(path: str | Path) -> dict[str, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"boxes file not found: {p}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p} is not valid JSON ({exc})") from None
+    return parse_boxes(data, source=str(p))
+
+
+def boxes_for(images: Sequence[Path], table: dict[str, np.ndarray], source: str = "boxes file") -> list[np.ndarray]:
+    """Match every image to its boxes by path, then by file name; every image must be found."""
+    if set(table) == {""}:
+        if len(images) != 1:
+            raise InputError(f"{source} holds a bare list of boxes but {len(images)} images were given",
+                             hint='key the boxes by file name: {"img.jpg": [[x1, y1, x2, y2]]}')
+        return [table[""]]
+    by_name: dict[str, np.ndarray] = {}
+    for key, boxes in table.items():
+        by_name.setdefault(Path(key).name, boxes)
+    out = []
+    missing: list[str] = []
+    for img in images:
+        hit = table.get(str(img)) if str(img) in table else by_name.get(img.name)
+        if hit is None:
+            missing.append(img.name)
+        else:
+            out.append(hit)
+    if missing:
+        raise InputError(
+            f"{source} has no boxes for {len(missing)} image(s): {', '.join(missing[:3])}"
+            + (" …" if len(missing) > 3 else ""),
+            hint="its keys must be the image file names",
+        )
+    return out
+
+
+def stems_unique(paths: Iterable[Path]) -> bool:
+    names = [p.stem for p in paths]
+    return len(names) == len(set(names))

@@ -1,0 +1,324 @@
+"""The Predictor: image + person boxes → per-person SMPL parameters, mesh, joints and confidence.
+
+    from hpsedge.runtime import Predictor
+    pred = Predictor.load("build/poco-cliff", smpl="SMPL_NEUTRAL.npz")
+    for person in pred.predict(rgb_image, boxes_xyxy):
+        print(person.confidence, person.transl, person.joints2d.shape)
+
+All people in a frame run as one batch (split when the engine's batch profile is smaller). Everything
+here is numpy; the backend (ONNX Runtime or TensorRT) is imported lazily when the Predictor is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpsedge.runtime import camera, confidence, rotations
+from hpsedge.runtime.backends.base import Backend
+from hpsedge.runtime.errors import BackendError, InputError, ManifestError
+from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
+from hpsedge.runtime.preprocess import CropMeta, preprocess
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "ort", "trt")
+
+
+@dataclass
+class PersonResult:
+    """One person's result. Arrays are float32 numpy unless noted; units are metres and pixels.
+
+    Coordinates: ``vertices``/``joints3d`` are in the SMPL body frame (no translation), as the official
+    models return them; ``transl`` moves them into the camera frame of the *full image*, whose pinhole
+    camera has focal length ``focal`` (√(W²+H²) px) and its principal point at the image centre
+    (CLIFF's convention, used for every model so that all results live in one frame).
+    """
+
+    box: np.ndarray  #: [4] x1, y1, x2, y2 (pixels), as given
+    center: np.ndarray  #: [2] crop centre (pixels)
+    size: float  #: side of the square crop box (pixels)
+    pose_rotmat: np.ndarray  #: [24, 3, 3] global orientation + 23 body joints (SMPL order)
+    pose_axis_angle: np.ndarray  #: [24, 3] the same as axis-angle (radians); flatten for the 72-d vector
+    betas: np.ndarray  #: [10] shape coefficients
+    cam_crop: np.ndarray  #: [3] weak-perspective (s, tx, ty) in the crop, as the network outputs it
+    transl: np.ndarray  #: [3] full-image camera translation (CLIFF formula)
+    focal: float  #: full-image focal length (pixels)
+    sigma: np.ndarray | None = None  #: [24] POCO's per-joint uncertainty, as the network outputs it
+    sigma_accumulated: np.ndarray | None = None  #: [24] σ summed along each root→joint chain (official)
+    score: float | None = None  #: official per-person uncertainty (CLIFF: pelvis; PARE/HMR: mean), [0, 0.99]
+    confidence: float | None = None  #: 1 − score, in [0, 1]; see :func:`hpsedge.runtime.confidence.confidence`
+    joint_confidence: np.ndarray | None = None  #: [24] 1 − clip(accumulated σ, 0, 1)
+    vertices: np.ndarray | None = None  #: [6890, 3] with an SMPL file
+    joints3d: np.ndarray | None = None  #: [24, 3] SMPL skeleton joints (forward kinematics)
+    joints45: np.ndarray | None = None  #: [45, 3] 24 + 21 vertex joints (smplx order)
+    joints49: np.ndarray | None = None  #: [49, 3] SPIN/POCO set (needs J_regressor_extra)
+    joints2d: np.ndarray | None = None  #: [24, 2] skeleton joints projected into the image (pixels)
+
+    def to_dict(self, include_mesh: bool = False) -> dict[str, Any]:
+        """JSON-ready dict (lists and floats); the mesh is left out unless asked for (it is 6890×3)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "vertices" and not include_mesh:
+                continue
+            if isinstance(v, np.ndarray):
+                v = np.round(v.astype(np.float64), 6).tolist()
+            elif isinstance(v, (np.floating, float)):
+                v = float(v)
+            out[f.name] = v
+        return out
+
+
+def _engine_probe() -> tuple[dict[str, bool], str | None, str | None, str | None]:
+    """What this machine offers: (available backends, GPU cc, TensorRT version, GPU name). Cheap, lazy."""
+    available = {"trt": False, "cuda_ep": False, "trt_ep": False}
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        provs = onnxruntime.get_available_providers()
+        available["cuda_ep"] = "CUDAExecutionProvider" in provs
+        available["trt_ep"] = "TensorrtExecutionProvider" in provs
+    trt_version = gpu_cc = gpu_name = None
+    if importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("cuda") is not None:
+        try:
+            import tensorrt
+
+            from hpsedge.runtime.backends.cuda import device_info
+
+            trt_version = str(tensorrt.__version__)
+            gpu_name, gpu_cc = device_info()
+            available["trt"] = True
+        except Exception as exc:  # no driver, no GPU: fall back to ONNX Runtime
+            log.info("TensorRT present but unusable here: %s", exc)
+    return available, gpu_cc, trt_version, gpu_name
+
+
+def resolve_folder(path: str | Path) -> tuple[Manifest, str | None]:
+    """Accept an export folder, its manifest, or a bare ``.onnx``/``.engine`` with a manifest beside it."""
+    p = Path(path)
+    if not p.exists():
+        raise ManifestError(f"{p} does not exist", hint="pass a folder written by `hpsedge export onnx|build`")
+    if p.is_dir() or p.name == MANIFEST_NAME:
+        return load_manifest(p), None
+    manifest = load_manifest(p.parent)
+    for key, art in manifest.artifacts.items():
+        if Path(art["file"]).name == p.name:
+            return manifest, key
+    raise ManifestError(
+        f"{p.name} is not listed in {p.parent / MANIFEST_NAME} (it lists: "
+        f"{', '.join(a['file'] for a in manifest.artifacts.values())})"
+    )
+
+
+class Predictor:
+    """Loaded model + pre/post-processing. Build it with :meth:`load`."""
+
+    def __init__(self, manifest: Manifest, backend: Backend, smpl: Any | None = None) -> None:
+        self.manifest = manifest
+        self.backend = backend
+        self.smpl = smpl
+        self.family = manifest.family
+        self.has_sigma = manifest.has_sigma and "sigma" in backend.output_names
+        self.preprocessing = manifest.preprocessing
+        self.postprocessing = manifest.postprocessing
+        self.crop_size = float(self.preprocessing["input_size"][1])
+
+    # ------------------------------------------------------------------------------------------ load
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        backend: str = "auto",
+        device: str = "auto",
+        smpl: str | Path | Any | None = None,
+        j_regressor_extra: str | Path | np.ndarray | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+    ) -> Predictor:
+        """Load an export folder (or a bare ``.onnx``/``.engine`` with its manifest beside it).
+
+        Args:
+            backend: ``"auto"`` (TensorRT when a compatible engine exists, else ONNX Runtime), ``"ort"``
+                or ``"trt"``.
+            device: ONNX Runtime device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"tensorrt"``; for TensorRT a
+                CUDA device index (``"0"``).
+            smpl: SMPL ``.npz``/``.pkl`` (or a loaded :class:`hpsedge.runtime.smpl.SMPL`) for meshes,
+                3D and 2D joints. Without it, results hold parameters, camera and confidence only.
+            j_regressor_extra: ``J_regressor_extra.npy`` for the 49-joint SPIN/POCO set.
+            threads: ONNX Runtime intra-op threads.
+            precision: which ONNX artifact to use (``"fp32"`` default; ``"fp16"``/``"int8"`` when built).
+        """
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        manifest, artifact = resolve_folder(path)
+        if artifact == "engine":
+            backend = "trt"
+        elif artifact is not None and backend == "auto":
+            backend = "ort"
+        chosen = backend
+        if backend == "auto":
+            from hpsedge.runtime.compat import choose_backend
+
+            available, gpu_cc, trt_version, gpu_name = _engine_probe()
+            chosen, _reason = choose_backend(manifest, available, gpu_cc, trt_version, gpu_name=gpu_name)
+        if chosen == "trt":
+            from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+
+            entry = manifest.artifacts.get("engine")
+            if entry is None:
+                raise ManifestError(
+                    "this folder has no TensorRT engine", hint="build one with `hpsedge export build`, or use --backend ort"
+                )
+            engine: Backend = TensorRTBackend(manifest.artifact_path("engine"), entry, device=int(device) if device.isdigit() else 0)
+        else:
+            key = artifact or _onnx_key(manifest, precision)
+            onnx_path = manifest.artifact_path(key)
+            _check_artifact_size(manifest, key, onnx_path)
+            engine = _make_ort(manifest, onnx_path, device, threads)
+        model = _load_smpl(smpl, j_regressor_extra) if smpl is not None else None
+        log.info("loaded %s (%s) on %s", manifest.model_name, engine.name, engine.device)
+        return cls(manifest, engine, model)
+
+    # --------------------------------------------------------------------------------------- predict
+    def predict(self, image: Any, boxes: Any | None = None, bgr: bool = False) -> list[PersonResult]:
+        """Run every person box of one image. ``boxes``: [K,4] x1,y1,x2,y2 pixels (None: whole image)."""
+        if boxes is None:
+            arr = np.asarray(image)
+            if arr.ndim < 2:
+                raise InputError(f"image must be H×W×3 uint8, got shape {arr.shape}")
+            log.info("no boxes given: the whole image is one person box")
+            boxes = np.array([[0.0, 0.0, float(arr.shape[1]), float(arr.shape[0])]], dtype=np.float32)
+        feeds, meta = preprocess(image, boxes, self.preprocessing, bgr=bgr)
+        k = meta.num_persons
+        if k == 0:
+            return []
+        outputs = self.run_batched(feeds)
+        return self.postprocess(outputs, meta, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+
+    def run_batched(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph over all people, in chunks no larger than the backend's max batch."""
+        for name, arr in feeds.items():
+            if not np.isfinite(arr).all():
+                raise InputError(f"graph input '{name}' holds NaN or inf values; check the image and boxes")
+        k = next(iter(feeds.values())).shape[0]
+        step = self.backend.max_batch or k
+        parts = [self.backend.run({n: a[i : i + step] for n, a in feeds.items()}) for i in range(0, k, step)]
+        return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
+
+    def postprocess(self, out: dict[str, np.ndarray], meta: CropMeta, boxes: np.ndarray) -> list[PersonResult]:
+        k = meta.num_persons
+        pose = out["pose"].astype(np.float32)
+        betas = out["betas"].astype(np.float32)
+        cam = out["cam"].astype(np.float32)
+        aa = rotations.rotmat_to_axis_angle(pose).astype(np.float32)
+        transl = camera.full_image_translation(cam, meta.center, meta.size, meta.image_hw, meta.focal).astype(np.float32)
+        sigma = out.get("sigma") if self.has_sigma else None
+        acc = score = conf = jconf = None
+        if sigma is not None:
+            sigma = sigma.astype(np.float32)
+            acc = confidence.accumulate_sigma(sigma)
+            score = confidence.official_score(sigma, self.family)
+            conf = confidence.confidence(sigma, self.family)
+            jconf = confidence.joint_confidence(sigma)
+        body = None
+        joints2d = None
+        if self.smpl is not None:
+            body = self.smpl.forward(betas, pose, return_vertices=True)
+            joints2d = self.project(body.joints, cam, transl, meta)
+
+        def pick(arr: np.ndarray | None, i: int) -> np.ndarray | None:
+            return None if arr is None else arr[i]
+
+        results = []
+        for i in range(k):
+            results.append(
+                PersonResult(
+                    box=boxes[i].astype(np.float32),
+                    center=meta.center[i].astype(np.float32),
+                    size=float(meta.size[i]),
+                    pose_rotmat=pose[i],
+                    pose_axis_angle=aa[i],
+                    betas=betas[i],
+                    cam_crop=cam[i],
+                    transl=transl[i],
+                    focal=float(meta.focal),
+                    sigma=pick(sigma, i),
+                    sigma_accumulated=pick(acc, i),
+                    score=None if score is None else float(score[i]),
+                    confidence=None if conf is None else float(conf[i]),
+                    joint_confidence=pick(jconf, i),
+                    vertices=None if body is None else body.vertices[i],
+                    joints3d=None if body is None else body.joints[i],
+                    joints45=None if body is None else body.joints45[i],
+                    joints49=None if body is None or body.joints49 is None else body.joints49[i],
+                    joints2d=pick(joints2d, i),
+                )
+            )
+        return results
+
+    def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
+        """3D points [K,J,3] in the body frame → image pixels, with each family's official camera.
+
+        CLIFF: the full-image perspective camera (``transl``, focal √(W²+H²)), as POCO-CLIFF's smplcam head.
+        PARE/HMR: the crop camera (f=5000) mapped from the crop to the image, as POCO's demo does.
+        """
+        if self.family == "cliff":
+            return camera.project_full(points, transl, meta.focal, meta.image_hw).astype(np.float32)
+        focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
+        return camera.project_crop_to_image(points, cam, meta.center, meta.size, self.crop_size, focal).astype(
+            np.float32
+        )
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _onnx_key(manifest: Manifest, precision: str | None) -> str:
+    if precision in (None, "fp32"):
+        return "onnx"
+    key = f"onnx_{precision}"
+    if key not in manifest.artifacts:
+        raise ManifestError(
+            f"this folder has no {precision} ONNX graph",
+            hint=f"build it with `hpsedge export build --precision {precision}`",
+        )
+    return key
+
+
+def _check_artifact_size(manifest: Manifest, key: str, path: Path) -> None:
+    """A cheap consistency check (a full sha256 of a 300 MB graph is left to `hpsedge inspect`)."""
+    if not path.exists():
+        raise ManifestError(f"{path} is missing (listed in the manifest as '{key}')", hint="re-export the folder")
+    want = manifest.artifacts[key].get("bytes")
+    if want is not None and path.stat().st_size != int(want):
+        raise ManifestError(
+            f"{path.name} does not match the manifest: {path.stat().st_size} bytes on disk, {want} listed",
+            hint="the file was replaced or truncated; re-export the folder",
+        )
+
+
+def _make_ort(manifest: Manifest, onnx_path: Path, device: str, threads: int | None) -> Backend:
+    from hpsedge.runtime.backends.ort import OrtBackend
+
+    return OrtBackend(
+        onnx_path,
+        device=device,
+        threads=threads,
+        inputs=manifest.inputs,
+        outputs=manifest.outputs,
+        max_batch=manifest.max_batch,
+    )
+
+
+def _load_smpl(smpl: Any, j_regressor_extra: Any) -> Any:
+    from hpsedge.runtime.smpl import SMPL
+
+    if isinstance(smpl, SMPL):
+        return smpl
+    return SMPL.load(smpl, j_regressor_extra=j_regressor_extra)
