@@ -21,9 +21,36 @@ JSON so that a C++ or Rust consumer can read it too. Version 1 looks like this (
       "verification": {...}, "created": "2026-11-23T10:00:00Z"
     }
 
-``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries; an engine entry
-carries ``trt_version``, ``compute_capability`` and ``gpu_name`` so that compatibility is checked
-before TensorRT ever sees the plan.
+``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. The engine entry
+is written by ``hpsedge.export.tensorrt.build_engine`` and read by ``hpsedge.runtime.compat``, which
+checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
+
+    "engine": {
+      "file": "model.fp16.engine",       # relative to the manifest's folder
+      "sha256": "...", "bytes": 123,      # of the plan; checked before deserializing
+      "precision": "fp16",                # label of the ONNX artifact it was built from
+      "source": "model.fp16.onnx",        # that ONNX file
+      "trt_version": "10.3.0.30",         # tensorrt.__version__ at build time
+      "compute_capability": "8.7",        # "major.minor" of the build GPU
+      "gpu_name": "Orin",                 # name of the build GPU
+      "platform": "jetson",               # "jetson" | "desktop"
+      "strongly_typed": true,             # precision from the graph, not builder flags
+      "network_flags": ["STRONGLY_TYPED"], "builder_flags": ["GPU_FALLBACK"],  # TensorRT enum names
+      "version_compatible": false,        # true: runs on the same or a newer TensorRT (needs host code)
+      "exclude_lean_runtime": false,      # version-compatible plan without the embedded lean runtime
+      "hardware_compat": null,            # null | "ampere+" (any sm_80+ desktop GPU; never Jetson)
+      "dla_core": null,                   # null | DLA core index (Jetson only)
+      "gpu_fallback": false,              # DLA builds: layers DLA cannot run go to the GPU
+      "opt_level": 3, "workspace_bytes": null,
+      "profile": {"min": 1, "opt": 4, "max": 16},   # person batch of the optimisation profile
+      "profile_shapes": {"image": {"min": [1, 3, 256, 192], "opt": [...], "max": [...]}, ...},
+      "timing_cache": "timing.cache",     # file name of the timing cache used, or null
+      "on_device": true,                  # built on the machine that runs it
+      "build_seconds": 95.2, "built": "2026-11-23T10:00:00Z"
+    }
+
+The compatibility check needs ``trt_version``, ``compute_capability`` and ``platform``; an entry
+without them is refused with a hint to rebuild on the device.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1085 @@
+"""TensorRT decision logic and glue, tested without TensorRT, CUDA or a GPU.
+
+The pure parts (build planning, engine compatibility, backend choice) are called directly. The parts
+that talk to TensorRT and cuda-python run against small fakes injected into ``sys.modules``: a fake
+``cuda.bindings.runtime`` whose "device memory" is host memory (so copies really move bytes), and a
+fake ``tensorrt`` whose engine computes simple known functions of its inputs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import hashlib
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hpsedge.export.tensorrt import BuildOptions, ProgressEvent, build_engine, plan_build, trt_available
+from hpsedge.runtime.backends import cuda as cudamod
+from hpsedge.runtime.compat import (
+    check_engine_compat,
+    choose_backend,
+    detect_platform,
+    parse_compute_capability,
+    parse_trt_version,
+)
+from hpsedge.runtime.errors import BackendError, ExportError, InputError
+from hpsedge.runtime.manifest import Manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = [("image", ["N", 3, 224, 224]), ("bbox_info", ["N", 3])]
+
+
+# ==== plan_build ================================================================================
+def plan(trt="10.3.0.30", platform="jetson", has_dla=False, specs=SPECS, **kw):
+    return plan_build(BuildOptions(**kw), trt, platform, has_dla, specs)
+
+
+def test_plan_default_10_3_jetson_is_strongly_typed():
+    p = plan()
+    assert p.network_flags == ["STRONGLY_TYPED"]
+    assert p.builder_flags == []
+    assert p.device_type == "GPU" and p.dla_core is None and p.hardware_compat_level is None
+    assert p.profiles == {
+        "image": ((1, 3, 224, 224), (4, 3, 224, 224), (16, 3, 224, 224)),
+        "bbox_info": ((1, 3), (4, 3), (16, 3)),
+    }
+    assert p.strongly_typed
+
+
+def test_plan_default_11_4_strongly_typed():
+    p = plan("11.4.0.106", "desktop")
+    assert p.network_flags == ["STRONGLY_TYPED"] and p.builder_flags == []
+
+
+def test_plan_weak_typing_fp16_on_10_3_uses_builder_flag():
+    p = plan(precision="fp16", weak_typing=True)
+    assert p.network_flags == []
+    assert p.builder_flags == ["FP16"]
+    assert not p.strongly_typed
+
+
+def test_plan_weak_typing_int8_on_10_x():
+    p = plan("10.13.0", "desktop", precision="int8", weak_typing=True)
+    assert p.builder_flags == ["INT8", "FP16"]
+    assert any("deprecated" in n for n in p.notes)
+
+
+def test_plan_weak_typing_on_11_is_refused():
+    with pytest.raises(ExportError, match="strongly typed"):
+        plan("11.4.0", "desktop", precision="fp16", weak_typing=True)
+
+
+def test_plan_dla_on_desktop_is_refused():
+    with pytest.raises(ExportError, match="desktop GPU"):
+        plan(platform="desktop", has_dla=False, dla_core=0, precision="fp16")
+
+
+def test_plan_dla_on_jetson_sets_gpu_fallback_and_core():
+    p = plan(has_dla=True, dla_core=1, precision="fp16")
+    assert p.device_type == "DLA" and p.dla_core == 1
+    assert "GPU_FALLBACK" in p.builder_flags
+    assert p.network_flags == ["STRONGLY_TYPED"]
+
+
+def test_plan_dla_refusals():
+    with pytest.raises(ExportError, match="no DLA cores"):
+        plan(has_dla=False, dla_core=0, precision="fp16")
+    with pytest.raises(ExportError, match=r"11\.0 to 11\.3"):
+        plan("11.2.0", has_dla=True, dla_core=0, precision="fp16")
+    with pytest.raises(ExportError, match="GPU fallback"):
+        plan(has_dla=True, dla_core=0, precision="fp32", gpu_fallback=False)
+    assert plan("11.4.1", has_dla=True, dla_core=0, precision="int8").device_type == "DLA"
+
+
+def test_plan_hardware_compat():
+    with pytest.raises(ExportError, match="not supported on Jetson"):
+        plan(hardware_compat="ampere+")
+    p = plan(platform="desktop", hardware_compat="ampere+")
+    assert p.hardware_compat_level == "AMPERE_PLUS"
+    with pytest.raises(ExportError, match="Ampere or newer"):
+        plan_build(BuildOptions(hardware_compat="ampere+"), "10.8", "desktop", False, SPECS,
+                   compute_capability="7.5")
+    with pytest.raises(ExportError, match="unknown hardware"):
+        plan(platform="desktop", hardware_compat="turing+")
+
+
+def test_plan_version_compatible_flags():
+    assert plan(version_compatible=True).builder_flags == ["VERSION_COMPATIBLE"]
+    p = plan(version_compatible=True, exclude_lean_runtime=True)
+    assert p.builder_flags == ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]
+    with pytest.raises(ExportError, match="version-compatible"):
+        plan(exclude_lean_runtime=True)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"opt_batch": 8, "max_batch": 4}, "opt batch"),
+        ({"min_batch": 0}, "min batch"),
+        ({"max_batch": 0}, "max batch"),
+        ({"min_batch": 5, "max_batch": 4}, "min batch"),
+        ({"opt_level": 6}, "optimisation level"),
+        ({"precision": "bf16"}, "unknown precision"),
+        ({"workspace_bytes": 0}, "workspace"),
+        ({"dla_core": -1, "precision": "fp16"}, "DLA core"),
+    ],
+)
+def test_plan_rejects_bad_options(kw, match):
+    with pytest.raises(ExportError, match=match):
+        plan(has_dla=True, **kw)
+
+
+def test_plan_profile_details():
+    assert plan(max_batch=2).opt_batch == 2
+    p = plan(min_batch=2, opt_batch=3, max_batch=8)
+    assert p.profiles["bbox_info"] == ((2, 3), (3, 3), (8, 3))
+    with pytest.raises(ExportError, match="only the leading batch axis"):
+        plan(specs=[("image", ["N", 3, "H", 224])])
+    with pytest.raises(ExportError, match="too old"):
+        plan("8.6.2")
+    with pytest.raises(ExportError, match="unknown platform"):
+        plan(platform="windows")
+    assert plan(specs=None).profiles is None
+    fixed = plan(specs=[("image", [1, 3, 224, 224])])
+    assert fixed.profiles == {} and any("fixed batch" in n for n in fixed.notes)
+
+
+# ==== check_engine_compat =======================================================================
+def entry(**kw):
+    e = {"file": "model.fp16.engine", "trt_version": "10.3.0.30", "compute_capability": "8.6",
+         "gpu_name": "NVIDIA GeForce RTX 3090", "platform": "desktop", "version_compatible": False,
+         "hardware_compat": None, "dla_core": None}
+    e.update(kw)
+    return e
+
+
+def test_parsers():
+    assert parse_trt_version("10.3.0.30") == (10, 3, 0, 30)
+    assert parse_trt_version("11.4.0.106+cuda13") == (11, 4, 0, 106)
+    assert parse_compute_capability("8.7") == (8, 7)
+    assert parse_compute_capability("sm_87") == (8, 7)
+    assert parse_compute_capability("sm_120") == (12, 0)
+    with pytest.raises(BackendError):
+        parse_trt_version("abc")
+    with pytest.raises(BackendError):
+        parse_compute_capability("87")
+
+
+def test_compat_ok_same_machine():
+    check_engine_compat(entry(), "10.3.0.30", "8.6", "desktop")
+    check_engine_compat(entry(trt_version="10.3.0"), "10.3.0.30", "8.6", "desktop")
+
+
+def test_compat_compute_capability_mismatch_message():
+    with pytest.raises(BackendError) as ei:
+        check_engine_compat(entry(), "10.3.0.30", "8.7", "jetson", gpu_name="Orin", folder="build/poco")
+    text = str(ei.value)
+    assert "sm_86" in text and "RTX 3090" in text
+    assert "sm_87" in text and "Orin" in text
+    assert "hpsedge export build --on-device build/poco" in text
+    assert ei.value.hint and "rebuild" in ei.value.hint
+
+
+def test_compat_trt_version_mismatch():
+    with pytest.raises(BackendError, match=r"TensorRT 10\.3\.0\.30.*TensorRT 10\.8\.0\.43"):
+        check_engine_compat(entry(), "10.8.0.43", "8.6", "desktop")
+    with pytest.raises(BackendError, match="exact"):
+        check_engine_compat(entry(), "10.3.0.26", "8.6", "desktop")
+
+
+def test_compat_version_compatible_engines():
+    vc = entry(version_compatible=True)
+    check_engine_compat(vc, "10.8.0.43", "8.6", "desktop")  # newer minor
+    check_engine_compat(vc, "11.4.0.106", "8.6", "desktop")  # 10 -> 11 is supported
+    with pytest.raises(BackendError, match="older"):
+        check_engine_compat(entry(version_compatible=True, trt_version="10.8.0"), "10.3.0.30", "8.6", "desktop")
+    with pytest.raises(BackendError, match="cannot run TensorRT 8 engines"):
+        check_engine_compat(entry(version_compatible=True, trt_version="8.6.1"), "11.4.0", "8.6", "desktop")
+    with pytest.raises(BackendError, match="sm_86"):  # version compatibility does not cover the GPU
+        check_engine_compat(vc, "10.8.0", "8.9", "desktop")
+
+
+def test_compat_hardware_compat():
+    hw = entry(hardware_compat="ampere+")
+    check_engine_compat(hw, "10.3.0.30", "8.9", "desktop")
+    check_engine_compat(hw, "10.3.0.30", "12.0", "desktop")
+    with pytest.raises(BackendError, match="Jetson"):
+        check_engine_compat(hw, "10.3.0.30", "8.7", "jetson")
+    with pytest.raises(BackendError, match="Ampere or newer"):
+        check_engine_compat(hw, "10.3.0.30", "7.5", "desktop", gpu_name="Tesla T4")
+
+
+def test_compat_missing_or_bad_fields():
+    e = entry()
+    del e["compute_capability"]
+    del e["trt_version"]
+    with pytest.raises(BackendError, match="lacks trt_version, compute_capability") as ei:
+        check_engine_compat(e, "10.3.0.30", "8.6", "desktop")
+    assert "rebuild" in ei.value.hint
+    with pytest.raises(BackendError, match="unreadable"):
+        check_engine_compat(entry(trt_version="ten"), "10.3.0.30", "8.6", "desktop")
+    with pytest.raises(BackendError, match="platform"):
+        check_engine_compat(entry(platform="mars"), "10.3.0.30", "8.6", "desktop")
+
+
+def test_compat_dla_engine_needs_jetson():
+    dla = entry(platform="jetson", compute_capability="8.7", dla_core=0, gpu_name="Orin")
+    check_engine_compat(dla, "10.3.0.30", "8.7", "jetson")
+
+
+# ==== choose_backend ============================================================================
+ALL = {"trt": True, "cuda_ep": True, "trt_ep": False}
+
+
+def raw_manifest(engine=None):
+    arts = {"onnx": {"file": "model.onnx"}}
+    if engine is not None:
+        arts["engine"] = engine
+    return {"artifacts": arts}
+
+
+def test_choose_no_engine_is_ort():
+    choice, reason = choose_backend(raw_manifest(), ALL, "8.6", "10.3.0.30")
+    assert choice == "ort" and "no TensorRT engine" in reason and "CUDA" in reason
+
+
+def test_choose_compatible_engine_is_trt():
+    choice, reason = choose_backend(raw_manifest(entry()), ALL, "8.6", "10.3.0.30", platform="desktop")
+    assert choice == "trt" and "sm_86" in reason
+
+
+def test_choose_falls_back_with_reasons():
+    m = raw_manifest(entry())
+    choice, reason = choose_backend(m, {"trt": False, "cuda_ep": False}, "8.6", "10.3.0.30")
+    assert choice == "ort" and "not importable" in reason and "CPU" in reason
+    assert choose_backend(m, ALL, None, "10.3.0.30")[1].startswith("an engine exists but no CUDA GPU")
+    assert "version is unknown" in choose_backend(m, ALL, "8.6", None)[1]
+    choice, reason = choose_backend(m, ALL, "8.7", "10.3.0.30", gpu_name="Orin")
+    assert choice == "ort" and "sm_86" in reason and "sm_87" in reason
+    choice, reason = choose_backend(m, {"trt": True, "trt_ep": True}, "8.6", "10.8.0")
+    assert choice == "ort" and "TensorRT 10.8.0" in reason and "execution provider" in reason
+
+
+def test_choose_infers_jetson_from_cc():
+    jet = entry(platform="jetson", compute_capability="8.7", gpu_name="Orin")
+    assert choose_backend(raw_manifest(jet), ALL, "8.7", "10.3.0.30")[0] == "trt"
+
+
+def test_choose_missing_engine_file(tmp_path):
+    m = Manifest(path=tmp_path / "manifest.json", raw=raw_manifest(entry()))
+    choice, reason = choose_backend(m, ALL, "8.6", "10.3.0.30", platform="desktop")
+    assert choice == "ort" and "missing" in reason
+    (tmp_path / "model.fp16.engine").write_bytes(b"x")
+    assert choose_backend(m, ALL, "8.6", "10.3.0.30", platform="desktop")[0] == "trt"
+
+
+def test_detect_platform(tmp_path):
+    rel = tmp_path / "nv_tegra_release"
+    assert detect_platform("NVIDIA GeForce RTX 3090", tegra_release=rel) == "desktop"
+    assert detect_platform("Orin", tegra_release=rel) == "jetson"
+    assert detect_platform("NVIDIA Thor", tegra_release=rel) == "jetson"
+    rel.write_text("# R36 (release), REVISION: 4.3")
+    assert detect_platform(None, tegra_release=rel) == "jetson"
+
+
+# ==== fake cuda-python ==========================================================================
+class CudaErr(enum.IntEnum):
+    cudaSuccess = 0
+    cudaErrorMemoryAllocation = 2
+    cudaErrorInsufficientDriver = 35
+    cudaErrorNoDevice = 100
+
+
+class FakeCudart:
+    """Mimics ``cuda.bindings.runtime``: every call returns ``(err, *values)``; device memory is host
+    memory here, so async copies are real ``memmove`` s."""
+
+    cudaError_t = CudaErr
+    cudaMemcpyKind = enum.IntEnum("cudaMemcpyKind", {"cudaMemcpyHostToDevice": 1, "cudaMemcpyDeviceToHost": 2})
+
+    def __init__(self, name=b"NVIDIA GeForce RTX 3090\0\0\0", cc=(8, 6), count=1):
+        self.name, self.cc, self.count = name, cc, count
+        self.device_mem: dict[int, np.ndarray] = {}
+        self.host_mem: dict[int, np.ndarray] = {}
+        self.calls: list[str] = []
+        self.fail: dict[str, CudaErr] = {}
+
+    def _ok(self, fn, *values):
+        self.calls.append(fn)
+        if fn in self.fail:
+            return (self.fail[fn], *([None] * len(values)))
+        return (CudaErr.cudaSuccess, *values)
+
+    def _alloc(self, store, fn, size):
+        arr = np.zeros(max(int(size), 1), np.uint8)
+        store[arr.ctypes.data] = arr
+        return self._ok(fn, arr.ctypes.data)
+
+    def cudaSetDevice(self, device):
+        return self._ok("cudaSetDevice")
+
+    def cudaGetDeviceCount(self):
+        return self._ok("cudaGetDeviceCount", self.count)
+
+    def cudaGetDeviceProperties(self, device):
+        return self._ok("cudaGetDeviceProperties",
+                        SimpleNamespace(name=self.name, major=self.cc[0], minor=self.cc[1]))
+
+    def cudaMalloc(self, size):
+        return self._alloc(self.device_mem, "cudaMalloc", size)
+
+    def cudaMallocHost(self, size):
+        return self._alloc(self.host_mem, "cudaMallocHost", size)
+
+    def cudaFree(self, ptr):
+        self.device_mem.pop(ptr)
+        return self._ok("cudaFree")
+
+    def cudaFreeHost(self, ptr):
+        self.host_mem.pop(ptr)
+        return self._ok("cudaFreeHost")
+
+    def cudaStreamCreate(self):
+        return self._ok("cudaStreamCreate", 1234)
+
+    def cudaStreamSynchronize(self, stream):
+        return self._ok("cudaStreamSynchronize")
+
+    def cudaStreamDestroy(self, stream):
+        return self._ok("cudaStreamDestroy")
+
+    def cudaMemcpyAsync(self, dst, src, count, kind, stream):
+        ctypes.memmove(dst, src, count)
+        return self._ok(f"cudaMemcpyAsync:{int(kind)}")
+
+    def cudaGetErrorName(self, err):
+        return (CudaErr.cudaSuccess, f"cudaErrorCode{int(err)}".encode())
+
+    def cudaGetErrorString(self, err):
+        return (CudaErr.cudaSuccess, b"something went wrong")
+
+
+def install_cuda(monkeypatch, fake=None, module="cuda.bindings.runtime"):
+    fake = fake or FakeCudart()
+    monkeypatch.setitem(sys.modules, module, fake)
+    return fake
+
+
+def test_cuda_check_unwraps_tuples():
+    assert cudamod.check((CudaErr.cudaSuccess, 5), "f") == 5
+    assert cudamod.check((CudaErr.cudaSuccess,), "f") is None
+    assert cudamod.check((0, 1, 2), "f") == (1, 2)
+
+
+def test_cuda_errors_name_the_call():
+    fake = FakeCudart()
+    with pytest.raises(BackendError, match=r"cudaMalloc failed \(cudaErrorMemoryAllocation") as ei:
+        cudamod.check((CudaErr.cudaErrorMemoryAllocation, None), "cudaMalloc", fake)
+    assert "out of GPU memory" in ei.value.hint
+    with pytest.raises(BackendError, match=r"cudaStreamCreate failed \(cudaErrorCode999: something went wrong"):
+        cudamod.check((999, None), "cudaStreamCreate", fake)  # plain int code: name looked up
+
+
+def test_cuda_runtime_with_fake_module(monkeypatch):
+    fake = install_cuda(monkeypatch)
+    cu = cudamod.CudaRuntime(0)
+    assert cu.device_info() == ("NVIDIA GeForce RTX 3090", "8.6")
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    dev, host_in, host_out = cu.malloc(data.nbytes), cu.malloc_host(data.nbytes), cu.malloc_host(data.nbytes)
+    s = cu.stream()
+    assert s.handle == 1234
+    np.copyto(host_in.view(np.float32, (3, 4)), data)
+    cu.memcpy_htod_async(dev.ptr, host_in.ptr, data.nbytes, s)
+    cu.memcpy_dtoh_async(host_out.ptr, dev.ptr, data.nbytes, s)
+    s.synchronize()
+    np.testing.assert_array_equal(host_out.view(np.float32, (3, 4)), data)
+    with pytest.raises(BackendError, match="too small"):
+        host_in.view(np.float32, (4, 4))
+    for b in (dev, host_in, host_out):
+        b.free()
+        b.free()  # idempotent
+    s.destroy()
+    assert not fake.device_mem and not fake.host_mem
+
+    fake.fail["cudaMalloc"] = CudaErr.cudaErrorMemoryAllocation
+    with pytest.raises(BackendError, match="CUDA call cudaMalloc failed"):
+        cu.malloc(16)
+
+
+def test_cuda_device_info_errors(monkeypatch):
+    with pytest.raises(BackendError, match="no CUDA GPU"):
+        cudamod.device_info(0, cudart=FakeCudart(count=0))
+    with pytest.raises(BackendError, match="GPU 3 does not exist"):
+        cudamod.device_info(3, cudart=FakeCudart(count=1))
+    fake = FakeCudart()
+    fake.fail["cudaGetDeviceCount"] = CudaErr.cudaErrorInsufficientDriver
+    with pytest.raises(BackendError, match="cudaGetDeviceCount failed") as ei:
+        cudamod.device_info(0, cudart=fake)
+    assert "driver" in ei.value.hint
+
+
+def test_load_cudart_fallback_and_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)  # cuda-bindings 13 absent
+    legacy = install_cuda(monkeypatch, module="cuda.cudart")
+    assert cudamod.load_cudart() is legacy
+    monkeypatch.setitem(sys.modules, "cuda.cudart", None)
+    with pytest.raises(BackendError, match="cuda-python is not installed") as ei:
+        cudamod.load_cudart()
+    assert ei.value.hint == "pip install cuda-python"
+
+
+# ==== fake tensorrt =============================================================================
+class Severity(enum.IntEnum):
+    INTERNAL_ERROR = 0
+    ERROR = 1
+    WARNING = 2
+    INFO = 3
+    VERBOSE = 4
+
+
+class FakeTRT:
+    """State behind a fake ``tensorrt`` module; ``module()`` builds the module object."""
+
+    def __init__(self, version="10.3.0.30", *, plan=b"FAKE-PLAN", max_batch=8, deserialize_ok=True,
+                 parse_ok=True, build_ok=True, num_dla=0, cache_ok=True, static_batch=None):
+        self.version, self.plan, self.max_batch = version, plan, max_batch
+        self.deserialize_ok, self.parse_ok, self.build_ok = deserialize_ok, parse_ok, build_ok
+        self.num_dla, self.cache_ok = num_dla, cache_ok
+        self.static_batch = static_batch
+        self.calls: list[tuple] = []
+        self.runtime = None
+        self.config = None
+
+    def module(self):
+        st = self
+        m = types.ModuleType("tensorrt")
+        m.__version__ = st.version
+
+        class ILogger:
+            Severity = Severity
+
+            def __init__(self):
+                pass
+
+        class IProgressMonitor:
+            def __init__(self):
+                pass
+
+        m.ILogger, m.IProgressMonitor = ILogger, IProgressMonitor
+        m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
+        flags = ["GPU_FALLBACK", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]
+        if st.version.startswith("10."):
+            flags += ["FP16", "INT8"]
+        m.BuilderFlag = enum.IntEnum("BuilderFlag", flags)
+        m.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE"])
+        m.HardwareCompatibilityLevel = enum.IntEnum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS"])
+        m.DeviceType = enum.IntEnum("DeviceType", ["GPU", "DLA"])
+        m.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
+        m.DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "BF16"])
+        m.nptype = lambda dt: {m.DataType.FLOAT: np.float32, m.DataType.HALF: np.float16}[dt]
+
+        class Cache:
+            def __init__(self, data):
+                self.data = bytes(data)
+
+            def serialize(self):
+                return b"CACHE|" + self.data
+
+        class Config:
+            def __init__(self):
+                self.flags, self.profiles, self.pool = [], [], {}
+                self.builder_optimization_level = 3
+                self.progress_monitor = None
+                self.hardware_compatibility_level = None
+                self.default_device_type = m.DeviceType.GPU
+                self.DLA_core = -1
+                self.timing_cache = None
+
+            def set_memory_pool_limit(self, pool, n):
+                self.pool[pool] = n
+
+            def set_flag(self, flag):
+                self.flags.append(flag.name)
+
+            def add_optimization_profile(self, profile):
+                self.profiles.append(profile)
+                return len(self.profiles) - 1
+
+            def create_timing_cache(self, data):
+                st.calls.append(("create_timing_cache", bytes(data)))
+                return Cache(data)
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                assert ignore_mismatch is False
+                ok = st.cache_ok or cache.data == b""
+                if ok:
+                    self.timing_cache = cache
+                return ok
+
+        class Profile:
+            def __init__(self):
+                self.shapes = {}
+
+            def set_shape(self, name, mn, opt, mx):
+                self.shapes[name] = (tuple(mn), tuple(opt), tuple(mx))
+
+        class Tensor:
+            def __init__(self, name, shape):
+                self.name, self.shape = name, shape
+
+        class Network:
+            def __init__(self, flags):
+                self.flags = flags
+                self.inputs = [Tensor("image", (-1, 3, 2, 2)), Tensor("bbox_info", (-1, 3))]
+
+            @property
+            def num_inputs(self):
+                return len(self.inputs)
+
+            def get_input(self, i):
+                return self.inputs[i]
+
+        class OnnxParser:
+            def __init__(self, network, logger):
+                self.network, self.logger = network, logger
+                self.errors = [] if st.parse_ok else ["In node 3 (Pad): UNSUPPORTED_NODE", "second  error"]
+
+            def parse_from_file(self, path):
+                st.calls.append(("parse_from_file", path))
+                assert isinstance(path, str)
+                return st.parse_ok
+
+            def parse(self, data):
+                raise AssertionError("parse(bytes) breaks external data; use parse_from_file")
+
+            @property
+            def num_errors(self):
+                return len(self.errors)
+
+            def get_error(self, i):
+                return self.errors[i]
+
+        class Builder:
+            def __init__(self, logger):
+                self.logger = logger
+                self.num_DLA_cores = st.num_dla
+
+            def create_network(self, flags):
+                st.calls.append(("create_network", flags))
+                return Network(flags)
+
+            def create_builder_config(self):
+                st.config = Config()
+                return st.config
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                st.calls.append(("build_serialized_network",))
+                mon = config.progress_monitor
+                if mon is not None:
+                    mon.phase_start("Building engine", None, 2)
+                    for i in range(2):
+                        if not mon.step_complete("Building engine", i):
+                            mon.phase_finish("Building engine")
+                            return None
+                    mon.phase_finish("Building engine")
+                if not st.build_ok:
+                    self.logger.log(Severity.ERROR, "Internal Error: out of memory while building tactic")
+                    return None
+                return bytearray(st.plan)
+
+        class Context:
+            def __init__(self, engine):
+                self.engine = engine
+                self.shapes, self.addresses = {}, {}
+                self.address_sets = 0
+
+            def set_input_shape(self, name, shape):
+                self.shapes[name] = tuple(shape)
+                return True
+
+            def set_tensor_address(self, name, ptr):
+                self.addresses[name] = ptr
+                self.address_sets += 1
+                return True
+
+            def _batch(self):
+                return self.shapes["image"][0] if st.static_batch is None else st.static_batch
+
+            def get_tensor_shape(self, name):
+                n = self._batch()
+                return {"cam": (n, 3), "betas": (n, 2)}[name]
+
+            def _array(self, name, shape):
+                count = int(np.prod(shape))
+                buf = (ctypes.c_float * count).from_address(self.addresses[name])
+                return np.frombuffer(buf, np.float32).reshape(shape)
+
+            def execute_async_v3(self, stream):
+                assert stream == 1234
+                n = self._batch()
+                image = self._array("image", (n, 3, 2, 2))
+                bbox = self._array("bbox_info", (n, 3))
+                self._array("cam", (n, 3))[:] = image.mean(axis=(2, 3)) + bbox
+                self._array("betas", (n, 2))[:] = 2 * image[:, :2, 0, 0]
+                return True
+
+        class Engine:
+            io = (("image", "INPUT", (-1, 3, 2, 2)), ("bbox_info", "INPUT", (-1, 3)),
+                  ("cam", "OUTPUT", (-1, 3)), ("betas", "OUTPUT", (-1, 2)))
+
+            num_io_tensors = 4
+
+            def get_tensor_name(self, i):
+                return self.io[i][0]
+
+            def _find(self, name):
+                return next(t for t in self.io if t[0] == name)
+
+            def get_tensor_mode(self, name):
+                return m.TensorIOMode[self._find(name)[1]]
+
+            def get_tensor_dtype(self, name):
+                return m.DataType.FLOAT
+
+            def get_tensor_shape(self, name):
+                shape = self._find(name)[2]
+                return shape if st.static_batch is None else (st.static_batch, *shape[1:])
+
+            def get_tensor_profile_shape(self, name, index):
+                assert index == 0
+                rest = self._find(name)[2][1:]
+                return [(1, *rest), (4, *rest), (st.max_batch, *rest)]
+
+            def create_execution_context(self):
+                st.context = Context(self)
+                return st.context
+
+        class Runtime:
+            def __init__(self, logger):
+                self.logger = logger
+                self.engine_host_code_allowed = False
+                st.runtime = self
+
+            def deserialize_cuda_engine(self, plan):
+                st.calls.append(("deserialize_cuda_engine", bytes(plan)))
+                if not st.deserialize_ok:
+                    self.logger.log(Severity.ERROR, "IRuntime::deserializeCudaEngine: Version tag does not "
+                                                    "match. Current Version: 213, Serialized Engine Version: 232")
+                    return None
+                return Engine()
+
+        m.Builder, m.OnnxParser, m.Runtime = Builder, OnnxParser, Runtime
+        return m
+
+
+def install_trt(monkeypatch, fake=None):
+    fake = fake or FakeTRT()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.module())
+    return fake
+
+
+def engine_file(tmp_path, plan=b"FAKE-PLAN", **kw):
+    path = tmp_path / "model.fp32.engine"
+    path.write_bytes(plan)
+    e = entry(sha256=hashlib.sha256(plan).hexdigest(), bytes=len(plan), file=path.name, **kw)
+    return path, e
+
+
+def feeds(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": rng.standard_normal((n, 3, 2, 2)).astype(np.float32),
+            "bbox_info": rng.standard_normal((n, 3)).astype(np.float32)}
+
+
+# ==== TensorRTBackend ===========================================================================
+def make_backend(tmp_path, monkeypatch, trt=None, cuda=None, entry_kw=None, **kw):
+    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+
+    fake_trt = install_trt(monkeypatch, trt)
+    fake_cuda = install_cuda(monkeypatch, cuda)
+    path, e = engine_file(tmp_path, **(entry_kw or {}))
+    return TensorRTBackend(path, e, 0, platform="desktop", **kw), fake_trt, fake_cuda
+
+
+def test_backend_runs_and_returns_numpy(tmp_path, monkeypatch):
+    be, _, fake_cuda = make_backend(tmp_path, monkeypatch)
+    assert be.input_names == ["image", "bbox_info"] and be.output_names == ["cam", "betas"]
+    assert be.max_batch == 8
+    assert be.device == "TensorRT 10.3.0.30 on NVIDIA GeForce RTX 3090 (sm_86)"
+    f = feeds(3)
+    out = be.run(f)
+    np.testing.assert_allclose(out["cam"], f["image"].mean(axis=(2, 3)) + f["bbox_info"], rtol=1e-6)
+    np.testing.assert_allclose(out["betas"], 2 * f["image"][:, :2, 0, 0], rtol=1e-6)
+    assert out["cam"].dtype == np.float32 and out["cam"].flags.owndata
+    empty = be.run(feeds(0))
+    assert empty["cam"].shape == (0, 3)
+    be.close()
+    assert not fake_cuda.device_mem and not fake_cuda.host_mem
+    assert "cudaStreamDestroy" in fake_cuda.calls
+    with pytest.raises(BackendError, match="closed"):
+        be.run(f)
+
+
+def test_backend_buffers_regrow_only_when_batch_grows(tmp_path, monkeypatch):
+    be, fake_trt, fake_cuda = make_backend(tmp_path, monkeypatch)
+    history = []
+    for n in (2, 1, 2, 3, 4, 1, 5, 8, 7):
+        out = be.run(feeds(n, seed=n))
+        assert out["cam"].shape == (n, 3)
+        history.append((n, be.capacity, be.allocations))
+    assert history == [(2, 2, 1), (1, 2, 1), (2, 2, 1), (3, 4, 2), (4, 4, 2), (1, 4, 2), (5, 8, 3),
+                       (8, 8, 3), (7, 8, 3)]
+    # 4 tensors x (device + pinned host) per allocation round, old ones freed
+    assert fake_cuda.calls.count("cudaMalloc") == 3 * 4 and fake_cuda.calls.count("cudaMallocHost") == 3 * 4
+    assert len(fake_cuda.device_mem) == 4 and len(fake_cuda.host_mem) == 4
+    assert fake_trt.context.address_sets == 3 * 4
+    with pytest.raises(InputError, match="exceeds the engine's maximum of 8"):
+        be.run(feeds(9))
+    be.close()
+
+
+def test_backend_static_batch_engine_pads(tmp_path, monkeypatch):
+    be, fake_trt, _ = make_backend(tmp_path, monkeypatch, trt=FakeTRT(static_batch=4))
+    assert be.max_batch == 4
+    f = feeds(3)
+    out = be.run(f)
+    assert out["cam"].shape == (3, 3)
+    np.testing.assert_allclose(out["cam"], f["image"].mean(axis=(2, 3)) + f["bbox_info"], rtol=1e-6)
+    assert fake_trt.context.shapes == {}  # no set_input_shape on a static engine
+    with pytest.raises(InputError, match="maximum of 4"):
+        be.run(feeds(5))
+    be.close()
+
+
+def test_backend_checks_compat_before_deserializing(tmp_path, monkeypatch):
+    fake_trt = FakeTRT()
+    with pytest.raises(BackendError, match="engine built for sm_86"):
+        make_backend(tmp_path, monkeypatch, trt=fake_trt, cuda=FakeCudart(name=b"Orin", cc=(8, 7)))
+    assert not [c for c in fake_trt.calls if c[0] == "deserialize_cuda_engine"]
+    fake_trt = FakeTRT(version="10.8.0.43")
+    with pytest.raises(BackendError, match=r"TensorRT 10\.8\.0\.43"):
+        make_backend(tmp_path, monkeypatch, trt=fake_trt)
+    assert not fake_trt.calls
+
+
+def test_backend_deserialize_failure_includes_logger_text(tmp_path, monkeypatch):
+    with pytest.raises(BackendError, match="Version tag does not match") as ei:
+        make_backend(tmp_path, monkeypatch, trt=FakeTRT(deserialize_ok=False))
+    assert "could not load model.fp32.engine" in ei.value.message
+    assert "--on-device" in ei.value.hint
+
+
+def test_backend_version_compatible_needs_host_code_opt_in(tmp_path, monkeypatch):
+    with pytest.raises(BackendError, match="version-compatible") as ei:
+        make_backend(tmp_path, monkeypatch, entry_kw={"version_compatible": True})
+    assert "allow_host_code=True" in ei.value.hint
+    be, fake_trt, _ = make_backend(tmp_path, monkeypatch, entry_kw={"version_compatible": True},
+                                   allow_host_code=True)
+    assert fake_trt.runtime.engine_host_code_allowed is True
+    be.close()
+
+
+def test_backend_rejects_modified_plan_and_bad_inputs(tmp_path, monkeypatch):
+    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+
+    install_trt(monkeypatch)
+    install_cuda(monkeypatch)
+    path, e = engine_file(tmp_path)
+    path.write_bytes(b"FAKE-PLAX")
+    with pytest.raises(BackendError, match="sha256"):
+        TensorRTBackend(path, e, platform="desktop")
+    path.write_bytes(b"FAKE-PLAN")
+    be = TensorRTBackend(path, e, platform="desktop")
+    with pytest.raises(InputError, match="missing input"):
+        be.run({"image": feeds(1)["image"]})
+    with pytest.raises(InputError, match="shape"):
+        be.run({"image": np.zeros((1, 3, 4, 4), np.float32), "bbox_info": np.zeros((1, 3), np.float32)})
+    with pytest.raises(InputError, match="batch size"):
+        be.run({"image": np.zeros((2, 3, 2, 2), np.float32), "bbox_info": np.zeros((1, 3), np.float32)})
+    be.close()
+    # no manifest entry: still loads (with a warning), TensorRT does its own checks
+    TensorRTBackend(path, None, platform="desktop").close()
+
+
+def test_backend_missing_dependencies(tmp_path, monkeypatch):
+    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+
+    path, e = engine_file(tmp_path)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendError, match="TensorRT is not installed") as ei:
+        TensorRTBackend(path, e)
+    assert "backend='ort'" in ei.value.hint
+    install_trt(monkeypatch, FakeTRT(version="8.6.2"))
+    with pytest.raises(BackendError, match="too old"):
+        TensorRTBackend(path, e)
+    install_trt(monkeypatch)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
+    monkeypatch.setitem(sys.modules, "cuda.cudart", None)
+    with pytest.raises(BackendError, match="cuda-python") as ei:
+        TensorRTBackend(path, e)
+    assert ei.value.hint == "pip install cuda-python"
+
+
+def test_logger_captures_messages(monkeypatch):
+    from hpsedge.runtime.backends.tensorrt import make_logger
+
+    trt = install_trt(monkeypatch).module()
+    lg = make_logger(trt)
+    lg.log(Severity.INFO, "chatty")
+    lg.log(Severity.WARNING, "careful")
+    assert lg.summary() == "careful"
+    lg.log(Severity.ERROR, "broken\n  badly")
+    lg.log(Severity.INTERNAL_ERROR, "worse")
+    assert lg.errors() == ["broken\n  badly", "worse"]
+    assert lg.summary() == "broken badly | worse"
+
+
+# ==== build_engine ==============================================================================
+def onnx_file(tmp_path):
+    p = tmp_path / "model.onnx"
+    p.write_bytes(b"not really onnx")
+    return p
+
+
+def test_build_engine_call_sequence(tmp_path, monkeypatch):
+    fake = install_trt(monkeypatch)
+    install_cuda(monkeypatch)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"OLD")
+    events: list[ProgressEvent] = []
+    opts = BuildOptions(precision="fp16", max_batch=8, opt_batch=2, workspace_bytes=1 << 30, opt_level=2,
+                        timing_cache=cache)
+    out = tmp_path / "out" / "model.fp16.engine"
+    e = build_engine(onnx_file(tmp_path), out, opts, progress=events.append, platform="desktop")
+
+    names = [c[0] for c in fake.calls]
+    assert names.index("parse_from_file") < names.index("build_serialized_network")
+    assert ("parse_from_file", str(tmp_path / "model.onnx")) in fake.calls
+    assert ("create_network", 1 << 1) in fake.calls  # STRONGLY_TYPED
+    assert ("create_timing_cache", b"OLD") in fake.calls
+    cfg = fake.config
+    assert cfg.flags == [] and cfg.builder_optimization_level == 2
+    assert list(cfg.pool.values()) == [1 << 30]
+    assert cfg.profiles[0].shapes == {"image": ((1, 3, 2, 2), (2, 3, 2, 2), (8, 3, 2, 2)),
+                                      "bbox_info": ((1, 3), (2, 3), (8, 3))}
+    assert cache.read_bytes() == b"CACHE|OLD"  # saved after the build
+    assert out.read_bytes() == b"FAKE-PLAN"
+    assert [p.name for p in out.parent.iterdir()] == ["model.fp16.engine"]  # no temp file left
+    assert [(ev.kind, ev.step, ev.total) for ev in events] == [("start", 0, 2), ("step", 1, 2), ("step", 2, 2),
+                                                               ("finish", 2, 2)]
+    assert e["file"] == "model.fp16.engine" and e["bytes"] == 9
+    assert e["sha256"] == hashlib.sha256(b"FAKE-PLAN").hexdigest()
+    assert e["trt_version"] == "10.3.0.30" and e["compute_capability"] == "8.6"
+    assert e["gpu_name"] == "NVIDIA GeForce RTX 3090" and e["platform"] == "desktop"
+    assert e["profile"] == {"min": 1, "opt": 2, "max": 8}
+    assert e["network_flags"] == ["STRONGLY_TYPED"] and e["strongly_typed"] is True
+    assert e["version_compatible"] is False and e["hardware_compat"] is None and e["dla_core"] is None
+    json.dumps(e)
+    # the entry it wrote is accepted by the runtime's compatibility check on the same machine
+    check_engine_compat(e, "10.3.0.30", "8.6", "desktop")
+
+
+def test_build_engine_none_plan_raises_with_logger_text(tmp_path, monkeypatch):
+    install_trt(monkeypatch, FakeTRT(build_ok=False))
+    install_cuda(monkeypatch)
+    out = tmp_path / "model.engine"
+    with pytest.raises(ExportError, match="out of memory while building tactic"):
+        build_engine(onnx_file(tmp_path), out, BuildOptions(), platform="desktop")
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_build_engine_parse_errors(tmp_path, monkeypatch):
+    install_trt(monkeypatch, FakeTRT(parse_ok=False))
+    install_cuda(monkeypatch)
+    with pytest.raises(ExportError, match=r"could not parse model\.onnx: In node 3 \(Pad\).*; second error"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(), platform="desktop")
+
+
+def test_build_engine_weak_typing_and_portability_flags(tmp_path, monkeypatch):
+    fake = install_trt(monkeypatch)
+    install_cuda(monkeypatch)
+    opts = BuildOptions(precision="fp16", weak_typing=True, version_compatible=True, hardware_compat="ampere+")
+    e = build_engine(onnx_file(tmp_path), tmp_path / "m.engine", opts, platform="desktop",
+                     input_specs=[("image", ["N", 3, 2, 2]), ("bbox_info", ["N", 3])])
+    assert ("create_network", 0) in fake.calls
+    assert fake.config.flags == ["FP16", "VERSION_COMPATIBLE"]
+    assert fake.config.hardware_compatibility_level.name == "AMPERE_PLUS"
+    assert e["builder_flags"] == ["FP16", "VERSION_COMPATIBLE"] and e["strongly_typed"] is False
+    assert e["version_compatible"] is True and e["hardware_compat"] == "ampere+"
+
+
+def test_build_engine_refusals_before_parsing(tmp_path, monkeypatch):
+    fake = install_trt(monkeypatch, FakeTRT(version="11.4.0.106"))
+    install_cuda(monkeypatch)
+    with pytest.raises(ExportError, match="strongly typed networks only"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(weak_typing=True), platform="desktop")
+    with pytest.raises(ExportError, match="desktop GPU"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(dla_core=0, precision="fp16"),
+                     platform="desktop")
+    assert not [c for c in fake.calls if c[0] == "parse_from_file"]
+    with pytest.raises(ExportError, match="does not exist"):
+        build_engine(tmp_path / "absent.onnx", tmp_path / "m.engine", BuildOptions())
+    with pytest.raises(ExportError, match="not inputs of"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(), platform="desktop",
+                     input_specs=[("pixels", ["N", 3, 2, 2])])
+
+
+def test_build_engine_dla_on_jetson(tmp_path, monkeypatch):
+    fake = install_trt(monkeypatch, FakeTRT(num_dla=2))
+    install_cuda(monkeypatch, FakeCudart(name=b"Orin", cc=(8, 7)))
+    e = build_engine(onnx_file(tmp_path), tmp_path / "m.engine",
+                     BuildOptions(precision="fp16", dla_core=1), platform="jetson")
+    assert fake.config.default_device_type.name == "DLA" and fake.config.DLA_core == 1
+    assert fake.config.flags == ["GPU_FALLBACK"]
+    assert e["dla_core"] == 1 and e["gpu_fallback"] is True and e["platform"] == "jetson"
+
+
+def test_build_engine_timing_cache_mismatch_starts_fresh(tmp_path, monkeypatch):
+    fake = install_trt(monkeypatch, FakeTRT(cache_ok=False))
+    install_cuda(monkeypatch)
+    cache = tmp_path / "tc.bin"
+    cache.write_bytes(b"FROM-ANOTHER-GPU")
+    build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(timing_cache=cache), platform="desktop")
+    assert [c[1] for c in fake.calls if c[0] == "create_timing_cache"] == [b"FROM-ANOTHER-GPU", b""]
+    assert cache.read_bytes() == b"CACHE|"
+
+
+def test_build_engine_cancel_from_progress(tmp_path, monkeypatch):
+    install_trt(monkeypatch)
+    install_cuda(monkeypatch)
+
+    def cb(ev):
+        return ev.kind != "step"
+
+    with pytest.raises(ExportError, match="cancelled"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(), progress=cb, platform="desktop")
+
+
+def test_trt_available(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    ok, reason = trt_available()
+    assert not ok and "TensorRT is not installed" in reason
+    install_trt(monkeypatch)
+    install_cuda(monkeypatch)
+    ok, reason = trt_available()
+    assert ok and "10.3.0.30" in reason and "8.6" in reason
+
+
+# ==== import hygiene and the smoke script ========================================================
+def _stub_dir(tmp_path: Path) -> Path:
+    """Modules named tensorrt / cuda that fail loudly if anything imports them."""
+    d = tmp_path / "stubs"
+    (d / "cuda").mkdir(parents=True, exist_ok=True)
+    (d / "tensorrt.py").write_text("raise ImportError('stub: tensorrt imported')\n")
+    (d / "cuda" / "__init__.py").write_text("raise ImportError('stub: cuda imported')\n")
+    return d
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(_stub_dir(tmp_path)), str(ROOT / "src")])
+    return env
+
+
+def test_modules_import_without_tensorrt_or_cuda(tmp_path):
+    code = (
+        "import sys\n"
+        "import hpsedge.runtime.backends.tensorrt, hpsedge.runtime.backends.cuda, hpsedge.runtime.compat\n"
+        "import hpsedge.export.tensorrt\n"
+        "bad = [m for m in ('tensorrt', 'cuda', 'cuda.bindings', 'torch', 'onnx') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_gpu_smoke_help_and_exit_code(tmp_path):
+    script = str(ROOT / "benchmarks" / "gpu_smoke.py")
+    r = subprocess.run([sys.executable, script, "--help"], env=_env(tmp_path), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "usage" in r.stdout and "--max-batch" in r.stdout
+    r = subprocess.run([sys.executable, script, str(tmp_path)], env=_env(tmp_path), capture_output=True,
+                       text=True)
+    assert r.returncode == 2, r.stderr
+    assert "cannot run here" in r.stderr and "TensorRT is not installed" in r.stderr
+
+
+def _tiny_export_folder(folder: Path) -> None:
+    """An export folder whose ONNX graph computes what the fake engine computes."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    f32 = TensorProto.FLOAT
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["m"], axes=[2, 3], keepdims=0),
+        helper.make_node("Add", ["m", "bbox_info"], ["cam"]),
+        helper.make_node("Slice", ["image", "starts", "ends", "axes"], ["s"]),
+        helper.make_node("Flatten", ["s"], ["sf"], axis=1),
+        helper.make_node("Mul", ["sf", "two"], ["betas"]),
+    ]
+    inits = [
+        helper.make_tensor("starts", TensorProto.INT64, [3], [0, 0, 0]),
+        helper.make_tensor("ends", TensorProto.INT64, [3], [2, 1, 1]),
+        helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3]),
+        helper.make_tensor("two", f32, [], [2.0]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("image", f32, ["N", 3, 2, 2]),
+         helper.make_tensor_value_info("bbox_info", f32, ["N", 3])],
+        [helper.make_tensor_value_info("cam", f32, ["N", 3]),
+         helper.make_tensor_value_info("betas", f32, ["N", 2])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "model.onnx"))
+    manifest = {
+        "schema": "hpsedge.manifest", "schema_version": 1,
+        "model": {"name": "tiny", "family": "cliff"},
+        "inputs": [{"name": "image", "shape": ["N", 3, 2, 2]}, {"name": "bbox_info", "shape": ["N", 3]}],
+        "outputs": [{"name": "cam", "shape": ["N", 3]}, {"name": "betas", "shape": ["N", 2]}],
+        "preprocessing": {"input_size": [2, 2]},
+        "precision": "fp32", "max_batch": 8,
+        "artifacts": {"onnx": {"file": "model.onnx", "precision": "fp32"}},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
+    """The whole smoke script against fake TensorRT/CUDA and real ONNX Runtime on a tiny graph."""
+    pytest.importorskip("onnxruntime")
+    import importlib.util
+
+    folder = tmp_path / "export"
+    _tiny_export_folder(folder)
+    install_trt(monkeypatch)
+    install_cuda(monkeypatch)
+    spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    out = tmp_path / "smoke.json"
+    rc = smoke.main([str(folder), "--iters", "2", "--warmup", "0", "--json", str(out)])
+    assert rc == 0, capsys.readouterr()
+    res = json.loads(out.read_text())
+    assert set(res["batches"]) == {"1", "8"}
+    for b in res["batches"].values():
+        assert b["trt_ms"] >= 0 and b["ort_cpu_ms"] >= 0
+        for e in b["errors"].values():
+            assert e["max_abs"] < 1e-5 and e["finite"]
+    assert res["engine"]["file"] == "model.fp32.engine"
+    assert not (folder / "model.fp32.engine").exists()  # built in a temporary folder by default
