@@ -7,10 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from hpsedge.models.backbones import hrnet_w32_pose, hrnet_w48_cls, resnet50  # noqa: E402
+from hpsedge.models.backbones import hrnet_w32_pose, hrnet_w48_cls, resnet50
 
 KEYS_DIR = Path(__file__).parent / "data" / "keys"
 

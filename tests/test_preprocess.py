@@ -130,7 +130,7 @@ def test_crop_matrix_maps_centre_and_corner() -> None:
 
 
 def test_crop_matrix_matches_official_patch_transform() -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     # The official gen_trans_from_patch_cv (scale 1, rot 0) built from three float32 point pairs:
     # centre → (W/2, H/2), centre + (0, h/2) → (W/2, H), centre + (w/2, 0) → (W, H/2).
     cx, cy, bw, bh, pw, ph = 321.7, 143.2, 187.3, 187.3, 224, 224
@@ -226,7 +226,7 @@ def _cv2_crops(cv2: object, image: np.ndarray, matrices: np.ndarray, out_hw: tup
 
 
 def test_crop_matches_cv2_on_the_1_32_grid() -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     rng = np.random.default_rng(2)
     img = rng.integers(0, 256, size=(150, 200, 3), dtype=np.uint8)
     # Centres on the 1/32 grid, box/crop ratios 1.25, 0.4375, 2.5, 0.875 (multiples of 1/32): every
@@ -245,7 +245,7 @@ def test_crop_matches_cv2_on_the_1_32_grid() -> None:
 
 
 def test_crop_matches_cv2_at_arbitrary_coordinates() -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     h, w, amp = 150, 200, 200.0
     smooth = smooth_image(h, w, amp)
     lx, ly = amp * np.pi / (w + 1), amp * np.pi / (h + 1)
@@ -265,7 +265,7 @@ def test_crop_matches_cv2_at_arbitrary_coordinates() -> None:
 
 
 def test_crop_general_affine_matches_cv2() -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     h, w, amp = 150, 200, 200.0
     f = smooth_image(h, w, amp).astype(np.float32)
     lx, ly = amp * np.pi / (w + 1), amp * np.pi / (h + 1)
