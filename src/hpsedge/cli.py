@@ -9,6 +9,7 @@ traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -94,6 +95,28 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _precision_options(
+    calib: Path | None,
+    method: str | None,
+    keep_fp32: list[str] | None,
+    exclude_int8: list[str] | None,
+    max_drop_deg: float | None,
+    min_sigma_rank_corr: float | None,
+    smpl: Path | None,
+) -> dict[str, object]:
+    """Only the options the user set, so apply_precision's own defaults hold otherwise."""
+    opts = {
+        "calib": calib,
+        "method": method,
+        "keep_fp32": keep_fp32 or None,
+        "exclude_int8": exclude_int8 or None,
+        "max_drop_deg": max_drop_deg,
+        "min_sigma_rank_corr": min_sigma_rank_corr,
+        "smpl": smpl,
+    }
+    return {k: v for k, v in opts.items() if v is not None}
+
+
 # -------------------------------------------------------------------------------------------------
 @app.command("models")
 def models_cmd() -> None:
@@ -132,6 +155,22 @@ def export_onnx_cmd(
         bool,
         typer.Option("--unsafe-pickle", help="Allow full unpickling of a checkpoint you trust (can run code)."),
     ] = False,
+    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8: also write model.<precision>.onnx.")] = "fp32",
+    calib: Annotated[Path | None, typer.Option(help="Calibration set (.npz from `hpsedge calib make`) for int8.")] = None,
+    calib_method: Annotated[str | None, typer.Option(help="INT8 calibration: max | entropy | percentile.")] = None,
+    keep_fp32: Annotated[
+        list[str] | None, typer.Option("--keep-fp32", help="FP16: node-name pattern kept in FP32 (repeatable).")
+    ] = None,
+    exclude_int8: Annotated[
+        list[str] | None, typer.Option("--exclude-int8", help="INT8: node-name pattern left unquantized (repeatable).")
+    ] = None,
+    max_drop_deg: Annotated[
+        float | None, typer.Option("--max-drop-deg", help="Fail if the mean pose error vs FP32 exceeds this.")
+    ] = None,
+    min_sigma_rank_corr: Annotated[
+        float | None, typer.Option("--min-sigma-rank-corr", help="Fail if σ's rank correlation vs FP32 is lower.")
+    ] = None,
+    smpl: Annotated[Path | None, typer.Option(help="SMPL file: adds MPJPE/vertex error (mm) to the report.")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
 ) -> None:
     """Export MODEL to OUT/model.onnx with a manifest, verified against PyTorch with ONNX Runtime."""
@@ -148,6 +187,10 @@ def export_onnx_cmd(
             force=force,
             tiny=tiny,
             unsafe_pickle=unsafe_pickle,
+            precision=precision,
+            precision_options=_precision_options(
+                calib, calib_method, keep_fp32, exclude_int8, max_drop_deg, min_sigma_rank_corr, smpl
+            ),
             progress=step,
         )
     m = result.manifest
@@ -163,6 +206,11 @@ def export_onnx_cmd(
     )
     for n, figs in ver["per_batch"].items():
         console.print("   N=" + n + ": " + ", ".join(f"{k} {v['max_abs']:.1e}" for k, v in figs.items()) + " (max abs)")
+    for key, art in m["artifacts"].items():
+        if key.startswith("onnx_"):
+            console.print(f"  {art['precision']}: {result.out_dir / art['file']} ({_fmt_bytes(art['bytes'])})")
+    if "accuracy" in m:
+        console.print(f"  accuracy vs fp32: {json.dumps(m['accuracy'])} (report.md)")
     if m["checkpoint"].get("random_init"):
         console.print("  [yellow]random weights (no --checkpoint): outputs are meaningless[/yellow]")
     console.print(f"  manifest: {result.out_dir / 'manifest.json'}")
@@ -192,8 +240,6 @@ def run_cmd(
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,
 ) -> None:
     """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image."""
-    import json
-
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn
 

@@ -41,6 +41,7 @@ DEFAULT_MAX_BATCH = 16
 DEFAULT_TOLERANCE = 1e-3
 VERIFY_BATCHES = (1, 3)
 ONNX_NAME = "model.onnx"
+PRECISIONS = ("fp32", "fp16", "int8")
 
 #: called with (step description) as the export advances; the CLI drives a progress display with it
 ProgressFn = Callable[[str], None]
@@ -243,6 +244,76 @@ def build_manifest(
     return manifest
 
 
+def write_export(
+    folder: Path,
+    model: HPSNetwork,
+    loaded: Any,
+    *,
+    tiny: bool,
+    opset: int = DEFAULT_OPSET,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Trace, check and verify ``model`` into ``folder/model.onnx``; return the manifest (not yet written).
+
+    ``folder`` is a scratch folder owned by the caller (see :func:`atomic_folder`); ``loaded`` is the
+    :class:`~hpsedge.models.checkpoints.LoadedCheckpoint` or None for random weights.
+    """
+    step = progress or (lambda _msg: None)
+    spec = model.spec
+    onnx_path = folder / ONNX_NAME
+    step(f"tracing to ONNX (opset {opset})")
+    trace_to_onnx(model, onnx_path, opset=opset)
+    step("checking the graph")
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the exported graph is not valid ONNX: {str(exc).splitlines()[0]}") from None
+    bad = forbidden_ops(proto)
+    if bad:
+        raise ExportError(
+            f"the graph contains {', '.join(bad)}, which TensorRT cannot parse without plugins",
+            hint=f"ops {sorted(FORBIDDEN_OPS)} must be rewritten in the model code",
+        )
+    ops = op_histogram(proto)
+    del proto
+    step("verifying with ONNX Runtime")
+    verification = verify_onnx(model, onnx_path, tolerance=tolerance)
+    ckpt_info: dict[str, Any] = {"random_init": loaded is None}
+    if loaded is not None:
+        ckpt_info.update({"file": loaded.path.name, "sha256": loaded.sha256, "dropped_keys": len(loaded.dropped)})
+    artifacts = {
+        "onnx": {
+            "file": ONNX_NAME,
+            "sha256": sha256_file(onnx_path),
+            "bytes": onnx_path.stat().st_size,
+            "precision": "fp32",
+        }
+    }
+    return build_manifest(
+        spec,
+        tiny=tiny,
+        params=sum(p.numel() for p in model.parameters()),
+        checkpoint=ckpt_info,
+        opset=opset,
+        max_batch=max_batch,
+        artifacts=artifacts,
+        verification=verification,
+        ops=ops,
+    )
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    validate_manifest(manifest, source="generated manifest")
+    path = folder / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def export_onnx(
     model_name: str,
     out_dir: str | Path,
@@ -254,66 +325,37 @@ def export_onnx(
     tiny: bool = False,
     unsafe_pickle: bool = False,
     tolerance: float = DEFAULT_TOLERANCE,
+    precision: str = "fp32",
+    precision_options: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
 ) -> ExportResult:
-    """Export zoo model ``model_name`` to ``out_dir/model.onnx`` with a manifest; verify it first."""
+    """Export zoo model ``model_name`` to ``out_dir/model.onnx`` with a manifest; verify it first.
+
+    With ``precision`` "fp16" or "int8", ``model.<precision>.onnx`` and the accuracy-drop report are
+    written too (:func:`hpsedge.export.precision.apply_precision`, with ``precision_options``).
+    """
     step = progress or (lambda _msg: None)
     out = Path(out_dir)
     if opset < 13:
         raise HpsedgeError(f"opset {opset} is too old; use 13 or newer (17 is the default)")
     if max_batch < 1:
         raise HpsedgeError(f"--max-batch must be at least 1 (got {max_batch})")
+    if precision not in PRECISIONS:
+        raise HpsedgeError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     check_target(out, force)
     t0 = time.perf_counter()
     step("building the model")
     model, spec, loaded = build_model(model_name, checkpoint=checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny)
-    assert isinstance(model, HPSNetwork)
-    params = sum(p.numel() for p in model.parameters())
     with atomic_folder(out, force) as tmp:
-        onnx_path = tmp / ONNX_NAME
-        step(f"tracing to ONNX (opset {opset})")
-        trace_to_onnx(model, onnx_path, opset=opset)
-        step("checking the graph")
-        import onnx
-
-        proto = onnx.load(str(onnx_path))
-        try:
-            onnx.checker.check_model(proto, full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"the exported graph is not valid ONNX: {str(exc).splitlines()[0]}") from None
-        bad = forbidden_ops(proto)
-        if bad:
-            raise ExportError(
-                f"the graph contains {', '.join(bad)}, which TensorRT cannot parse without plugins",
-                hint=f"ops {sorted(FORBIDDEN_OPS)} must be rewritten in the model code",
-            )
-        ops = op_histogram(proto)
-        del proto
-        step("verifying with ONNX Runtime")
-        verification = verify_onnx(model, onnx_path, tolerance=tolerance)
-        ckpt_info: dict[str, Any] = {"random_init": loaded is None}
-        if loaded is not None:
-            ckpt_info.update({"file": loaded.path.name, "sha256": loaded.sha256, "dropped_keys": len(loaded.dropped)})
-        artifacts = {
-            "onnx": {
-                "file": ONNX_NAME,
-                "sha256": sha256_file(onnx_path),
-                "bytes": onnx_path.stat().st_size,
-                "precision": "fp32",
-            }
-        }
-        manifest = build_manifest(
-            spec,
-            tiny=tiny,
-            params=params,
-            checkpoint=ckpt_info,
-            opset=opset,
-            max_batch=max_batch,
-            artifacts=artifacts,
-            verification=verification,
-            ops=ops,
+        manifest = write_export(
+            tmp, model, loaded, tiny=tiny, opset=opset, max_batch=max_batch, tolerance=tolerance, progress=step
         )
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if precision != "fp32":
+            from hpsedge.export.precision import apply_precision
+
+            step(f"{precision} graph and accuracy report")
+            apply_precision(tmp, manifest, precision, progress=step, **(precision_options or {}))
+        write_manifest(tmp, manifest)
         step("writing the folder")
     seconds = time.perf_counter() - t0
     log.info("exported %s to %s in %.1f s", spec.name, out, seconds)
