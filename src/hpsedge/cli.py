@@ -36,7 +36,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-export_app = typer.Typer(help="Export a zoo model: `onnx` (verified ONNX graph + manifest).", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Export a zoo model: `onnx` (verified graph + manifest) or `build` (the whole chain to an engine).",
+    no_args_is_help=True,
+)
 smpl_app = typer.Typer(help="Inspect and convert SMPL body-model files.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 app.add_typer(smpl_app, name="smpl")
@@ -214,6 +217,108 @@ def export_onnx_cmd(
     if m["checkpoint"].get("random_init"):
         console.print("  [yellow]random weights (no --checkpoint): outputs are meaningless[/yellow]")
     console.print(f"  manifest: {result.out_dir / 'manifest.json'}")
+
+
+@export_app.command("build")
+def export_build_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Zoo model name (see `hpsedge models`).")] = "poco-cliff",
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Official or hpsedge checkpoint.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8 (baked into the graph).")] = "fp16",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Build folder [default: build/MODEL-PRECISION].")] = None,
+    calib: Annotated[Path | None, typer.Option(help="INT8 calibration set (.npz from `hpsedge calib make`).")] = None,
+    calib_images: Annotated[
+        Path | None, typer.Option("--calib-images", help="INT8 without --calib: make the set from these images.")
+    ] = None,
+    calib_boxes: Annotated[Path | None, typer.Option("--calib-boxes", help="Person boxes for --calib-images.")] = None,
+    calib_method: Annotated[str | None, typer.Option(help="INT8 calibration: max | entropy | percentile.")] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Largest person batch (engine profile max).")] = 16,
+    opt_batch: Annotated[int | None, typer.Option("--opt-batch", help="Batch TensorRT tunes for.")] = None,
+    workspace_mb: Annotated[int | None, typer.Option("--workspace-mb", help="TensorRT workspace limit (MiB).")] = None,
+    opt_level: Annotated[int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0–5.")] = 3,
+    dla: Annotated[int | None, typer.Option("--dla", help="Jetson DLA core (GPU fallback on).")] = None,
+    version_compatible: Annotated[
+        bool, typer.Option("--version-compatible", help="Engine that newer TensorRT versions can run.")
+    ] = False,
+    hardware_compat: Annotated[
+        str | None, typer.Option("--hardware-compat", help="'ampere+': one engine for Ampere and newer (desktop).")
+    ] = None,
+    weak_typing: Annotated[
+        bool, typer.Option("--weak-typing", help="TensorRT 10 only: precision from builder flags (legacy path).")
+    ] = False,
+    on_device: Annotated[
+        Path | None, typer.Option("--on-device", help="Build the engine of an existing FOLDER on this machine.")
+    ] = None,
+    require_engine: Annotated[
+        bool, typer.Option("--require-engine", help="Fail when no TensorRT engine can be built here.")
+    ] = False,
+    max_drop_deg: Annotated[float | None, typer.Option("--max-drop-deg", help="Fail above this pose error.")] = None,
+    min_sigma_rank_corr: Annotated[
+        float | None, typer.Option("--min-sigma-rank-corr", help="Fail below this σ rank correlation.")
+    ] = None,
+    smpl: Annotated[Path | None, typer.Option(help="SMPL file: MPJPE/vertex error in the report.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
+    unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Trust a pickled checkpoint.")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
+) -> None:
+    """The whole chain: export, verify, precision, accuracy report, TensorRT engine, in one folder."""
+    from hpsedge.export.build import BuildConfig, export_build, rebuild_on_device
+
+    cfg = BuildConfig(
+        model=model, out=out or Path("build") / f"{model}-{precision}", checkpoint=checkpoint, precision=precision,
+        calib=calib, calib_images=calib_images, calib_boxes=calib_boxes,
+        precision_options=_precision_options(None, calib_method, None, None, max_drop_deg, min_sigma_rank_corr, smpl),
+        max_batch=max_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
+        version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
+        require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle,
+    )
+    title = f"build {on_device.name if on_device else model} ({precision})"
+    with _progress(title) as step:
+        def trt_step(event: object) -> None:
+            kind, phase = getattr(event, "kind", ""), getattr(event, "phase", "")
+            if kind == "step":
+                step(f"TensorRT {phase} {getattr(event, 'step', 0)}/{getattr(event, 'total', 0)}")
+            elif kind == "start":
+                step(f"TensorRT {phase}")
+
+        result = (rebuild_on_device(on_device, cfg, progress=step, trt_progress=trt_step) if on_device
+                  else export_build(cfg, progress=step, trt_progress=trt_step))
+    m = result.manifest
+    console.print(f"[green]✓[/green] {m['model']['name']} ({m.get('precision', 'fp32')}) → [bold]{result.folder}[/bold] "
+                  f"in {result.seconds:.1f} s")
+    for key, art in m["artifacts"].items():
+        path = result.folder / art["file"]
+        size = _fmt_bytes(path.stat().st_size) if path.exists() else "?"
+        console.print(f"  {key:10s} {art['file']} ({size})")
+    if "accuracy" in m:
+        console.print(f"  accuracy vs fp32: {json.dumps(m['accuracy'])}")
+    checks = m.get("trt_check", {})
+    for name, chk in checks.items():
+        console.print(f"  TensorRT static check ({name}): " + ("ok" if chk["ok"] else "; ".join(chk["errors"])))
+    if result.engine_built:
+        console.print(f"  engine: {result.engine_reason}")
+    else:
+        console.print(f"[yellow]  no TensorRT engine built: {result.engine_reason}[/yellow] "
+                      "(the folder runs on ONNX Runtime; build the engine on the target with --on-device)")
+    console.print(f"  next: hpsedge run {result.folder} --image photo.jpg   |   hpsedge inspect {result.folder}")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    path: Annotated[Path, typer.Argument(help="A build/export folder, its manifest, an .onnx or an .engine file.")],
+) -> None:
+    """Manifest summary, graph I/O, op histogram, and whether (and how) this machine can run it."""
+    from hpsedge.inspect import inspect_path
+
+    info = inspect_path(path)
+    for section, rows in info.items():
+        if not rows:
+            continue
+        table = Table(title=section, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in rows.items():
+            table.add_row(str(key), str(value))
+        console.print(table)
 
 
 # -------------------------------------------------------------------------------------------------

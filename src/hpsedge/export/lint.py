@@ -1,32 +1,184 @@
-"""Static checks of exported graphs: which ops they hold and whether TensorRT can parse them as is."""
+"""Static checks of exported graphs: which ops they hold and whether TensorRT can parse them as is.
+
+The support table is the ONNX-TensorRT parser's operator matrix for TensorRT 10 (opsets 9–20; op names
+only, written down from the parser's published documentation). TensorRT 11 changed how precision is
+typed, not the parser's op set, so 11 uses the same table. On top of what the parser accepts, hpsedge
+forbids Einsum (only partly supported) and ScatterND (in-place writes; slow) by policy, and checks the
+restrictions that bite precision graphs: Q/DQ zero points must be zero and INT8 (UINT8 exists only as a
+network input/output type in TensorRT), Resize modes, and the opset range.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 #: ops we never want in a graph that TensorRT will consume: Einsum is only partly supported, and
-#: ScatterND (from in-place indexed writes) needs a plugin on older versions and is slow everywhere.
+#: ScatterND (from in-place indexed writes) needs care on older versions and is slow everywhere.
 FORBIDDEN_OPS: frozenset[str] = frozenset({"Einsum", "ScatterND"})
+
+_TRT10_SUPPORTED = """
+Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike Ceil
+Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace
+DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND
+Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU
+HardSigmoid HardSwish Hardmax Identity If ImageScaler InstanceNormalization IsInf IsNaN LayerNormalization
+LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean
+MeanVarianceNormalization Min Mish Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow
+PRelu QuantizeLinear RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal ReduceL1
+ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu
+Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape
+Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan
+Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
+"""
+#: TensorRT major version → ONNX ops its parser supports (default domain)
+TRT_SUPPORTED_OPS: dict[int, frozenset[str]] = {
+    10: frozenset(_TRT10_SUPPORTED.split()),
+    11: frozenset(_TRT10_SUPPORTED.split()),
+}
+#: TensorRT major version → supported opset range of the default domain
+TRT_OPSET_RANGE: dict[int, tuple[int, int]] = {10: (9, 20), 11: (9, 20)}
+
+_RESIZE_MODES = {"nearest", "linear"}
+_RESIZE_COORD = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
+_ONNX_UINT8, _ONNX_DOUBLE = 2, 11  # TensorProto data types
 
 
 def op_histogram(model: Any) -> dict[str, int]:
     """Count node op types in an ``onnx.ModelProto`` (sub-graphs included), sorted by name."""
     counts: Counter[str] = Counter()
-
-    def visit(graph: Any) -> None:
-        for node in graph.node:
-            counts[node.op_type if not node.domain or node.domain == "ai.onnx" else f"{node.domain}::{node.op_type}"] += 1
-            for attr in node.attribute:
-                if attr.g is not None and len(attr.g.node):
-                    visit(attr.g)
-                for g in attr.graphs:
-                    visit(g)
-
-    visit(model.graph)
+    for node in _nodes(model.graph):
+        counts[_op_name(node)] += 1
     return dict(sorted(counts.items()))
 
 
 def forbidden_ops(model: Any, forbidden: frozenset[str] = FORBIDDEN_OPS) -> list[str]:
     """The forbidden op types present in ``model`` (empty when the graph is clean)."""
     return sorted(set(op_histogram(model)) & forbidden)
+
+
+def _op_name(node: Any) -> str:
+    return node.op_type if not node.domain or node.domain == "ai.onnx" else f"{node.domain}::{node.op_type}"
+
+
+def _nodes(graph: Any) -> list[Any]:
+    out = []
+    for node in graph.node:
+        out.append(node)
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                out.extend(_nodes(attr.g))
+            for g in attr.graphs:
+                out.extend(_nodes(g))
+    return out
+
+
+@dataclass
+class Finding:
+    level: str  # "error" | "warning"
+    message: str
+
+
+@dataclass
+class LintReport:
+    """What the static TensorRT check found; ``ok`` when there is no error."""
+
+    trt_major: int
+    ops: dict[str, int]
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.level == "error" for f in self.findings)
+
+    @property
+    def errors(self) -> list[str]:
+        return [f.message for f in self.findings if f.level == "error"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trt_major": self.trt_major,
+            "ok": self.ok,
+            "findings": [{"level": f.level, "message": f.message} for f in self.findings],
+            "ops": self.ops,
+        }
+
+    def to_markdown(self, title: str = "TensorRT static check") -> str:
+        verdict = "passes" if self.ok else "FAILS"
+        lines = [f"### {title} (TensorRT {self.trt_major}.x parser): {verdict}", ""]
+        if self.findings:
+            lines += [f"- **{f.level}**: {f.message}" for f in self.findings]
+        else:
+            lines.append("- every op is supported by the parser; no Einsum/ScatterND; Q/DQ and types are as TensorRT needs")
+        lines += ["", "| op | count |", "|---|---:|"]
+        lines += [f"| {op} | {n} |" for op, n in self.ops.items()]
+        return "\n".join(lines) + "\n"
+
+
+def _attr(node: Any, name: str, default: Any = None) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            if a.type == a.STRING:
+                return a.s.decode()
+            if a.type == a.INT:
+                return a.i
+            return a
+    return default
+
+
+def _zero_point_problem(node: Any, inits: dict[str, Any]) -> str | None:
+    """Q/DQ zero point must be an INT8 zero (TensorRT: symmetric quantization only)."""
+    if len(node.input) < 3 or not node.input[2]:
+        return None
+    name = node.input[2]
+    init = inits.get(name)
+    if init is None:
+        return None
+    if init.data_type == _ONNX_UINT8:
+        return f"{node.op_type} '{node.name}' quantizes to UINT8 (asymmetric); TensorRT needs symmetric INT8"
+    from onnx import numpy_helper
+
+    if numpy_helper.to_array(init).any():
+        return f"{node.op_type} '{node.name}' has a non-zero zero point; TensorRT needs symmetric quantization"
+    return None
+
+
+def check_trt_support(model: Any, trt_major: int = 10, forbidden: frozenset[str] = FORBIDDEN_OPS) -> LintReport:
+    """Check an ``onnx.ModelProto`` against what TensorRT ``trt_major``'s ONNX parser accepts."""
+    if trt_major not in TRT_SUPPORTED_OPS:
+        raise ValueError(f"no support table for TensorRT {trt_major} (known: {sorted(TRT_SUPPORTED_OPS)})")
+    supported = TRT_SUPPORTED_OPS[trt_major]
+    report = LintReport(trt_major=trt_major, ops=op_histogram(model))
+    lo, hi = TRT_OPSET_RANGE[trt_major]
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and not lo <= imp.version <= hi:
+            report.findings.append(Finding("error", f"opset {imp.version} is outside TensorRT {trt_major}'s range {lo}–{hi}"))
+    unsupported = sorted(op for op in report.ops if "::" in op or op not in supported)
+    if unsupported:
+        report.findings.append(Finding("error", f"ops the TensorRT {trt_major} parser does not support: {', '.join(unsupported)}"))
+    policy = sorted(set(report.ops) & forbidden)
+    if policy:
+        report.findings.append(Finding("error", f"ops hpsedge keeps out of TensorRT graphs: {', '.join(policy)}"))
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in _nodes(model.graph):
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            problem = _zero_point_problem(node, inits)
+            if problem:
+                report.findings.append(Finding("error", problem))
+        elif node.op_type == "Resize":
+            mode = _attr(node, "mode", "nearest")
+            coord = _attr(node, "coordinate_transformation_mode", "half_pixel")
+            if mode not in _RESIZE_MODES or coord not in _RESIZE_COORD:
+                report.findings.append(Finding("error", f"Resize '{node.name}' uses mode={mode}, coordinates={coord}"))
+            if _attr(node, "antialias", 0):
+                report.findings.append(Finding("error", f"Resize '{node.name}' uses antialiasing"))
+    doubles = [i.name for i in model.graph.initializer if i.data_type == _ONNX_DOUBLE]
+    if doubles:
+        report.findings.append(
+            Finding("warning", f"{len(doubles)} float64 initializer(s) (e.g. {doubles[0]}): TensorRT casts them to float32")
+        )
+    for vi in list(model.graph.input) + list(model.graph.output):
+        if vi.type.tensor_type.elem_type == _ONNX_DOUBLE:
+            report.findings.append(Finding("error", f"graph I/O '{vi.name}' is float64; TensorRT does not take it"))
+    return report

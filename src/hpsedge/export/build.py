@@ -1,0 +1,317 @@
+"""``hpsedge export build``: checkpoint → verified ONNX → precision graph → report → TensorRT engine.
+
+One command leaves one self-describing folder that the runtime loads and that can be copied to a Jetson::
+
+    build/poco-cliff-fp16/
+      manifest.json          schema-versioned; the runtime validates it
+      model.onnx             FP32 reference graph (verified against PyTorch)
+      model.fp16.onnx        the precision graph (FP16 casts / INT8 Q/DQ live in the graph)
+      model.fp16.engine      when TensorRT and a GPU are present
+      timing.cache           TensorRT's tactic timings, reused by later builds on the same GPU
+      report.md/.json        accuracy drop vs FP32, TensorRT static check, verification
+
+Where TensorRT or a GPU is missing, everything but the engine is built, one line says why, and the
+command succeeds (the folder runs on ONNX Runtime); ``require_engine`` turns that into an error. On the
+target device, ``rebuild_on_device`` builds the engine from an existing folder's graph (the usual Jetson
+workflow: export on a workstation, build where it runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpsedge.export.lint import LintReport, check_trt_support
+from hpsedge.export.onnx import (
+    ONNX_NAME,
+    PRECISIONS,
+    ProgressFn,
+    atomic_folder,
+    check_target,
+    write_export,
+    write_manifest,
+)
+from hpsedge.runtime.errors import ExportError, HpsedgeError
+from hpsedge.runtime.manifest import MANIFEST_NAME, load_manifest, validate_manifest
+
+log = logging.getLogger(__name__)
+
+TIMING_CACHE = "timing.cache"
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+
+
+@dataclass
+class BuildConfig:
+    """Everything ``hpsedge export build`` takes (CLI flags map one to one)."""
+
+    model: str
+    out: Path
+    checkpoint: Path | None = None
+    precision: str = "fp16"
+    calib: Path | None = None
+    calib_images: Path | None = None
+    calib_boxes: Path | None = None
+    calib_max_samples: int = 512
+    calib_select: str = "random"
+    precision_options: dict[str, Any] = field(default_factory=dict)
+    opset: int = 17
+    min_batch: int = 1
+    opt_batch: int | None = None
+    max_batch: int = 16
+    workspace_mb: int | None = None
+    opt_level: int = 3
+    dla_core: int | None = None
+    version_compatible: bool = False
+    hardware_compat: str | None = None
+    weak_typing: bool = False
+    require_engine: bool = False
+    force: bool = False
+    tiny: bool = False
+    unsafe_pickle: bool = False
+    extra_model_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    folder: Path
+    manifest: dict[str, Any]
+    engine_built: bool
+    engine_reason: str
+    seconds: float
+    stage_seconds: dict[str, float]
+
+
+def graph_key(precision: str) -> str:
+    """Manifest artifact key of the graph TensorRT consumes for ``precision``."""
+    return "onnx" if precision == "fp32" else f"onnx_{precision}"
+
+
+def engine_name(precision: str) -> str:
+    return f"model.{precision}.engine"
+
+
+def _trt_options(cfg: BuildConfig, folder: Path) -> Any:
+    from hpsedge.export.tensorrt import BuildOptions
+
+    return BuildOptions(
+        precision=cfg.precision,
+        min_batch=cfg.min_batch,
+        opt_batch=cfg.opt_batch,
+        max_batch=cfg.max_batch,
+        workspace_bytes=cfg.workspace_mb * (1 << 20) if cfg.workspace_mb else None,
+        opt_level=cfg.opt_level,
+        timing_cache=folder / TIMING_CACHE,
+        dla_core=cfg.dla_core,
+        version_compatible=cfg.version_compatible,
+        hardware_compat=cfg.hardware_compat,
+        weak_typing=cfg.weak_typing,
+    )
+
+
+def installed_trt_major() -> int | None:
+    """TensorRT's major version when it imports here (no GPU needed), else None."""
+    try:
+        import tensorrt
+    except Exception:
+        return None
+    try:
+        return int(str(tensorrt.__version__).split(".")[0])
+    except ValueError:
+        return None
+
+
+def lint_graph(path: Path, trt_majors: tuple[int, ...]) -> list[LintReport]:
+    """The static TensorRT check of the graph at ``path`` for each TensorRT major version."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return [check_trt_support(proto, major) for major in trt_majors]
+
+
+def _engine_step(
+    cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn, trt_progress: Callable | None
+) -> tuple[bool, str]:
+    """Build the engine into ``folder`` if TensorRT and a GPU are here; return (built, reason)."""
+    from hpsedge.export.tensorrt import build_engine, trt_available
+
+    ok, reason = trt_available()
+    if not ok:
+        manifest["engine_status"] = {"built": False, "reason": reason}
+        if cfg.require_engine:
+            raise ExportError(f"no TensorRT engine could be built: {reason}", hint="drop --require-engine to build the rest")
+        return False, reason
+    key = graph_key(cfg.precision)
+    graph = folder / manifest["artifacts"][key]["file"]
+    step(f"building the TensorRT engine from {graph.name}")
+    entry = build_engine(
+        graph, folder / engine_name(cfg.precision), _trt_options(cfg, folder), progress=trt_progress,
+        input_specs=[(t["name"], t["shape"]) for t in manifest["inputs"]],
+    )
+    entry.setdefault("source", manifest["artifacts"][key]["file"])
+    manifest["artifacts"]["engine"] = entry
+    manifest["engine_status"] = {"built": True, "reason": f"TensorRT {entry.get('trt_version')} on {entry.get('gpu_name')}"}
+    return True, manifest["engine_status"]["reason"]
+
+
+def _write_reports(folder: Path, manifest: dict[str, Any], lint: list[LintReport], stage_seconds: dict[str, float]) -> None:
+    """Merge the build's own sections into report.md/report.json (the precision step may have begun them)."""
+    report_json = folder / REPORT_JSON
+    data = json.loads(report_json.read_text()) if report_json.exists() else {}
+    data["verification"] = manifest.get("verification")
+    data["trt_check"] = [r.to_dict() for r in lint]
+    data["engine"] = manifest.get("engine_status")
+    data["build_seconds"] = stage_seconds
+    report_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    md_path = folder / REPORT_MD
+    head = md_path.read_text() if md_path.exists() else ""
+    m = manifest["model"]
+    ver = manifest.get("verification", {})
+    lines = [
+        f"# hpsedge build report: {m['name']} ({manifest.get('precision', 'fp32')})",
+        "",
+        f"- checkpoint: {manifest['checkpoint'].get('file', 'none (random weights)')}",
+        f"- FP32 graph vs PyTorch (ONNX Runtime CPU, N={ver.get('batches')}): worst relative error "
+        f"{ver.get('worst_rel_error', float('nan')):.2e}",
+        f"- engine: {'built' if manifest.get('engine_status', {}).get('built') else 'not built'} — "
+        f"{manifest.get('engine_status', {}).get('reason', '')}",
+        "- stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in stage_seconds.items()),
+        "",
+    ]
+    body = "\n".join(lines)
+    if head:
+        body += "\n## Accuracy vs FP32\n\n" + head.strip() + "\n"
+    body += "\n## TensorRT static check\n\n" + "\n".join(r.to_markdown() for r in lint)
+    md_path.write_text(body, encoding="utf-8")
+    manifest["artifacts"]["report"] = {"file": REPORT_MD}
+    manifest["trt_check"] = {f"trt{r.trt_major}": {"ok": r.ok, "errors": r.errors} for r in lint}
+
+
+def _make_calibration(cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn) -> Path:
+    """INT8 without --calib: build a calibration set from --calib-images with the runtime's preprocessing."""
+    if cfg.calib is not None:
+        return cfg.calib
+    if cfg.calib_images is None:
+        raise HpsedgeError(
+            "INT8 needs calibration data",
+            hint="pass --calib calib.npz (from `hpsedge calib make`) or --calib-images DIR [--calib-boxes JSON]",
+        )
+    from hpsedge.calib.sets import make_calibration_set
+
+    step(f"calibration set from {cfg.calib_images}")
+    write_manifest(folder, manifest)  # the calibration code reads the FP32 folder like any export folder
+    out = folder / "calib.npz"
+    make_calibration_set(
+        folder, images=cfg.calib_images, boxes=cfg.calib_boxes, out=out,
+        max_samples=cfg.calib_max_samples, select=cfg.calib_select,
+    )
+    manifest["artifacts"]["calib"] = {"file": out.name}
+    return out
+
+
+def export_build(
+    cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
+) -> BuildResult:
+    """Run the whole chain into ``cfg.out`` atomically (see the module docstring)."""
+    from hpsedge.models.checkpoints import build_model
+
+    step = progress or (lambda _msg: None)
+    if cfg.precision not in PRECISIONS:
+        raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
+    if not 1 <= cfg.min_batch <= cfg.max_batch:
+        raise HpsedgeError(f"batch profile needs 1 ≤ min ≤ max (got min {cfg.min_batch}, max {cfg.max_batch})")
+    if cfg.opt_batch is not None and not cfg.min_batch <= cfg.opt_batch <= cfg.max_batch:
+        raise HpsedgeError(f"--opt-batch {cfg.opt_batch} must lie within [{cfg.min_batch}, {cfg.max_batch}]")
+    if cfg.precision == "int8" and cfg.calib is None and cfg.calib_images is None:
+        raise HpsedgeError(
+            "INT8 needs calibration data",
+            hint="pass --calib calib.npz (from `hpsedge calib make`) or --calib-images DIR [--calib-boxes JSON]",
+        )
+    check_target(cfg.out, cfg.force)
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            stages[name] = time.perf_counter() - t
+
+    step("building the model")
+    model, _spec, loaded = timed(
+        "model",
+        lambda: build_model(cfg.model, checkpoint=cfg.checkpoint, unsafe_pickle=cfg.unsafe_pickle, tiny=cfg.tiny,
+                            **cfg.extra_model_args),
+    )
+    with atomic_folder(cfg.out, cfg.force) as tmp:
+        t = time.perf_counter()
+        manifest = write_export(tmp, model, loaded, tiny=cfg.tiny, opset=cfg.opset, max_batch=cfg.max_batch, progress=step)
+        stages["export+verify"] = time.perf_counter() - t
+        del model  # free the PyTorch weights before the precision and engine steps
+        if cfg.precision != "fp32":
+            from hpsedge.export.precision import apply_precision
+
+            calib = timed("calibration", lambda: _make_calibration(cfg, tmp, manifest, step)) if cfg.precision == "int8" else None
+            opts = dict(cfg.precision_options)
+            if calib is not None:
+                opts["calib"] = calib
+            step(f"{cfg.precision} graph and accuracy report")
+            timed("precision", lambda: apply_precision(tmp, manifest, cfg.precision, progress=step, **opts))
+        step("TensorRT static check")
+        installed = installed_trt_major()
+        majors = (installed,) if installed in (10, 11) else (10, 11)
+        graph = tmp / manifest["artifacts"][graph_key(cfg.precision)]["file"]
+        lint = timed("trt-check", lambda: lint_graph(graph, majors))
+        if not all(r.ok for r in lint):
+            log.warning("TensorRT static check: %s", "; ".join(e for r in lint for e in r.errors))
+        built, reason = timed("engine", lambda: _engine_step(cfg, tmp, manifest, step, trt_progress))
+        manifest["build"] = {
+            "command": "export build",
+            "precision": cfg.precision,
+            "profile": {"min": cfg.min_batch, "opt": cfg.opt_batch, "max": cfg.max_batch},
+            "seconds": {k: round(v, 2) for k, v in stages.items()},
+        }
+        _write_reports(tmp, manifest, lint, stages)
+        write_manifest(tmp, manifest)
+        step("writing the folder")
+    return BuildResult(cfg.out, manifest, built, reason, time.perf_counter() - t0, stages)
+
+
+def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | None = None,
+                      trt_progress: Callable | None = None) -> BuildResult:
+    """Build (or rebuild) the engine of an existing folder on this machine, from the folder's graph.
+
+    The folder's manifest picks the graph (its ``precision``); the engine and the manifest are replaced
+    atomically, each by a rename, so an interrupted rebuild leaves the previous state.
+    """
+    step = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    m = load_manifest(folder)
+    manifest = m.raw
+    precision = str(manifest.get("precision", "fp32"))
+    if graph_key(precision) not in manifest["artifacts"]:
+        raise HpsedgeError(f"{folder} lists no {precision} graph to build from", hint="re-run `hpsedge export build`")
+    if "engine" in manifest["artifacts"] and not cfg.force:
+        raise HpsedgeError(f"{folder} already has an engine ({manifest['artifacts']['engine']['file']})",
+                           hint="pass --force to rebuild it")
+    rebuild = BuildConfig(**{**cfg.__dict__, "precision": precision, "require_engine": True,
+                             "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
+    built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress)
+    manifest["artifacts"]["engine"]["on_device"] = True
+    validate_manifest(manifest, source="rebuilt manifest")
+    fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp_name, folder / MANIFEST_NAME)
+    return BuildResult(folder, manifest, built, reason, time.perf_counter() - t0, {"engine": time.perf_counter() - t0})
+
+
+__all__ = ["ONNX_NAME", "BuildConfig", "BuildResult", "export_build", "graph_key", "lint_graph", "rebuild_on_device"]
