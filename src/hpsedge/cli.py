@@ -405,7 +405,7 @@ def run_cmd(
     for r in results[:5] if len(images) == 1 else []:
         conf = "-" if r.confidence is None else f"{r.confidence:.2f}"
         console.print(f"  person at {np.round(r.box).astype(int).tolist()}: confidence {conf}, "
-                      f"translation {np.round(r.transl, 2).tolist()} m")
+                      f"translation {np.round(r.transl.astype(float), 2).tolist()} m")
 
 
 @smpl_app.command("convert")
