@@ -8,12 +8,13 @@ what two thread pools in one process do to each other. Cases: B = 1 and 64, rota
 axis-angle input, vertices + joints and joints only (smplx has no joints-only path: it always skins the mesh).
 Both use 2 threads (torch.set_num_threads, OpenBLAS's default on a 2-core machine).
 
-Also runs the same measurement in a child process with ``OPENBLAS_CORETYPE`` changed (Haswell, i.e. AVX2
+Then repeats B=1/64 with a busy neighbour process spinning on one core, and runs the main measurement again
+in a child process with ``OPENBLAS_CORETYPE`` changed (Haswell, i.e. AVX2
 kernels, when unset here; unset when it is set), because numpy's OpenBLAS picks its kernels from it.
 
 Writes ``benchmarks/results/smpl_decoder.json`` and ``benchmarks/results/smpl_decoder.md``.
 
-    python benchmarks/smpl_decoder.py [--calls-b1 400] [--calls-b64 60] [--no-coretype]
+    python benchmarks/smpl_decoder.py [--calls-b1 400] [--calls-b64 60] [--no-coretype] [--no-contention]
 """
 
 from __future__ import annotations
@@ -157,7 +158,12 @@ def _row(B: int, inp: str, mode: str, t_ours: list, t_ref: list, busy: float, **
 
 
 def measure(
-    calls_b1: int, calls_b64: int, blocks: int = 10, warm: int = 3, settle_s: float = 0.2
+    calls_b1: int,
+    calls_b64: int,
+    contention: bool = True,
+    blocks: int = 10,
+    warm: int = 3,
+    settle_s: float = 0.2,
 ) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "tests"))
@@ -166,18 +172,18 @@ def measure(
 
     import smpl_synth
     from hpsedge.runtime.rotations import axis_angle_to_rotmat
-    from hpsedge.runtime.smpl import SMPL
+    from hpsedge.runtime.smpl import SMPL, convert_to_npz
 
     torch.set_num_threads(THREADS)
     with tempfile.TemporaryDirectory(prefix="hpsedge-smpl-bench-") as tmp:
         arrays = smpl_synth.make_smpl_arrays(num_betas=10, seed=0)
         pkl = smpl_synth.write_synthetic_smpl(tmp, style="official", arrays=arrays)
         clean = smpl_synth.write_synthetic_smpl(tmp, style="clean", arrays=arrays)
-        npz = smpl_synth.write_synthetic_smpl(tmp, style="npz", arrays=arrays)
+        npz = convert_to_npz(pkl, Path(tmp) / "SMPL_NEUTRAL_f32.npz")  # what the runtime is meant to load
         extra = smpl_synth.write_j_regressor_extra(Path(tmp) / "J_regressor_extra.npy")
 
         load_ms = {}
-        for name, path in (("official .pkl", pkl), (".npz", npz)):
+        for name, path in (("official .pkl", pkl), ("float32 .npz from convert_to_npz", npz)):
             t = time.perf_counter()
             SMPL.load(path, j_regressor_extra=extra)
             load_ms[name] = (time.perf_counter() - t) * 1e3
@@ -185,7 +191,7 @@ def measure(
         ref = smplx.SMPL(model_path=str(clean))
         ref.eval()
 
-        rows, mixed = [], []
+        rows, mixed, contended = [], [], []
         max_err = 0.0
         for B in (1, 64):
             rng = np.random.default_rng(B)
@@ -229,12 +235,31 @@ def measure(
                         _row(B, "rotmat", "vertices+joints", t_o, t_r, busy, thread_mode=thread_mode)
                     )
                 ours.thread_mode = "auto"
+                if contention:  # a neighbour process busy on one of the cores
+                    busy_proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    try:
+                        time.sleep(0.5)
+                        for thread_mode in ("auto", "ours"):
+                            ours.thread_mode = thread_mode
+
+                            def ours_fn(betas=betas, rot=rot, transl=transl) -> Any:
+                                return ours.forward(betas, rot, transl)
+
+                            t_o, t_r, busy = _pair(ours_fn, smplx_rot, n // 2, blocks, warm, settle_s)
+                            contended.append(
+                                _row(B, "rotmat", "vertices+joints", t_o, t_r, busy, thread_mode=thread_mode)
+                            )
+                    finally:
+                        busy_proc.terminate()
+                        busy_proc.wait()
+                        ours.thread_mode = "auto"
     import smplx as _smplx  # for the version only
     import torch as _torch
 
     return {
         "rows": rows,
         "mixed_rows": mixed,
+        "contended_rows": contended,
         "max_abs_vertex_diff_vs_smplx_m": max_err,
         "load_ms": {k: round(v, 1) for k, v in load_ms.items()},
         "env": {
@@ -256,15 +281,15 @@ def measure(
 # --------------------------------------------------------------------------------------------- report
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
-        "| B | input | output | hpsedge (ms) | smplx (ms) | smplx / hpsedge | target |",
-        "|---:|---|---|---:|---:|---:|---|",
+        "| B | input | output | hpsedge (ms) | smplx (ms) | smplx / hpsedge | target | neighbours (cores) |",
+        "|---:|---|---|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         target = TARGETS_MS.get((r["B"], r["output"]))
         tgt = f"≤ {target} ms {'✓' if r['hpsedge_ms'] <= target else '✗'}" if target else ""
         out.append(
             f"| {r['B']} | {r['input']} | {r['output']} | {r['hpsedge_ms']:.3f} | {r['smplx_ms']:.3f} | "
-            f"{r['smplx_over_hpsedge']:.2f}× | {tgt} |"
+            f"{r['smplx_over_hpsedge']:.2f}× | {tgt} | {r['neighbour_cpu_fraction']:.2f} |"
         )
     return out
 
@@ -316,6 +341,21 @@ def write_report(main: dict[str, Any], variant: dict[str, Any] | None, out_dir: 
         ),
         "",
     ]
+    if main["contended_rows"]:
+        lines += [
+            "## With a busy neighbour",
+            "",
+            "A second process spinning on one of the two cores during these runs (blocks as in the main table).",
+            "",
+            "| B | thread_mode | hpsedge (ms) | smplx (ms) | neighbour (cores) |",
+            "|---:|---|---:|---:|---:|",
+            *(
+                f"| {r['B']} | {r['thread_mode']} | {r['hpsedge_ms']:.3f} | {r['smplx_ms']:.3f} | "
+                f"{r['neighbour_cpu_fraction']:.2f} |"
+                for r in main["contended_rows"]
+            ),
+            "",
+        ]
     busy = max(r["neighbour_cpu_fraction"] for r in main["rows"])
     lines += [
         f"Other processes used up to {busy:.2f} of a core during a case (from /proc/stat); on this shared 2-core "
@@ -341,16 +381,17 @@ def main() -> None:
     ap.add_argument("--calls-b1", type=int, default=400)
     ap.add_argument("--calls-b64", type=int, default=60)
     ap.add_argument("--no-coretype", action="store_true", help="skip the OPENBLAS_CORETYPE child run")
+    ap.add_argument("--no-contention", action="store_true", help="skip the busy-neighbour runs")
     ap.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
     if args.child_json is not None:
-        args.child_json.write_text(json.dumps(measure(args.calls_b1, args.calls_b64)))
+        args.child_json.write_text(json.dumps(measure(args.calls_b1, args.calls_b64, contention=False)))
         return
 
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE') or 'unset'}", flush=True)
-    result = measure(args.calls_b1, args.calls_b64)
+    result = measure(args.calls_b1, args.calls_b64, contention=not args.no_contention)
     variant = None
     if not args.no_coretype:
         env = dict(os.environ)

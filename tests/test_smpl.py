@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -421,6 +423,59 @@ def test_other_extra_regressors(smpl_pkl: Path, smpl_model: SMPL) -> None:
     )
     with pytest.raises(SMPLFileError, match=r"\[K, 6890\]"):
         SMPL.load(smpl_pkl, j_regressor_extra=np.ones((9, 100)))
+
+
+def test_extra_regressor_files(tmp_path: Path, smpl_pkl: Path, smpl_model: SMPL) -> None:
+    """.npy (SPIN), a pickled array (HMR2's SMPL_to_J19.pkl style); hostile or wrong files are refused."""
+    reg = smpl_model.j_regressor_extra.astype(np.float64)
+    pkl = tmp_path / "SMPL_to_J9.pkl"
+    pkl.write_bytes(pickle.dumps(reg, protocol=2))
+    npy = tmp_path / "J_regressor_extra_fortran.npy"
+    np.save(npy, np.asfortranarray(reg))
+    betas, aa, transl = _random_inputs(2, seed=12)
+    expect = smpl_model.forward(betas, aa, transl).joints49
+    for path in (pkl, npy):
+        out = SMPL.load(smpl_pkl, j_regressor_extra=path).forward(betas, aa, transl)
+        np.testing.assert_allclose(out.joints49, expect, atol=1e-6)
+    marker = tmp_path / "pwned"
+    evil = smpl_synth.write_forbidden_pickle(tmp_path / "J19.pkl", marker)
+    with pytest.raises(SMPLFileError, match="forbidden global"):
+        SMPL.load(smpl_pkl, j_regressor_extra=evil)
+    assert not marker.exists()
+    with pytest.raises(SMPLFileError, match="no such file"):
+        SMPL.load(smpl_pkl, j_regressor_extra=tmp_path / "missing.npy")
+    with pytest.raises(SMPLFileError, match=r"\.npz"):
+        SMPL.load(
+            smpl_pkl,
+            j_regressor_extra=smpl_synth.write_synthetic_smpl(tmp_path, style="npz", arrays={"a": reg}),
+        )
+
+
+def test_forked_child_can_still_decode(smpl_model: SMPL) -> None:
+    """The module's thread pool does not survive a fork; a forked child (multiprocessing workers) must not hang."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    betas, aa, transl = _random_inputs(16, seed=13)
+    expect = smpl_model.forward(betas, aa, transl).vertices  # creates the pool in this process
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if the threaded path works
+        code = 1
+        try:
+            got = smpl_model.forward(betas, aa, transl).vertices
+            code = 0 if np.allclose(got, expect, atol=1e-6) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("SMPL.forward hung in a forked child")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_empty_batch(smpl_model: SMPL) -> None:

@@ -525,6 +525,18 @@ def _pool(n: int) -> ThreadPoolExecutor:
 
 
 _BLAS_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's pool threads and may have inherited a held lock: start afresh."""
+    global _POOL_LOCK, _BLAS_LOCK
+    _POOLS.clear()
+    _POOL_LOCK = threading.Lock()
+    _BLAS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 # [(set_num_threads, get_num_threads)] once probed, or [None] where numpy's BLAS is not a findable OpenBLAS
 _BLAS: list[Any] = []
 
@@ -670,17 +682,16 @@ class SMPL:
         rows[1 : 1 + nb] = shapedirs.transpose(2, 0, 1)
         rows[1 + nb :] = posedirs.transpose(2, 0, 1)
 
-        # vertex chunks: columns grouped (chunk, xyz, vertex); pad V up to a whole number of chunks
+        # basis columns ordered (xyz, vertex), V padded up to a whole number of cache-sized vertex chunks: a GEMM
+        # against the column block of chunk c and coordinate k needs no copy (BLAS takes the row stride)
         vc = int(chunk) if chunk else _pick_chunk(V)
         nch = -(-V // vc)
         vpad = nch * vc
         self._vc, self._nch, self._vpad = vc, nch, vpad
-        rows_p = np.zeros((K, vpad, 3), dtype=f64)
-        rows_p[:, :V] = rows
-        self._basis = np.ascontiguousarray(
-            rows_p.reshape(K, nch, vc, 3).transpose(0, 1, 3, 2).reshape(K, nch * 3 * vc), dtype=np.float32
-        )
-        self._basis4 = self._basis.reshape(K, nch, 3, vc)  # a view: chunk c, coordinate k is [K, vc]
+        basis = np.zeros((K, 3, vpad), dtype=np.float32)
+        basis[:, :, :V] = rows.transpose(0, 2, 1)
+        self._basis = basis.reshape(K, 3 * vpad)
+        self._basis3 = basis  # [K, 3, Vpad] view of the same memory
         skin = np.zeros((J + 1, vpad), dtype=f64)
         skin[:J, :V] = weights.T
         skin[J, :V] = 1.0  # carries transl through the blend exactly
@@ -700,6 +711,18 @@ class SMPL:
             steps.append(anc.copy())
             anc = anc[anc]
         self._fk_steps = steps
+        depth = np.zeros(J, dtype=int)
+        for j in range(
+            1, J
+        ):  # parents come before children in SMPL's order; the loop below does not rely on it
+            p, d = int(self.parents[j]), 1
+            while p > 0:
+                p, d = int(self.parents[p]), d + 1
+            depth[j] = d
+        self._fk_levels = [
+            (np.nonzero(depth == d)[0], self.parents[depth == d].astype(np.intp))
+            for d in range(1, depth.max() + 1)
+        ]
         base = np.zeros((J + 1, 4, 4), dtype=np.float32)
         base[:] = np.eye(4, dtype=np.float32)
         self._fk_base = base
@@ -860,14 +883,18 @@ class SMPL:
         # rest joints [B, 24, 3]
         rest = (coeff[:, : 1 + nb] @ self._jbasis).reshape(B, J, 3)
 
-        # forward kinematics: local [R | bone] as 4x4, composed by pointer doubling
+        # forward kinematics: local [R | bone] as 4x4, composed by pointer doubling or level by level
         m = np.empty((B, J + 1, 4, 4), dtype=np.float32)
         m[:] = self._fk_base
         m[:, :J, :3, :3] = rot
         m[:, :J, :3, 3] = rest
         m[:, 1:J, :3, 3] -= rest[:, self._bone_parents]
-        for anc in self._fk_steps:
-            m = m[:, anc] @ m
+        if rot.shape[0] < self.parallel_min_batch:  # few bodies: fewest numpy calls (4 steps for SMPL)
+            for anc in self._fk_steps:
+                m = m[:, anc] @ m
+        else:  # many bodies: fewest 4x4 products (one per joint, level by level: 8 levels for SMPL)
+            for idx, par in self._fk_levels:
+                m[:, idx] = m[:, par] @ m[:, idx]
         g = m[:, :J]  # [B, 24, 4, 4] global transforms
         joints = g[:, :, :3, 3]  # posed skeleton joints
 
@@ -963,42 +990,27 @@ class SMPL:
         """Vertices of chunks [c0, c1) into ``out`` [B, Vpad, 3]; ``get_affines()`` gives [12·B, 25] and is
         called once, after the first posed-rest-mesh GEMM (so that GEMM overlaps the kinematics).
 
-        Small batches: all chunks of the range at once. Large batches (``chunked``): one cache-sized chunk at a
-        time, with every elementwise operand contiguous: X [3, B, vc], T [4, 3, B, vc].
+        Small batches: the whole range at once. Large batches (``chunked``): one cache-sized chunk at a time.
+        Every elementwise operand is contiguous along the vertices: X [3, B, n], T [4, 3, B, n].
         """
         B, vc = coeff.shape[0], self._vc
-        if not chunked:
-            n = c1 - c0
-            x = (coeff @ self._basis[:, c0 * 3 * vc : c1 * 3 * vc]).reshape(B, n, 3, vc)  # posed rest mesh
-            a2 = get_affines()
-            t = (a2 @ self._skin[:, c0 * vc : c1 * vc]).reshape(
-                4, 3, B, n, vc
-            )  # blended affines, column k first
-            o = (
-                out[:, c0 * vc : c1 * vc].reshape(B, n, vc, 3).transpose(3, 0, 1, 2)
-            )  # [3, B, n, vc] output view
-            acc = np.multiply(t[0], x[:, :, 0])
-            tmp = np.multiply(t[1], x[:, :, 1])
-            acc += tmp
-            np.multiply(t[2], x[:, :, 2], out=tmp)
-            acc += tmp
-            np.add(acc, t[3], out=o)
-            return
-        basis = self._basis4
-        acc = np.empty((3, B, vc), dtype=np.float32)
-        tmp = np.empty((3, B, vc), dtype=np.float32)
+        step = 1 if chunked else c1 - c0
         a2 = None
-        for c in range(c0, c1):
-            x = np.matmul(coeff, basis[:, c].transpose(1, 0, 2))  # [3, B, vc]
+        for c in range(c0, c1, step):
+            v0, v1 = c * vc, min(c + step, c1) * vc
+            if v0 == 0 and v1 == self._vpad:
+                x = (coeff @ self._basis).reshape(B, 3, v1).transpose(1, 0, 2)  # posed rest mesh [3, B, n]
+            else:
+                x = np.matmul(coeff, self._basis3[:, :, v0:v1].transpose(1, 0, 2))  # [3, B, n]
             if a2 is None:
                 a2 = get_affines()
-            t = (a2 @ self._skin[:, c * vc : (c + 1) * vc]).reshape(4, 3, B, vc)
-            np.multiply(t[0], x[0], out=acc)
-            np.multiply(t[1], x[1], out=tmp)
+            t = (a2 @ self._skin[:, v0:v1]).reshape(4, 3, B, v1 - v0)  # blended affines, column k first
+            acc = np.multiply(t[0], x[0])
+            tmp = np.multiply(t[1], x[1])
             acc += tmp
             np.multiply(t[2], x[2], out=tmp)
             acc += tmp
-            np.add(acc, t[3], out=out[:, c * vc : (c + 1) * vc].transpose(2, 0, 1))
+            np.add(acc, t[3], out=out[:, v0:v1].transpose(2, 0, 1))
 
 
 def _as_file_like(model: Mapping[str, Any]) -> dict[str, Any]:
