@@ -1,0 +1,65 @@
+"""``hpsedge curate``: the typer command function (registered by :mod:`hpsedge.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def curate_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="Export folder of a POCO model (with manifest.json).")],
+    images: Annotated[Path, typer.Option("--images", "-i", help="Folder of images (searched recursively).")],
+    boxes: Annotated[
+        Path,
+        typer.Option("--boxes", "-b", help='Boxes: COCO-style JSON, {"img.jpg": [[x1,y1,x2,y2], ...]}, or a folder '
+                                           "of per-image <stem>.json files."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (an unfinished job there is resumed).")] = Path(
+        "hpsedge-curate"
+    ),
+    rule: Annotated[
+        str,
+        typer.Option(help="Who is kept: 'pelvis_sigma<0.3' (official), mean_sigma / max_sigma / score / confidence "
+                          "clauses joined by 'and', or 'all'."),
+    ] = "pelvis_sigma<0.3",
+    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray Data (a local Ray unless --ray-address).")] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", metavar="ADDRESS",
+                     help="Ray cluster to join, e.g. ray://HOST:10001 (implies --ray)."),
+    ] = None,
+    actors: Annotated[int | None, typer.Option(help="Ray actor pool size (default: one per CPU).")] = None,
+    shard_size: Annotated[int, typer.Option(help="Images per shard (unit of restart and of Ray work).")] = 256,
+    backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads (per Ray actor: 1 by default).")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Discard shards of an earlier job in --out.")] = False,
+) -> None:
+    """Curate pseudo-labels: keep confident people, write a SPIN/EFT/POCO training .npz + summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hpsedge.curate.core import OUTPUT_NAME, curate
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]curate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("curate", total=None, rate="")
+
+        def progress(done: int, total: int, rate: float) -> None:
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f} img/s")
+
+        summary = curate(
+            export_dir, images, boxes, out, rule=rule, backend=backend, device=device, threads=threads,
+            precision=precision, shard_size=shard_size, ray=ray_address or ("local" if ray else None), num_actors=actors, force=force, progress=progress,
+        )
+    typer.echo(
+        f"✓ kept {summary['kept']} of {summary['people']} people ({100 * summary['kept_fraction']:.1f} %) from "
+        f"{summary['images']} images by rule '{summary['rule']}' → {out / OUTPUT_NAME} "
+        f"(summary.json, sigma_hist.png; {summary['engine']}, {summary['seconds']:.1f} s)"
+    )
