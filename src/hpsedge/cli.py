@@ -23,6 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import hpsedge
+from hpsedge.curate.cli import curate_cmd
 from hpsedge.runtime.errors import HpsedgeError
 
 log = logging.getLogger("hpsedge")
@@ -43,6 +44,7 @@ export_app = typer.Typer(
 smpl_app = typer.Typer(help="Inspect and convert SMPL body-model files.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 app.add_typer(smpl_app, name="smpl")
+app.command("curate")(curate_cmd)
 
 _state = {"debug": False}
 
@@ -127,8 +129,10 @@ def models_cmd() -> None:
     from hpsedge.models.zoo import ZOO, count_parameters
 
     table = Table(title="hpsedge model zoo")
-    for col in ("model", "family", "input", "extra inputs", "outputs", "params", "official checkpoint"):
-        table.add_column(col)
+    for col in ("model", "family", "input", "extra", "params"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("outputs")
+    table.add_column("checkpoint", overflow="fold")
     for name, spec in ZOO.items():
         h, w = spec.input_size
         extra = ", ".join(n for n in spec.input_names if n != "image") or "-"
@@ -137,8 +141,8 @@ def models_cmd() -> None:
             spec.family,
             f"{h}×{w}",
             extra,
-            ", ".join(spec.output_names),
             f"{count_parameters(spec) / 1e6:.2f} M",
+            ", ".join(spec.output_names),
             spec.official_checkpoint or "-",
         )
     console.print(table)
@@ -325,7 +329,20 @@ def inspect_cmd(
 @app.command("run")
 def run_cmd(
     export_dir: Annotated[Path, typer.Argument(help="Export folder (with manifest.json), or its .onnx/.engine.")],
-    image: Annotated[Path, typer.Option("--image", "-i", help="An image file or a folder of images.")],
+    image: Annotated[Path | None, typer.Option("--image", "-i", help="An image file or a folder of images.")] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option("--video", help="A video: per-track .npz (raw + inpainted/smoothed), overlay .mp4, summary.json."),
+    ] = None,
+    tracks: Annotated[
+        Path | None,
+        typer.Option("--tracks", help="Person tracks for --video: MOT text (frame,id,x,y,w,h; 1-based) or JSON. "
+                                      "Default: the whole frame is one person."),
+    ] = None,
+    smooth: Annotated[bool, typer.Option("--smooth/--no-smooth", help="--video: One-Euro smoothing on SO(3).")] = True,
+    inpaint: Annotated[
+        bool, typer.Option("--inpaint/--no-inpaint", help="--video: replace uncertain frames/joints from confident ones.")
+    ] = True,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for JSON, meshes and overlays.")] = Path(
         "hpsedge-out"
     ),
@@ -351,6 +368,40 @@ def run_cmd(
     from hpsedge.runtime.draw import save_overlay
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, read_image, stems_unique
     from hpsedge.runtime.predictor import Predictor
+
+    if (image is None) == (video is None):
+        raise HpsedgeError("give --image (a file or folder) or --video, one of the two")
+    if tracks is not None and video is None:
+        raise HpsedgeError("--tracks goes with --video")
+    if video is not None:
+        from hpsedge.runtime.video import run_video
+
+        if out.exists() and not out.is_dir():
+            raise HpsedgeError(f"{out} exists and is not a folder")
+        if out.exists() and any(out.iterdir()) and not force:
+            raise HpsedgeError(f"{out} is not empty; not overwriting it", hint="pass --force, or choose another --out")
+        predictor = Predictor.load(
+            export_dir, backend=backend, device=device, smpl=smpl, j_regressor_extra=j_regressor_extra,
+            threads=threads, precision=precision,
+        )
+        with Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=err_console, transient=True,
+        ) as progress:
+            task = progress.add_task("predict", total=None, fps="")
+
+            def on_progress(stage: str, done: int, total: int, fps: float) -> None:
+                progress.update(task, description=stage, completed=done, total=total, fps=f"{fps:.1f} frames/s")
+
+            summary = run_video(predictor, video, tracks, out, smooth=smooth, inpaint=inpaint, overlay=overlay,
+                                progress=on_progress)
+        filled = sum(t["inpainted_frames"] for t in summary["tracks"].values())
+        console.print(
+            f"[green]✓[/green] {summary['frames']} frames, {len(summary['tracks'])} track(s), {filled} frame(s) "
+            f"inpainted → [bold]{out}[/bold] ({summary['frames_per_second']:.1f} frames/s on "
+            f"{predictor.backend.name}: {predictor.backend.device})"
+        )
+        return
 
     images = list_images(image)
     if not stems_unique(images):
