@@ -51,6 +51,17 @@ checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
 
 The compatibility check needs ``trt_version``, ``compute_capability`` and ``platform``; an entry
 without them is refused with a hint to rebuild on the device.
+
+Optional blocks written by ``export build`` and read by the runtime:
+
+* ``"calibration"``: statistics of the FP32 model on the calibration set, used as default thresholds by
+  :mod:`hpsedge.runtime.temporal`: ``{"samples": 128, "sigma_percentiles": {"50": [24 floats], "90": [...],
+  "95": [...], "99": [...]}}`` (raw per-joint σ, SMPL joint order) and, for models without σ,
+  ``"confidence_percentiles": {"5": float, ...}``.
+* ``"build"``, ``"engine_status"``, ``"trt_check"``: what the build did, whether an engine was built (and
+  why not), and the TensorRT static check per TensorRT major version.
+* ``"precision_config"``/``"accuracy"``: keep-lists, exclusions, calibration method and the accuracy drop
+  of the precision graph against FP32 (details in ``report.json``).
 """
 
 from __future__ import annotations
