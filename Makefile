@@ -11,7 +11,6 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build of torch; a bare `torch` would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[dev]"
@@ -19,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/hpsedge export onnx --model $(MODEL) --out $(OUT) --force
+	$(BIN)/hpsedge run $(OUT) --image examples/astronaut.jpg --out $(OUT)-run --force
+	@echo "overlay picture: $(OUT)-run/astronaut_overlay.png"
 
 test: setup
 	$(BIN)/python -m pytest -q
