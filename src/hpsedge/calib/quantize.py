@@ -1,0 +1,426 @@
+"""INT8 post-training quantization into an explicit Q/DQ ONNX graph (ONNX Runtime ``quantize_static``).
+
+Two flavours, recorded in the manifest as ``qdq_flavor``:
+
+* ``"trt-s8s8"`` (default; what TensorRT 10/11 strongly typed builds want): symmetric INT8 activations
+  (per tensor, zero point 0) and symmetric per-channel INT8 weights, Q/DQ **only on the inputs of
+  Conv/ConvTranspose/Gemm/MatMul**, biases left in FP32, every other op in FP32.
+* ``"ort-u8s8"``: ONNX Runtime's own CPU recipe: asymmetric UINT8 activations, per-channel INT8 weights,
+  INT32 biases, Q/DQ around every op type ONNX Runtime can quantize. Several times faster than the TRT
+  flavour on ONNX Runtime CPU (see ``shared/reference/tensorrt.md``), useless for TensorRT.
+
+Calibration (``method``): ``max`` (min/max of every calibrated tensor), ``entropy`` (TensorRT's KL-divergence
+threshold on a 2048-bin histogram with 255 quantized levels) or ``percentile`` (``percentile`` % of |x|,
+99.99 by default). The ranges are computed with ONNX Runtime's calibrators and handed to ``quantize_static``
+through its calibration cache: ``quantize_static`` itself builds its entropy calibrator with 128 bins and
+128 quantized bins, which leaves a single candidate threshold, so its "entropy" equals min/max.
+
+Excluded nodes (``exclude``, rules of :mod:`hpsedge.calib.graph`) are neither quantized nor fed by a
+DequantizeLinear: after ``quantize_static`` a small pass rewires any consumer that must stay in float
+(excluded nodes; in the TRT flavour every non-compute node) back to the un-quantized tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpsedge.calib.graph import (
+    COMPUTE_OPS,
+    file_uses_external_data,
+    load_model,
+    model_bytes,
+    name_unnamed_nodes,
+    op_counts,
+    select_nodes,
+)
+from hpsedge.runtime.errors import ExportError, InputError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("max", "entropy", "percentile")
+FLAVORS = {"trt": "trt-s8s8", "ort": "ort-u8s8"}
+#: percentile (99.99 %) gave the smallest pose drop on the tiny and full POCO graphs (benchmarks/precision.py)
+DEFAULT_METHOD = "percentile"
+DEFAULT_FLAVOR = "trt"
+DEFAULT_PERCENTILE = 99.99
+ENTROPY_BINS = 2048
+ENTROPY_QUANT_BINS = 255
+#: activation tensors fed to the calibrator per ONNX Runtime run
+CALIB_BATCH = 8
+
+#: INT8 exclusions per model family (rules of hpsedge.calib.graph): heads stay in FP32.
+DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {
+    # CLIFF/HMR: the whole IEF regressor (fc1/fc2 + decpose/decshape/deccam, 6D→rotation) and the σ head
+    "cliff": ("^/head/", "/uncert_head/", "@output-tail"),
+    "hmr": ("^/head/", "/uncert_head/", "@output-tail"),
+    # PARE: the regression MLPs, the part-attention pooling (softmax weights in [0, 1]) and the σ head;
+    # its convolutional branches (most of the head's FLOPs) are quantized
+    "pare": ("^/head/(pose_mlp|shape_mlp|cam_mlp)/", "^/head/MatMul", "/uncert_head/", "@output-tail"),
+    "tokenhmr": ("@output-tail",),
+}
+
+
+def default_exclusions(family: str) -> list[str]:
+    return list(DEFAULT_EXCLUDE.get(family, ("@output-tail",)))
+
+
+ProgressFn = Callable[[str], None]
+
+
+@dataclass
+class QuantResult:
+    path: Path
+    method: str
+    flavor: str
+    excluded_nodes: list[str]
+    quantized_nodes: list[str]
+    qdq: dict[str, int]
+    calib_samples: int
+    seconds: float
+    external_data: bool
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "qdq_flavor": self.flavor,
+            "quantized_nodes": len(self.quantized_nodes),
+            "excluded_nodes": len(self.excluded_nodes),
+            "qdq_nodes": self.qdq,
+            "calib_samples": self.calib_samples,
+            "seconds": round(self.seconds, 2),
+            "external_data": self.external_data,
+        }
+
+
+class _Reader:
+    """``CalibrationDataReader`` over dict-of-arrays calibration data, in person batches."""
+
+    def __init__(self, feeds: Mapping[str, np.ndarray], batch: int, progress: ProgressFn | None = None) -> None:
+        self.feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+        self.n = len(next(iter(self.feeds.values())))
+        self.batch = max(1, batch)
+        self.i = 0
+        self.progress = progress
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= self.n:
+            return None
+        s = self.i
+        self.i += self.batch
+        if self.progress:
+            self.progress(f"calibrating ({min(self.i, self.n)}/{self.n})")
+        return {k: v[s : s + self.batch] for k, v in self.feeds.items()}
+
+    def __iter__(self) -> _Reader:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        r = self.get_next()
+        if r is None:
+            raise StopIteration
+        return r
+
+    def __len__(self) -> int:
+        return (self.n + self.batch - 1) // self.batch
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def fold_initializer_identities(model: Any) -> int:
+    """Replace ``Identity(initializer)`` nodes by a copy of the initializer under the output name.
+
+    The TorchScript exporter shares equal constants (often zero conv biases) through Identity nodes, which
+    ONNX Runtime's quantizer cannot see through ("Expected bias ... to be an initializer").
+    """
+    inits = {t.name: t for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    keep = []
+    folded = 0
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            t = type(inits[node.input[0]])()
+            t.CopyFrom(inits[node.input[0]])
+            t.name = node.output[0]
+            model.graph.initializer.append(t)
+            folded += 1
+        else:
+            keep.append(node)
+    if folded:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return folded
+
+
+def prepare_model(model: Any) -> Any:
+    """In-place clean-up before quantization or FP16 conversion: names for all nodes, no Identity(const)."""
+    name_unnamed_nodes(model)
+    fold_initializer_identities(model)
+    return model
+
+
+def restrict_qdq(model: Any, float_consumers: Callable[[Any], bool]) -> int:
+    """Rewire consumers of activation DequantizeLinear outputs for which ``float_consumers(node)`` is true
+    back to the float tensor, and drop Q/DQ pairs nobody reads any more. Returns the number of rewired inputs.
+
+    Handles ONNX Runtime's renaming of quantized graph outputs (the producer writes ``X_QuantizeInput`` and the
+    DequantizeLinear writes ``X``): such outputs are given back to the float producer.
+    """
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    graph_outputs = {o.name for o in graph.output}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def rename_everywhere(old: str, new: str) -> None:
+        for n in graph.node:
+            for i, x in enumerate(n.input):
+                if x == old:
+                    n.input[i] = new
+            for i, x in enumerate(n.output):
+                if x == old:
+                    n.output[i] = new
+
+    # 1. graph outputs written by a DequantizeLinear go back to the float producer
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        out = dq.output[0]
+        q = producer.get(dq.input[0])
+        if out in graph_outputs and q is not None and q.op_type == "QuantizeLinear":
+            src = q.input[0]
+            tmp = out + "_hpsedge_dq"
+            for n in graph.node:
+                if n is not dq:
+                    for i, x in enumerate(n.input):
+                        if x == out:
+                            n.input[i] = tmp
+            dq.output[0] = tmp
+            rename_everywhere(src, out)
+    producer = {o: n for n in graph.node for o in n.output}
+
+    # 2. rewire float consumers
+    rewired = 0
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] in inits:
+            continue  # a weight (constant) DQ, or a pre-quantized input
+        src, out = q.input[0], dq.output[0]
+        for n in graph.node:
+            if n is dq or n.op_type in ("QuantizeLinear", "DequantizeLinear") or not float_consumers(n):
+                continue
+            for i, x in enumerate(n.input):
+                if x == out:
+                    n.input[i] = src
+                    rewired += 1
+
+    # 3. drop dead Q/DQ nodes (repeat: a dead DQ can make its Q dead)
+    changed = True
+    while changed:
+        used = {x for n in graph.node for x in n.input} | graph_outputs
+        keep = [n for n in graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear") or n.output[0] in used]
+        changed = len(keep) != len(graph.node)
+        if changed:
+            del graph.node[:]
+            graph.node.extend(keep)
+    used = {x for n in graph.node for x in n.input}
+    keep_init = [t for t in graph.initializer if t.name in used or t.name in graph_outputs]
+    if len(keep_init) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(keep_init)
+    return rewired
+
+
+def qdq_inputs(model: Any) -> dict[str, list[int]]:
+    """Node name → indices of its inputs that come from a DequantizeLinear."""
+    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    out: dict[str, list[int]] = {}
+    for n in model.graph.node:
+        idx = [i for i, x in enumerate(n.input) if x in dq_out]
+        if idx:
+            out[n.name] = idx
+    return out
+
+
+def check_calibration_feeds(feeds: Mapping[str, np.ndarray], model: Any) -> int:
+    """Calibration arrays must match the graph's inputs (names, ranks, fixed dims); returns N."""
+    import onnx
+
+    inits = {t.name for t in model.graph.initializer}
+    wanted = [i for i in model.graph.input if i.name not in inits]
+    names = {i.name for i in wanted}
+    if set(feeds) != names:
+        raise InputError(
+            f"calibration data has inputs {sorted(feeds)} but the graph takes {sorted(names)}",
+            hint="make the calibration set for this model with `hpsedge calib make --model-dir ...`",
+        )
+    n = None
+    for vi in wanted:
+        arr = feeds[vi.name]
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        if arr.ndim != len(dims) or any(d is not None and d != s for d, s in zip(dims, arr.shape, strict=True)):
+            raise InputError(
+                f"calibration input '{vi.name}' has shape {list(arr.shape)}; the graph wants "
+                f"{['N' if d is None else d for d in dims]}",
+                hint="the calibration set was made for another model or input size",
+            )
+        if vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or arr.dtype != np.float32:
+            raise InputError(f"calibration input '{vi.name}' must be float32, got {arr.dtype}")
+        if n is not None and arr.shape[0] != n:
+            raise InputError("calibration inputs have different sample counts")
+        n = arr.shape[0]
+    if not n:
+        raise InputError("the calibration set is empty")
+    return int(n)
+
+
+def quantize_int8(
+    src: str | Path,
+    dst: str | Path,
+    calib: Mapping[str, np.ndarray],
+    *,
+    method: str = DEFAULT_METHOD,
+    exclude: Iterable[str] = (),
+    flavor: str = DEFAULT_FLAVOR,
+    percentile: float = DEFAULT_PERCENTILE,
+    batch: int = CALIB_BATCH,
+    progress: ProgressFn | None = None,
+) -> QuantResult:
+    """Quantize the FP32 graph ``src`` into ``dst`` (explicit Q/DQ) from calibration arrays keyed by input name."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    step = progress or (lambda _m: None)
+    if method not in METHODS:
+        raise ExportError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
+    if flavor not in FLAVORS:
+        raise ExportError(f"unknown INT8 flavour {flavor!r} (choose 'trt' for TensorRT or 'ort' for ONNX Runtime CPU)")
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    model = prepare_model(load_model(src))
+    n = check_calibration_feeds(calib, model)
+    external = file_uses_external_data(src) or model_bytes(model) > (1 << 31) - (1 << 26)
+    rules = list(exclude)
+    excluded = sorted({x for v in select_nodes(model, rules).values() for x in v})
+    excluded_set = set(excluded)
+    trt = flavor == "trt"
+    op_types = sorted(COMPUTE_OPS) if trt else None
+    if trt:
+        candidates = [nd.name for nd in model.graph.node if nd.op_type in COMPUTE_OPS and nd.name not in excluded_set]
+        if not candidates:
+            raise ExportError("every Conv/Gemm/MatMul is excluded from INT8; nothing to quantize",
+                              hint="loosen --exclude-int8")
+    cm = {"max": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+          "percentile": CalibrationMethod.Percentile}[method]
+    calib_opts: dict[str, Any] = {"symmetric": trt}
+    if method == "entropy":
+        calib_opts.update(num_bins=ENTROPY_BINS, num_quantized_bins=ENTROPY_QUANT_BINS, symmetric=True)
+    elif method == "percentile":
+        calib_opts.update(num_bins=ENTROPY_BINS, percentile=float(percentile), symmetric=True)
+
+    with tempfile.TemporaryDirectory(prefix="hpsedge-int8-", dir=dst.parent) as tmp_s:
+        tmp = Path(tmp_s)
+        prepared = tmp / "prepared.onnx"
+        onnx.save_model(model, str(prepared), save_as_external_data=external,
+                        location="prepared.onnx.data" if external else None)
+        del model
+        step(f"calibrating ({method}) on {n} samples")
+        calibrator = create_calibrator(
+            prepared,
+            op_types,
+            augmented_model_path=str(tmp / "augmented.onnx"),
+            calibrate_method=cm,
+            use_external_data_format=external,
+            providers=["CPUExecutionProvider"],
+            extra_options=calib_opts,
+        )
+        if method != "max":
+            # ORT's histogram collector stacks the per-run arrays, so every run must have the same batch
+            batch = max(d for d in range(1, max(1, batch) + 1) if n % d == 0)
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
+            calibrator.collect_data(_Reader(calib, batch, step))
+            ranges = calibrator.compute_data()
+        del calibrator
+        cache = tmp / "ranges.json"
+        save_tensors_data(ranges, cache)
+        step("inserting Q/DQ nodes")
+        extra: dict[str, Any] = {
+            "ActivationSymmetric": trt,
+            "WeightSymmetric": True,
+            "QuantizeBias": not trt,
+        }
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))  # quantize_static logs "consider pre-processing" at WARNING
+        try:
+            quantize_static(
+                prepared,
+                tmp / "q.onnx",
+                None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                use_external_data_format=external,
+                calibrate_method=cm,
+                extra_options=extra,
+                calibration_cache_path=cache,
+            )
+        except Exception as exc:
+            raise ExportError(f"INT8 quantization failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from None
+        finally:
+            root.setLevel(level)
+        q = onnx.load(str(tmp / "q.onnx"))
+
+    if trt:
+        restrict_qdq(q, lambda nd: nd.op_type not in COMPUTE_OPS or nd.name in excluded_set)
+    else:
+        restrict_qdq(q, lambda nd: nd.name in excluded_set)
+    bad = sorted(set(qdq_inputs(q)) & excluded_set)
+    if bad:  # pragma: no cover - guarded by restrict_qdq
+        raise ExportError(f"excluded nodes still read quantized tensors: {', '.join(bad[:5])}")
+    quantized = sorted(
+        nd.name for nd in q.graph.node if nd.op_type in COMPUTE_OPS and nd.name in set(qdq_inputs(q))
+    )
+    counts = op_counts(q)
+    qdq = {"QuantizeLinear": counts.get("QuantizeLinear", 0), "DequantizeLinear": counts.get("DequantizeLinear", 0)}
+    if not quantized:
+        raise ExportError("the quantizer inserted no Q/DQ nodes (is every Conv/Gemm/MatMul excluded?)")
+    q.producer_name = "hpsedge"
+    save_model(q, dst, external)
+    return QuantResult(
+        path=dst,
+        method=method,
+        flavor=FLAVORS[flavor],
+        excluded_nodes=excluded,
+        quantized_nodes=quantized,
+        qdq=qdq,
+        calib_samples=n,
+        seconds=time.perf_counter() - t0,
+        external_data=external,
+    )
+
+
+def save_model(model: Any, path: Path, external: bool) -> None:
+    """Save ``model``; with ``external`` the weights go to ``<name>.data`` beside it (graphs > 2 GB)."""
+    import onnx
+
+    if external:
+        data = path.with_name(path.name + ".data")
+        if data.exists():
+            data.unlink()
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))

@@ -1,0 +1,408 @@
+"""FP16 and INT8 graphs: they run in ONNX Runtime, carry the expected casts / Q/DQ nodes (none in excluded
+heads), are strongly typed, stay within the accuracy report's thresholds, and are recorded in the manifest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from hpsedge.calib.graph import output_tail, select_nodes, selected
+from hpsedge.calib.quantize import DEFAULT_METHOD, qdq_inputs, quantize_int8
+from hpsedge.calib.report import REPORT_JSON, REPORT_MD, check_thresholds, spearman
+from hpsedge.calib.sets import make_calibration_set
+from hpsedge.export.onnx import export_onnx
+from hpsedge.export.precision import (
+    apply_precision,
+    cast_round_trips,
+    check_strongly_typed,
+    convert_fp16,
+    default_exclude_int8,
+    default_keep_fp32,
+)
+from hpsedge.runtime.errors import ExportError, InputError
+from hpsedge.runtime.manifest import load_manifest, sha256_file, validate_manifest
+
+PHOTO = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
+MODELS = ("poco-cliff", "poco-pare")
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("precision-exports")
+    return {n: export_onnx(n, root / n, tiny=True).out_dir for n in MODELS}
+
+
+@pytest.fixture(scope="module")
+def calib_sets(exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """40 person crops from the example photo and two synthetic images (seeded random boxes)."""
+    root = tmp_path_factory.mktemp("precision-calib")
+    folder = root / "images"
+    folder.mkdir()
+    shutil.copy(PHOTO, folder / PHOTO.name)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:240, 0:320]
+    for i in range(2):
+        base = np.stack([(xx * (i + 1)) % 255, (yy * 2) % 255, (xx + yy) % 255], axis=-1)
+        Image.fromarray(np.clip(base + rng.normal(0, 15, base.shape), 0, 255).astype(np.uint8)).save(folder / f"s{i}.png")
+    table = {}
+    for f in sorted(folder.iterdir()):
+        w, h = Image.open(f).size
+        boxes = []
+        for _ in range(14):
+            side = rng.uniform(0.3, 0.6) * min(w, h)
+            x1, y1 = rng.uniform(0, w - 0.6 * side), rng.uniform(0, h - side)
+            boxes.append([x1, y1, x1 + 0.6 * side, y1 + side])
+        table[f.name] = boxes
+    (root / "boxes.json").write_text(json.dumps(table))
+    return {
+        n: make_calibration_set(exports[n], root / f"{n}.npz", images=folder, boxes=root / "boxes.json",
+                                max_samples=40, seed=0).path
+        for n in MODELS
+    }
+
+
+def _copy(src: Path, dst: Path) -> tuple[Path, dict]:
+    shutil.copytree(src, dst)
+    return dst, json.loads((dst / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fp16(exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict, dict]]:
+    root = tmp_path_factory.mktemp("fp16")
+    out = {}
+    for n in MODELS:
+        folder, manifest = _copy(exports[n], root / n)
+        report = apply_precision(folder, manifest, "fp16", latency_reps=2)
+        out[n] = (folder, manifest, report)
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8(exports: dict[str, Path], calib_sets: dict[str, Path],
+         tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict, dict]]:
+    root = tmp_path_factory.mktemp("int8")
+    out = {}
+    for n in MODELS:
+        folder, manifest = _copy(exports[n], root / n)
+        report = apply_precision(folder, manifest, "int8", calib=calib_sets[n], latency_reps=2)
+        out[n] = (folder, manifest, report)
+    return out
+
+
+def _feeds(folder: Path, n: int = 3, seed: int = 5) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    m = load_manifest(folder)
+    feeds = {"image": rng.standard_normal((n, 3, 224, 224)).astype(np.float32)}
+    if "bbox_info" in [t.name for t in m.inputs]:
+        feeds["bbox_info"] = (rng.standard_normal((n, 3)) * [0.3, 0.3, 1.0]).astype(np.float32)
+    return feeds
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+
+
+def _types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    g = inferred.graph
+    t = {vi.name: vi.type.tensor_type.elem_type for vi in (*g.input, *g.value_info, *g.output)}
+    t.update({i.name: i.data_type for i in g.initializer})
+    return t
+
+
+# ---------------------------------------------------------------------------------------------------
+# FP16
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", MODELS)
+def test_fp16_graph(fp16: dict, exports: dict[str, Path], name: str) -> None:
+    folder, _manifest, report = fp16[name]
+    path = folder / "model.fp16.onnx"
+    assert (folder / REPORT_JSON).exists() and (folder / REPORT_MD).exists()
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    # FP32 graph inputs and outputs, FP16 weights, casts at the precision borders, no cast round trips
+    assert all(i.type.tensor_type.elem_type == TensorProto.FLOAT for i in (*model.graph.input, *model.graph.output))
+    init_types = {i.name: i.data_type for i in model.graph.initializer}
+    conv_w = [init_types[n.input[1]] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in init_types]
+    assert conv_w and conv_w.count(TensorProto.FLOAT16) >= 0.9 * len(conv_w)
+    assert any(n.op_type == "Cast" for n in model.graph.node)
+    assert cast_round_trips(model) == 0
+    check_strongly_typed(model)
+    types = _types(model)
+    assert all(types.get(o) for n in model.graph.node for o in n.output if o)
+    # the σ head (and its sigmoid) and the output tail compute in FP32
+    keep = selected(model, ["/uncert_head/", "@output-tail"])
+    computing = [n for n in model.graph.node if n.name in keep and n.op_type in ("Gemm", "MatMul", "Sigmoid", "Div", "Sqrt")]
+    assert computing
+    for n in computing:
+        assert all(types[x] == TensorProto.FLOAT for x in n.input if x), n.name
+    backbone_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name.startswith("/backbone/")]
+    assert all(types[n.output[0]] == TensorProto.FLOAT16 for n in backbone_convs)
+    # it runs and agrees with FP32
+    feeds = _feeds(folder)
+    ref, got = _run(folder / "model.onnx", feeds), _run(path, feeds)
+    for k in ref:
+        assert got[k].dtype == np.float32 and got[k].shape == ref[k].shape
+        np.testing.assert_allclose(got[k], ref[k], atol=5e-2)
+    assert report["thresholds"]["passed"], report["thresholds"]["failures"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fp16_manifest(fp16: dict, name: str) -> None:
+    folder, manifest, report = fp16[name]
+    validate_manifest(manifest)
+    art = manifest["artifacts"]["onnx_fp16"]
+    assert art["file"] == "model.fp16.onnx" and art["precision"] == "fp16"
+    assert art["sha256"] == sha256_file(folder / "model.fp16.onnx") and art["bytes"] == (folder / "model.fp16.onnx").stat().st_size
+    assert manifest["artifacts"]["onnx"]["file"] == "model.onnx"  # FP32 graph untouched
+    assert manifest["precision"] == "fp16"
+    cfg = manifest["precision_config"]
+    assert cfg["keep_fp32"] == default_keep_fp32(manifest["model"]["family"])
+    assert cfg["kept_nodes"] > 0 and cfg["typing"]["cast_round_trips"] == 0
+    acc = manifest["accuracy"]
+    assert acc["precision"] == "fp16" and acc["passed"] is True and "random inputs" in acc["inputs"]
+    assert acc["pose_deg_worst_joint"] == report["figures"]["pose_deg"]["worst_joint_mean"]
+    assert set(acc["latency_ms"]) == {"batch", "fp32", "fp16"}
+    saved = json.loads((folder / REPORT_JSON).read_text())
+    assert saved["figures"]["pose_deg"]["mean"] == pytest.approx(report["figures"]["pose_deg"]["mean"])
+    md = (folder / REPORT_MD).read_text()
+    assert "pose geodesic error" in md and "σ score Spearman" in md and "random weights" in md
+
+
+def test_fp16_keeps_overflowing_nodes_in_fp32(tmp_path: Path) -> None:
+    """A node whose FP32 activations leave the FP16 range is found by running the graph and kept in FP32."""
+    w = numpy_helper.from_array(np.full((4, 3, 1, 1), 0.5, np.float32), "w")
+    big = numpy_helper.from_array(np.array(300.0, np.float32), "big")  # weights within the FP16 range
+    inv = numpy_helper.from_array(np.array(1.0e-5, np.float32), "inv")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="/backbone/conv"),
+        helper.make_node("Mul", ["c", "big"], ["a"], name="/backbone/pre_scale"),  # ~300: fine in FP16
+        helper.make_node("Mul", ["a", "big"], ["m"], name="/backbone/scale_up"),  # ~1e5: beyond 65504
+        helper.make_node("Relu", ["m"], ["r"], name="/backbone/relu"),
+        helper.make_node("Mul", ["r", "inv"], ["y"], name="/backbone/scale_down"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 4, 4])], [w, big, inv])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (2, 3, 4, 4)).astype(np.float32)
+    info = convert_fp16(src, tmp_path / "m16.onnx", keep_fp32=[], range_feeds=[{"x": x}])
+    assert set(info["overflow_nodes"]) == {"/backbone/scale_up", "/backbone/relu"}
+    got = _run(tmp_path / "m16.onnx", {"x": x})["y"]
+    ref = _run(src, {"x": x})["y"]
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, ref, rtol=2e-3)
+    # the big activation is FP32 in the checked graph; without the range check it would be FP16 (inf on a GPU;
+    # ONNX Runtime CPU happens to compute these ops in FP32 internally, so it cannot show the overflow)
+    def scale_up_type(path: Path) -> int:
+        model = onnx.load(str(path))
+        out = next(n.output[0] for n in model.graph.node if n.name == "/backbone/scale_up")
+        return _types(model)[out]
+
+    assert scale_up_type(tmp_path / "m16.onnx") == TensorProto.FLOAT
+    convert_fp16(src, tmp_path / "naive.onnx", keep_fp32=[])
+    assert scale_up_type(tmp_path / "naive.onnx") == TensorProto.FLOAT16
+
+
+def test_fp16_with_calibration_inputs_and_smpl(exports: dict[str, Path], calib_sets: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    from smpl_synth import write_synthetic_smpl
+
+    smpl = write_synthetic_smpl(tmp_path / "smpl", style="npz")
+    folder, manifest = _copy(exports["poco-pare"], tmp_path / "pare")
+    report = apply_precision(folder, manifest, "fp16", calib=calib_sets["poco-pare"], smpl=smpl, latency_reps=0)
+    f = report["figures"]
+    assert f["persons"] == 40 and "calibration set" in report["inputs"]
+    assert f["mpjpe_mm"]["mean"] >= 0 and f["vertex_error_mm"]["mean"] >= 0
+    assert f["mpjpe_mm"]["max"] < 10 and manifest["accuracy"]["mpjpe_mm"] == f["mpjpe_mm"]["mean"]
+    assert manifest["precision_config"]["calib"]["sha256"] == sha256_file(calib_sets["poco-pare"])
+    assert manifest["precision_config"]["range_check_samples"] == 32
+
+
+# ---------------------------------------------------------------------------------------------------
+# INT8
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", MODELS)
+def test_int8_graph(int8: dict, name: str) -> None:
+    folder, manifest, report = int8[name]
+    path = folder / "model.int8.onnx"
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+    assert "QLinearConv" not in ops and "ConvInteger" not in ops  # QDQ format, not QOperator
+    fed = qdq_inputs(model)
+    excluded = selected(model, default_exclude_int8(manifest["model"]["family"]))
+    assert excluded
+    # no Q/DQ in excluded heads: no excluded node reads a DequantizeLinear, no Q/DQ node sits in the σ head
+    assert not set(fed) & excluded
+    assert not [n.name for n in model.graph.node if n.op_type.endswith("QuantizeLinear") and "/uncert_head/" in n.name]
+    by_name = {n.name: n for n in model.graph.node}
+    inits = {i.name: i for i in model.graph.initializer}
+    # TensorRT rules: Q/DQ only on inputs of Conv/Gemm/MatMul; every non-excluded Conv has data and weight DQ'd
+    assert {by_name[k].op_type for k in fed} <= {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name not in excluded]
+    assert convs and all(fed.get(n.name, [])[:2] == [0, 1] for n in convs)
+    assert all(len(n.input) < 3 or (n.input[2] in inits and inits[n.input[2]].data_type == TensorProto.FLOAT)
+               for n in convs)  # biases stay FP32
+    producer = {o: n for n in model.graph.node for o in n.output}
+    per_channel = per_tensor = 0
+    for n in convs:
+        for idx, x in enumerate(n.input[:2]):
+            dq = producer[x]
+            scale = numpy_helper.to_array(inits[dq.input[1]])
+            zp = numpy_helper.to_array(inits[dq.input[2]])
+            assert zp.dtype == np.int8 and not zp.any()  # symmetric INT8
+            if idx == 1:
+                per_channel += scale.size > 1
+            else:
+                assert scale.size == 1
+                per_tensor += 1
+    assert per_channel == len(convs) and per_tensor == len(convs)
+    feeds = _feeds(folder)
+    ref, got = _run(folder / "model.onnx", feeds), _run(path, feeds)
+    for k in ref:
+        assert got[k].shape == ref[k].shape and np.isfinite(got[k]).all()
+    assert report["thresholds"]["passed"], report["thresholds"]["failures"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_int8_manifest(int8: dict, calib_sets: dict[str, Path], name: str) -> None:
+    folder, manifest, report = int8[name]
+    validate_manifest(manifest)
+    art = manifest["artifacts"]["onnx_int8"]
+    assert art["file"] == "model.int8.onnx" and art["qdq_flavor"] == "trt-s8s8" and art["precision"] == "int8"
+    assert art["sha256"] == sha256_file(folder / "model.int8.onnx")
+    cfg = manifest["precision_config"]
+    assert cfg["method"] == DEFAULT_METHOD and cfg["qdq_flavor"] == "trt-s8s8"
+    assert cfg["exclude_int8"] == default_exclude_int8(manifest["model"]["family"])
+    assert cfg["calib"]["sha256"] == sha256_file(calib_sets[name])
+    assert cfg["calib"]["held_out"] == 8 and cfg["calib"]["calibrated_on"] == 32
+    assert manifest["precision"] == "int8" and manifest["accuracy"]["passed"] is True
+    assert report["figures"]["persons"] == 8 and "held-out" in report["inputs"]
+    assert 0.8 <= report["figures"]["sigma"]["score_rank_corr"] <= 1.0
+
+
+def test_int8_needs_calibration(exports: dict[str, Path], tmp_path: Path) -> None:
+    folder, manifest = _copy(exports["poco-cliff"], tmp_path / "c")
+    with pytest.raises(ExportError, match="calibration set") as err:
+        apply_precision(folder, manifest, "int8")
+    assert "hpsedge calib make" in (err.value.hint or "")
+    assert not (folder / "model.int8.onnx").exists()
+
+
+def test_int8_calibration_must_match_the_model(exports: dict[str, Path], calib_sets: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    folder, manifest = _copy(exports["poco-cliff"], tmp_path / "c")
+    with pytest.raises(InputError, match="bbox_info"):
+        apply_precision(folder, manifest, "int8", calib=calib_sets["poco-pare"])
+
+
+def test_thresholds_are_enforced(exports: dict[str, Path], tmp_path: Path) -> None:
+    folder, manifest = _copy(exports["poco-pare"], tmp_path / "p")
+    with pytest.raises(ExportError, match="accuracy drop too large"):
+        apply_precision(folder, manifest, "fp16", max_drop_deg=1e-9, latency_reps=0)
+    fig = {"pose_deg": {"worst_joint_mean": 0.5, "worst_joint": "pelvis"}, "sigma": {"score_rank_corr": 0.7}}
+    assert check_thresholds(fig, 1.0, 0.9) == ["σ score rank correlation 0.700 is below 0.9"]
+    assert len(check_thresholds(fig, 0.1, None)) == 1 and check_thresholds(fig, None, None) == []
+
+
+def test_int8_other_methods_and_ort_flavour(exports: dict[str, Path], calib_sets: dict[str, Path],
+                                            tmp_path: Path) -> None:
+    data = dict(np.load(calib_sets["poco-pare"]))
+    src = exports["poco-pare"] / "model.onnx"
+    res = quantize_int8(src, tmp_path / "max.onnx", data, method="max", exclude=default_exclude_int8("pare"))
+    assert res.method == "max" and res.quantized_nodes
+    ort_res = quantize_int8(src, tmp_path / "ort.onnx", data, exclude=default_exclude_int8("pare"), flavor="ort")
+    assert ort_res.flavor == "ort-u8s8"
+    model = onnx.load(str(tmp_path / "ort.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    zps = [numpy_helper.to_array(inits[n.input[2]]) for n in model.graph.node
+           if n.op_type == "QuantizeLinear" and n.input[2] in inits]
+    assert zps and all(z.dtype == np.uint8 for z in zps)  # asymmetric uint8 activations
+    assert not set(qdq_inputs(model)) & selected(model, default_exclude_int8("pare"))
+    feeds = _feeds(exports["poco-pare"])
+    ref = _run(src, feeds)["pose"]
+    for p in (tmp_path / "max.onnx", tmp_path / "ort.onnx"):
+        assert np.abs(_run(p, feeds)["pose"] - ref).max() < 0.5
+    with pytest.raises(ExportError, match="unknown calibration method"):
+        quantize_int8(src, tmp_path / "x.onnx", data, method="mse")
+    with pytest.raises(ExportError, match="nothing to quantize"):
+        quantize_int8(src, tmp_path / "x.onnx", data, exclude=[".*"])
+
+
+@pytest.mark.slow
+def test_int8_entropy(exports: dict[str, Path], calib_sets: dict[str, Path], tmp_path: Path) -> None:
+    data = dict(np.load(calib_sets["poco-cliff"]))
+    res = quantize_int8(exports["poco-cliff"] / "model.onnx", tmp_path / "e.onnx", data, method="entropy",
+                        exclude=default_exclude_int8("cliff"))
+    assert res.method == "entropy" and res.quantized_nodes
+
+
+# ---------------------------------------------------------------------------------------------------
+# external data, fp32, selection rules, Spearman
+# ---------------------------------------------------------------------------------------------------
+def test_external_data_graphs(exports: dict[str, Path], calib_sets: dict[str, Path], tmp_path: Path) -> None:
+    """model.onnx + model.onnx.data (how graphs over 2 GB are stored) in, the same layout out."""
+    for precision in ("fp16", "int8"):
+        folder, manifest = _copy(exports["poco-cliff"], tmp_path / precision)
+        model = onnx.load(str(folder / "model.onnx"))
+        onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True,
+                        location="model.onnx.data", size_threshold=0)
+        manifest["artifacts"]["onnx"]["sha256"] = sha256_file(folder / "model.onnx")
+        calib = calib_sets["poco-cliff"] if precision == "int8" else None
+        apply_precision(folder, manifest, precision, calib=calib, latency_reps=0)
+        art = manifest["artifacts"][f"onnx_{precision}"]
+        assert art["data_file"] == f"model.{precision}.onnx.data"
+        assert art["data_sha256"] == sha256_file(folder / art["data_file"])
+        out = _run(folder / art["file"], _feeds(folder))
+        assert np.isfinite(out["pose"]).all()
+
+
+def test_fp32_is_a_no_op(exports: dict[str, Path], tmp_path: Path) -> None:
+    folder, manifest = _copy(exports["poco-cliff"], tmp_path / "c")
+    before = sorted(p.name for p in folder.iterdir())
+    assert apply_precision(folder, manifest, "fp32") == {}
+    assert sorted(p.name for p in folder.iterdir()) == before and manifest["precision"] == "fp32"
+    with pytest.raises(ExportError, match="unknown precision"):
+        apply_precision(folder, manifest, "bf8")
+
+
+def test_selection_rules(exports: dict[str, Path]) -> None:
+    cliff = onnx.load(str(exports["poco-cliff"] / "model.onnx"))
+    pare = onnx.load(str(exports["poco-pare"] / "model.onnx"))
+    tail = output_tail(cliff)
+    assert {"/head/decpose/Gemm", "/head/decshape_2/Gemm", "/head/deccam_1/Gemm"} <= tail
+    assert not any(n.startswith("/backbone/") and "Conv" in n for n in tail)
+    assert "/head/fc1/Gemm" not in tail  # the IEF MLP is upstream of the final regressors
+    ptail = output_tail(pare)
+    assert {"/head/pose_mlp/MatMul", "/head/shape_mlp/Gemm", "/head/cam_mlp/Gemm", "/uncert_head/Sigmoid_1"} <= ptail
+    assert not any("deconv" in n for n in ptail)
+    rules = select_nodes(pare, ["op:Softmax", "^/head/MatMul", "/uncert_head/"])
+    assert rules["op:Softmax"] == ["/head/Softmax"]
+    assert set(rules["^/head/MatMul"]) == {"/head/MatMul", "/head/MatMul_1"}
+    assert all(n.startswith("/uncert_head/") for n in rules["/uncert_head/"])
+    with pytest.raises(ExportError, match="regular expression"):
+        select_nodes(pare, ["(unclosed"])
+
+
+def test_spearman_matches_scipy() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.integers(0, 6, size=30).astype(float)  # many ties
+        b = a + rng.normal(0, 2, size=30)
+        assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([0.5, 0.5], [0.2, 0.2]) == 1.0 and spearman([0.5, 0.5], [0.1, 0.2]) == 0.0
+    assert spearman([1.0], [2.0]) is None
