@@ -70,7 +70,7 @@ def test_forward_contract_tiny(name: str) -> None:
     with torch.no_grad():
         out = model(*model.example_inputs(batch=3))
     assert [tuple(t.shape) for t in out[:3]] == [(3, 24, 3, 3), (3, 10), (3, 3)]
-    assert len(out) == (4 if spec.has_sigma else 3)
+    assert len(out) == len(spec.output_names)  # + sigma (POCO) or token_confidence (TokenHMR)
     rot = out[0]
     eye = torch.eye(3).expand_as(rot)
     assert torch.allclose(rot @ rot.transpose(-1, -2), eye, atol=1e-5)

@@ -5,11 +5,18 @@ Steps: build the zoo model (checkpoint or random weights) → trace it to ONNX w
 PyTorch on fresh random inputs at N=1 and N=3 → write ``manifest.json``. Everything is written to a
 temporary folder beside the target and renamed at the end, so an interrupted export leaves nothing
 half-written, and an existing folder is only replaced with ``force``.
+
+Large graphs (TokenHMR: 2.75 GB of FP32 weights, over protobuf's 2 GiB limit) are written as
+``model.onnx`` (the graph, ~1 MB) + ``model.onnx.data`` (every initializer of 1 KiB or more, each at a
+4 KiB-aligned offset) whenever the weights exceed ``external_data_threshold`` bytes. The manifest's
+``artifacts.onnx`` entry then also lists ``data_file``, ``data_sha256`` and ``data_bytes``. ONNX Runtime,
+``onnx.load`` and ``onnx.checker`` (given the path) find the data file beside the graph by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +37,7 @@ import torch
 import hpsedge
 from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
 from hpsedge.models.checkpoints import build_model
-from hpsedge.models.zoo import HPSNetwork, ModelSpec
+from hpsedge.models.zoo import ModelSpec
 from hpsedge.runtime.errors import ExportError, HpsedgeError
 from hpsedge.runtime.manifest import MANIFEST_NAME, SCHEMA, SCHEMA_VERSION, sha256_file, validate_manifest
 
@@ -41,7 +48,13 @@ DEFAULT_MAX_BATCH = 16
 DEFAULT_TOLERANCE = 1e-3
 VERIFY_BATCHES = (1, 3)
 ONNX_NAME = "model.onnx"
+DATA_SUFFIX = ".data"
 PRECISIONS = ("fp32", "fp16", "int8")
+#: weights above this many bytes go to an external data file (protobuf caps one file at 2 GiB)
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+#: initializers smaller than this stay inside the graph file when external data is written
+EXTERNAL_TENSOR_MIN_BYTES = 1024
+_ALIGN = 4096
 
 #: called with (step description) as the export advances; the CLI drives a progress display with it
 ProgressFn = Callable[[str], None]
@@ -96,7 +109,7 @@ def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
 # ---------------------------------------------------------------------------------------------------
 # export and verification
 # ---------------------------------------------------------------------------------------------------
-def trace_to_onnx(model: HPSNetwork, path: Path, opset: int = DEFAULT_OPSET) -> None:
+def trace_to_onnx(model: torch.nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
     """Trace ``model`` with the TorchScript-based exporter (dynamic batch axis ``N``).
 
     The legacy tracer is used on purpose: it honours opset 17 (the dynamo exporter emits 18 at least),
@@ -118,6 +131,87 @@ def trace_to_onnx(model: HPSNetwork, path: Path, opset: int = DEFAULT_OPSET) -> 
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
+
+
+def _tensor_bytes(t: Any) -> int:
+    """Bytes of an initializer's data, inline or external, without loading external data."""
+    from onnx import external_data_helper as edh
+
+    if edh.uses_external_data(t):
+        info = edh.ExternalDataInfo(t)
+        return int(info.length or 0)
+    if t.HasField("raw_data"):
+        return len(t.raw_data)
+    from onnx import numpy_helper
+
+    return int(numpy_helper.to_array(t).nbytes) if t.dims else 0
+
+
+def finalize_onnx(src: Path, dst: Path, threshold: int = EXTERNAL_DATA_THRESHOLD) -> Path | None:
+    """Move the traced graph ``src`` (and any per-tensor files the exporter wrote beside it) to ``dst``.
+
+    When the weights exceed ``threshold`` bytes, or the exporter already had to write them externally
+    (the TorchScript exporter does so, one file per tensor, above 2 GiB), every initializer of at least
+    :data:`EXTERNAL_TENSOR_MIN_BYTES` goes into one file ``dst.name + ".data"`` beside ``dst``, each at a
+    4 KiB-aligned offset, copied tensor by tensor (the weights are never all in memory). Returns the data
+    file's path, or None when the graph is self-contained.
+    """
+    import onnx
+    from onnx import external_data_helper as edh
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(src), load_external_data=False)
+    tensors = list(edh._get_all_tensors(proto))
+    already = any(edh.uses_external_data(t) for t in tensors)
+    total = sum(_tensor_bytes(t) for t in tensors)
+    if not already and total <= threshold:
+        del proto
+        if src != dst:
+            os.replace(src, dst)
+        return None
+    data_name = dst.name + DATA_SUFFIX
+    data_path = dst.parent / data_name
+    offset = 0
+    with open(data_path, "wb") as out:
+        for t in tensors:
+            if edh.uses_external_data(t):
+                info = edh.ExternalDataInfo(t)
+                chunks = _read_external(src.parent / info.location, int(info.offset or 0), info.length)
+            elif _tensor_bytes(t) >= EXTERNAL_TENSOR_MIN_BYTES:
+                raw = t.raw_data if t.HasField("raw_data") else numpy_helper.to_array(t).tobytes()
+                chunks = iter((raw,))
+            else:
+                continue
+            pad = (-offset) % _ALIGN
+            out.write(b"\0" * pad)
+            offset += pad
+            length = 0
+            for chunk in chunks:
+                out.write(chunk)
+                length += len(chunk)
+            for field_name in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+                t.ClearField(field_name)
+            del t.external_data[:]
+            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(length))):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+            t.data_location = onnx.TensorProto.EXTERNAL
+            offset += length
+    onnx.save(proto, str(dst))
+    return data_path
+
+
+def _read_external(path: Path, offset: int, length: int | None, chunk: int = 1 << 24) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = length if length else None
+        while left is None or left > 0:
+            b = f.read(chunk if left is None else min(chunk, left))
+            if not b:
+                break
+            if left is not None:
+                left -= len(b)
+            yield b
 
 
 def ort_session(path: Path, threads: int | None = None) -> Any:
@@ -144,7 +238,7 @@ def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> d
 
 
 def verify_onnx(
-    model: HPSNetwork,
+    model: torch.nn.Module,
     onnx_path: Path,
     batches: tuple[int, ...] = VERIFY_BATCHES,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -212,6 +306,7 @@ def build_manifest(
     artifacts: dict[str, Any],
     verification: dict[str, Any],
     ops: dict[str, int],
+    outputs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     manifest = {
         "schema": SCHEMA,
@@ -228,7 +323,7 @@ def build_manifest(
         },
         "checkpoint": checkpoint,
         "inputs": spec.input_specs(),
-        "outputs": spec.output_specs(),
+        "outputs": outputs if outputs is not None else spec.output_specs(),
         "preprocessing": spec.preprocessing(),
         "postprocessing": spec.postprocessing(),
         "precision": "fp32",
@@ -246,7 +341,7 @@ def build_manifest(
 
 def write_export(
     folder: Path,
-    model: HPSNetwork,
+    model: torch.nn.Module,
     loaded: Any,
     *,
     tiny: bool,
@@ -254,25 +349,34 @@ def write_export(
     max_batch: int = DEFAULT_MAX_BATCH,
     tolerance: float = DEFAULT_TOLERANCE,
     progress: ProgressFn | None = None,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
 ) -> dict[str, Any]:
     """Trace, check and verify ``model`` into ``folder/model.onnx``; return the manifest (not yet written).
 
     ``folder`` is a scratch folder owned by the caller (see :func:`atomic_folder`); ``loaded`` is the
-    :class:`~hpsedge.models.checkpoints.LoadedCheckpoint` or None for random weights.
+    :class:`~hpsedge.models.checkpoints.LoadedCheckpoint` or None for random weights. Weights over
+    ``external_data_threshold`` bytes go to ``folder/model.onnx.data`` (see :func:`finalize_onnx`).
     """
     step = progress or (lambda _msg: None)
     spec = model.spec
     onnx_path = folder / ONNX_NAME
     step(f"tracing to ONNX (opset {opset})")
-    trace_to_onnx(model, onnx_path, opset=opset)
+    trace_dir = folder / ".trace"
+    trace_dir.mkdir()
+    try:
+        trace_to_onnx(model, trace_dir / ONNX_NAME, opset=opset)
+        data_path = finalize_onnx(trace_dir / ONNX_NAME, onnx_path, threshold=external_data_threshold)
+    finally:
+        shutil.rmtree(trace_dir, ignore_errors=True)
     step("checking the graph")
     import onnx
 
-    proto = onnx.load(str(onnx_path))
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        # by path, so that a graph with external data is checked without loading the weights
+        onnx.checker.check_model(str(onnx_path), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ExportError(f"the exported graph is not valid ONNX: {str(exc).splitlines()[0]}") from None
+    proto = onnx.load(str(onnx_path), load_external_data=False)
     bad = forbidden_ops(proto)
     if bad:
         raise ExportError(
@@ -286,14 +390,20 @@ def write_export(
     ckpt_info: dict[str, Any] = {"random_init": loaded is None}
     if loaded is not None:
         ckpt_info.update({"file": loaded.path.name, "sha256": loaded.sha256, "dropped_keys": len(loaded.dropped)})
-    artifacts = {
-        "onnx": {
-            "file": ONNX_NAME,
-            "sha256": sha256_file(onnx_path),
-            "bytes": onnx_path.stat().st_size,
-            "precision": "fp32",
-        }
+        tok = getattr(loaded, "tokenizer", None)
+        if tok is not None:
+            ckpt_info["tokenizer"] = {"file": tok.path.name, "sha256": tok.sha256, "dropped_keys": len(tok.dropped)}
+    onnx_entry: dict[str, Any] = {
+        "file": ONNX_NAME,
+        "sha256": sha256_file(onnx_path),
+        "bytes": onnx_path.stat().st_size,
+        "precision": "fp32",
     }
+    if data_path is not None:
+        onnx_entry.update(
+            {"data_file": data_path.name, "data_sha256": sha256_file(data_path), "data_bytes": data_path.stat().st_size}
+        )
+    out_specs = model.output_specs() if hasattr(model, "output_specs") else None
     return build_manifest(
         spec,
         tiny=tiny,
@@ -301,9 +411,10 @@ def write_export(
         checkpoint=ckpt_info,
         opset=opset,
         max_batch=max_batch,
-        artifacts=artifacts,
+        artifacts={"onnx": onnx_entry},
         verification=verification,
         ops=ops,
+        outputs=out_specs,
     )
 
 
@@ -319,6 +430,7 @@ def export_onnx(
     out_dir: str | Path,
     *,
     checkpoint: str | Path | None = None,
+    tokenizer: str | Path | None = None,
     opset: int = DEFAULT_OPSET,
     max_batch: int = DEFAULT_MAX_BATCH,
     force: bool = False,
@@ -327,12 +439,17 @@ def export_onnx(
     tolerance: float = DEFAULT_TOLERANCE,
     precision: str = "fp32",
     precision_options: dict[str, Any] | None = None,
+    token_probs: bool = False,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
     progress: ProgressFn | None = None,
 ) -> ExportResult:
     """Export zoo model ``model_name`` to ``out_dir/model.onnx`` with a manifest; verify it first.
 
     With ``precision`` "fp16" or "int8", ``model.<precision>.onnx`` and the accuracy-drop report are
     written too (:func:`hpsedge.export.precision.apply_precision`, with ``precision_options``).
+    TokenHMR: ``tokenizer`` is ``tokenizer.pth`` (with ``checkpoint`` = the official ``.ckpt``);
+    ``token_probs`` adds the [N, 160, 2048] token probabilities as a graph output. Weights over
+    ``external_data_threshold`` bytes are written to ``model.onnx.data`` (0 forces it).
     """
     step = progress or (lambda _msg: None)
     out = Path(out_dir)
@@ -342,13 +459,30 @@ def export_onnx(
         raise HpsedgeError(f"--max-batch must be at least 1 (got {max_batch})")
     if precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    from hpsedge.models.zoo import get_spec
+
+    spec = get_spec(model_name)
+    if token_probs:
+        if spec.family != "tokenhmr":
+            raise HpsedgeError(f"--token-probs is only for TokenHMR models, not {spec.name}")
+        spec = dataclasses.replace(spec, extra_outputs=("token_probs",))
     check_target(out, force)
     t0 = time.perf_counter()
     step("building the model")
-    model, spec, loaded = build_model(model_name, checkpoint=checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny)
+    model, spec, loaded = build_model(
+        model_name, checkpoint=checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny, tokenizer=tokenizer, spec=spec
+    )
     with atomic_folder(out, force) as tmp:
         manifest = write_export(
-            tmp, model, loaded, tiny=tiny, opset=opset, max_batch=max_batch, tolerance=tolerance, progress=step
+            tmp,
+            model,
+            loaded,
+            tiny=tiny,
+            opset=opset,
+            max_batch=max_batch,
+            tolerance=tolerance,
+            progress=step,
+            external_data_threshold=external_data_threshold,
         )
         if precision != "fp32":
             from hpsedge.export.precision import apply_precision

@@ -10,13 +10,23 @@ with a ``model.`` prefix (Lightning), or either wrapped in ``{"state_dict": ...}
 Keys that the exported network does not use are dropped on purpose (see ``ModelSpec.drop_prefixes``)
 and logged at debug level; everything else must match exactly, unlike the official loader, which
 silently falls back to ``strict=False``.
+
+TokenHMR needs two files: the Lightning checkpoint (``tokenhmr_model_latest.ckpt``: ``state_dict`` with
+``backbone.*``, ``smpl_head.*``, ``smpl.*`` and ``initialized``) and the tokenizer (``tokenizer.pth``: ``net``,
+the tokenizer's state dict, and ``hparams``, a pickled yacs ``CfgNode``). Both are read by
+:func:`read_inert` without executing code and without the official classes: only PyTorch's tensor-rebuild
+functions (the set ``torch.load(weights_only=True)`` allows) and numpy's array reconstruction resolve to
+real objects; every other pickled global becomes an inert stand-in (:class:`InertObject`) that is never
+called. See :func:`load_tokenhmr`.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import types
 import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +54,149 @@ class LoadedCheckpoint:
     dropped: list[str] = field(default_factory=list)
     stripped_prefix: str | None = None
     wrapper: str | None = None
+    #: pickled globals replaced by inert stand-ins while reading (TokenHMR files), e.g. "yacs.config.CfgNode"
+    stand_ins: list[str] = field(default_factory=list)
+    #: TokenHMR: the tokenizer file loaded beside the model checkpoint
+    tokenizer: LoadedCheckpoint | None = None
 
 
-def read_checkpoint(path: str | Path, unsafe_pickle: bool = False) -> Any:
-    """Read a checkpoint file into Python objects, refusing anything beyond tensors unless asked."""
+# ---------------------------------------------------------------------------------------------------
+# inert unpickling
+# ---------------------------------------------------------------------------------------------------
+class InertObject(dict):
+    """Stand-in for a pickled class or function that is not a tensor-rebuild function.
+
+    It records what the pickle asked for and does nothing else: "calling" it (pickle's REDUCE/NEWOBJ)
+    makes an instance holding the arguments in ``pickle_args``; ``SETITEMS``/``APPENDS`` fill it as a
+    dict/list would; ``BUILD`` stores the state in ``pickle_state``. Subclasses are made per global
+    (:func:`_stand_in`), with the global's dotted name in ``pickle_global``. Being a dict, a stand-in for a
+    dict subclass such as yacs' ``CfgNode`` can be read like the original (``hparams["ARCH"]["NB_CODE"]``).
+    """
+
+    pickle_global = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> InertObject:
+        obj = dict.__new__(cls)
+        obj.pickle_args = args
+        obj.pickle_items: list[Any] = []
+        obj.pickle_state = None
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # never dict.__init__(args): args are data
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.pickle_state = state
+
+    def append(self, item: Any) -> None:
+        self.pickle_items.append(item)
+
+    def extend(self, items: Any) -> None:
+        self.pickle_items.extend(items)
+
+    def __reduce__(self) -> Any:  # pragma: no cover - stand-ins are not meant to be pickled again
+        raise TypeError(f"inert stand-in for {self.pickle_global} cannot be pickled")
+
+    def __repr__(self) -> str:
+        return f"<inert {self.pickle_global} {dict.__repr__(self)}>"
+
+
+def _stand_in(module: str, name: str) -> type[InertObject]:
+    return type(name, (InertObject,), {"pickle_global": f"{module}.{name}", "__module__": "hpsedge.inert"})
+
+
+def _allowed_globals() -> dict[str, Any]:
+    """Globals that resolve to the real object: torch's weights-only allowlist and numpy's array rebuild.
+
+    Every entry only rebuilds data (tensors, storages, dtypes, sizes, ordered dicts, sets, bytes, numpy
+    arrays); nothing here can run a shell command, open a file or import a module.
+    """
+    allowed: dict[str, Any] = {}
+    try:
+        from torch import _weights_only_unpickler
+
+        allowed.update(_weights_only_unpickler._get_allowed_globals())
+    except Exception:  # pragma: no cover - private torch API moved: fall back to the essentials
+        import torch._utils as tu
+
+        allowed.update({f"torch._utils.{n}": getattr(tu, n) for n in ("_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter")})
+        allowed.update({"collections.OrderedDict": OrderedDict, "torch.Size": torch.Size, "torch.device": torch.device})
+    # Tensor subclasses are rebuilt by calling a pickled function: not allowed (the stand-in records it).
+    allowed.pop("torch._tensor._rebuild_from_type_v2", None)
+    import _codecs
+
+    import numpy as np
+
+    allowed.update({"_codecs.encode": _codecs.encode, "builtins.set": set, "builtins.frozenset": frozenset,
+                    "builtins.complex": complex, "builtins.slice": slice, "builtins.bytearray": bytearray,
+                    "__builtin__.set": set, "numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype})
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[f"{mod}._reconstruct"] = _np_reconstruct()
+        allowed[f"{mod}.scalar"] = _np_scalar()
+    return allowed
+
+
+def _np_reconstruct() -> Any:
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    return _reconstruct
+
+
+def _np_scalar() -> Any:
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    return scalar
+
+
+def _inert_pickle_module(record: list[str]) -> Any:
+    """A ``pickle_module`` for ``torch.load`` whose unpickler never resolves a non-allowed global.
+
+    ``torch.load`` wraps ``Unpickler.find_class`` (storage classes are mapped by torch itself first) and
+    feeds tensor data through its own ``persistent_load``; everything else that a pickle names goes
+    through :meth:`find_class` here. Names replaced by stand-ins are appended to ``record``.
+    """
+    allowed = _allowed_globals()
+
+    class InertUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            key = f"{module}.{name}"
+            if key in allowed:
+                return allowed[key]
+            if key not in record:
+                record.append(key)
+            return _stand_in(module, name)
+
+    def load(file: Any, **kwargs: Any) -> Any:
+        return InertUnpickler(file, **kwargs).load()
+
+    return types.SimpleNamespace(__name__="hpsedge_inert_pickle", Unpickler=InertUnpickler, load=load)
+
+
+def read_inert(path: str | Path, unsafe_pickle: bool = False) -> tuple[Any, list[str]]:
+    """Read a checkpoint whose pickle holds non-tensor objects, without executing any of them.
+
+    Returns ``(object, stand-ins)``: the unpickled object (tensors are real, other objects are
+    :class:`InertObject` stand-ins) and the dotted names that were replaced. With ``unsafe_pickle`` the file
+    is unpickled fully (the official classes must then be importable; only for trusted files).
+    """
+    record: list[str] = []
+    if unsafe_pickle:
+        return read_checkpoint(path, unsafe_pickle=True), record
+    obj = read_checkpoint(path, pickle_module=_inert_pickle_module(record))
+    if record:
+        log.info("%s: %d pickled object type(s) read as inert stand-ins: %s", Path(path).name, len(record), ", ".join(record))
+    return obj, record
+
+
+def read_checkpoint(path: str | Path, unsafe_pickle: bool = False, pickle_module: Any | None = None) -> Any:
+    """Read a checkpoint file into Python objects, refusing anything beyond tensors unless asked.
+
+    ``pickle_module`` (internal): read with that unpickler instead (see :func:`read_inert`).
+    """
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
@@ -56,6 +205,8 @@ def read_checkpoint(path: str | Path, unsafe_pickle: bool = False) -> Any:
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p} is empty (0 bytes)")
     try:
+        if pickle_module is not None:
+            return torch.load(p, map_location="cpu", weights_only=False, pickle_module=pickle_module)
         return torch.load(p, map_location="cpu", weights_only=not unsafe_pickle)
     except pickle.UnpicklingError as exc:
         text = str(exc)
@@ -68,7 +219,8 @@ def read_checkpoint(path: str | Path, unsafe_pickle: bool = False) -> Any:
         raise CheckpointError(f"{p} is not a PyTorch checkpoint ({_short(text)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         text = str(exc)
-        if "zip archive" in text or "central directory" in text or isinstance(exc, (EOFError, zipfile.BadZipFile)):
+        corrupt = isinstance(exc, (EOFError, zipfile.BadZipFile)) or (isinstance(exc, OSError) and exc.errno == 22)
+        if "zip archive" in text or "central directory" in text or corrupt:
             raise CheckpointError(
                 f"{p} is truncated or corrupt ({_short(text)})", hint="download or copy the checkpoint again"
             ) from None
@@ -129,9 +281,13 @@ def match_report(spec: ModelSpec, sd: Mapping[str, torch.Tensor], tiny: bool = F
 
 
 def guess_model(sd: Mapping[str, torch.Tensor]) -> str | None:
-    """The first zoo model (POCO models first) whose keys and shapes ``sd`` fits at full size, if any."""
+    """The first zoo model (POCO models first) whose keys and shapes ``sd`` fits at full size, if any.
+
+    Keys that come from a second file (``ModelSpec.aux_prefixes``: TokenHMR's tokenizer) may be absent.
+    """
     for name, spec in ZOO.items():
         missing, unexpected, mismatched = match_report(spec, sd)
+        missing = [k for k in missing if not (spec.aux_prefixes and k.startswith(spec.aux_prefixes))]
         if not (missing or unexpected or mismatched):
             return name
     return None
@@ -191,23 +347,182 @@ def build_model(
     checkpoint: str | Path | None = None,
     unsafe_pickle: bool = False,
     tiny: bool = False,
+    tokenizer: str | Path | None = None,
+    spec: ModelSpec | None = None,
 ) -> tuple[nn.Module, ModelSpec, LoadedCheckpoint | None]:
-    """Build zoo model ``name`` in eval mode, with ``checkpoint`` loaded or random weights (warned)."""
+    """Build zoo model ``name`` in eval mode, with ``checkpoint`` loaded or random weights (warned).
+
+    ``tokenizer``: TokenHMR's ``tokenizer.pth`` (the decoder and codebook), needed with an official
+    TokenHMR checkpoint. ``spec``: a variant of the zoo entry (e.g. with extra outputs) to build instead.
+    """
     from hpsedge.models.zoo import get_spec
 
-    spec = get_spec(name)
+    spec = spec or get_spec(name)
+    if tokenizer is not None and spec.family != "tokenhmr":
+        raise CheckpointError(f"--tokenizer is only for TokenHMR models, not {spec.name}")
+    if tokenizer is not None and checkpoint is None:
+        raise CheckpointError(
+            "a tokenizer alone is not enough: the ViT and token head weights are in the model checkpoint",
+            hint=f"pass --checkpoint {spec.official_checkpoint} as well",
+        )
     model = spec.build(tiny=tiny)
     loaded = None
-    if checkpoint is not None:
+    if checkpoint is not None and spec.family == "tokenhmr":
+        loaded = load_tokenhmr(model, spec, checkpoint, tokenizer, unsafe_pickle=unsafe_pickle, tiny=tiny)
+    elif checkpoint is not None:
         loaded = load_into(model, spec, checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny)
     else:
         log.warning(
-            "NO CHECKPOINT: %s has RANDOM weights; its outputs are meaningless (upright T-pose, camera "
+            "NO CHECKPOINT: %s has RANDOM weights; its outputs are meaningless (identity mean pose, camera "
             "(0.9, 0, 0)). Pass --checkpoint %s for real results.",
             spec.name,
             spec.official_checkpoint or "PATH",
         )
     return model.eval(), spec, loaded
+
+
+# ---------------------------------------------------------------------------------------------------
+# TokenHMR: model checkpoint + tokenizer
+# ---------------------------------------------------------------------------------------------------
+_TOKENIZER_PREFIX = "tokenizer."
+
+
+def _is_tokenizer_file(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and isinstance(obj.get("net"), Mapping) and "state_dict" not in obj
+
+
+def _tokenizer_arch(shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """One-line description of a tokenizer's decoder from its tensor shapes (``tokenizer.``-prefixed keys)."""
+    from hpsedge.models.tokenizer import tokenizer_config_from_shapes
+
+    plain = {k[len(_TOKENIZER_PREFIX):]: v for k, v in shapes.items() if k.startswith(_TOKENIZER_PREFIX)}
+    try:
+        cfg = tokenizer_config_from_shapes(plain)
+    except (KeyError, IndexError, ValueError):
+        return "an unrecognised decoder layout"
+    return (
+        f"{cfg.nb_code} codes × {cfg.code_dim}, decoder width {cfg.width}, {cfg.token_size_div} resize steps, "
+        f"{cfg.down_t} residual stage(s) of depth {cfg.depth}"
+    )
+
+
+def _check_token_arch(p: Path, spec: ModelSpec, sd: Mapping[str, torch.Tensor], tiny: bool) -> None:
+    """Architecture hyper-parameters read from the tensor shapes, compared with ours (clear message first)."""
+    expected = expected_state_shapes(spec, tiny=tiny)
+    got = {k: tuple(v.shape) for k, v in sd.items() if k.startswith(_TOKENIZER_PREFIX) and not k.startswith(spec.drop_prefixes)}
+    want = {k: v for k, v in expected.items() if k.startswith(_TOKENIZER_PREFIX)}
+    if got and got != want and _tokenizer_arch(got) != _tokenizer_arch(want):
+        raise CheckpointError(
+            f"{p} holds a tokenizer with {_tokenizer_arch(got)}; hpsedge's {spec.name} is built for "
+            f"{_tokenizer_arch(want)} (the released TokenHMR tokenizer)",
+            hint="use the tokenizer.pth that came with the TokenHMR checkpoint (data.zip)",
+        )
+    tok_key = "smpl_head.decpose.mixer_head.0.MLP_token.ff.0.weight"
+    cls_key = "smpl_head.decpose.class_pred_layer.weight"
+    for key, what, idx in ((tok_key, "tokens", 1), (cls_key, "code classes", 0)):
+        if key in sd and key in expected and tuple(sd[key].shape)[idx] != expected[key][idx]:
+            raise CheckpointError(
+                f"{p}: the token head predicts {tuple(sd[key].shape)[idx]} {what}; hpsedge's {spec.name} "
+                f"expects {expected[key][idx]}",
+                hint="is this a TokenHMR checkpoint of the released architecture?",
+            )
+
+
+def load_tokenhmr(
+    model: nn.Module,
+    spec: ModelSpec,
+    checkpoint: str | Path,
+    tokenizer: str | Path | None = None,
+    unsafe_pickle: bool = False,
+    tiny: bool = False,
+) -> LoadedCheckpoint:
+    """Load TokenHMR's model checkpoint and tokenizer into ``model`` strictly, or raise :class:`CheckpointError`.
+
+    * ``checkpoint``: the official Lightning ``.ckpt`` (``state_dict`` → ``backbone.*``, ``smpl_head.*``; an
+      optional ``model.`` prefix is removed) or an hpsedge checkpoint (a full state dict of this network,
+      ``tokenizer.*`` included, in which case ``tokenizer`` may be omitted).
+    * ``tokenizer``: ``tokenizer.pth``; ``net``'s ``decoder.*`` and ``quantizer.codebook`` become
+      ``tokenizer.*`` (keys containing ``body_model`` are skipped, as the official loader does).
+    * Dropped on purpose: ``smpl.*`` (SMPL buffers), ``initialized``, ``discriminator.*``, the tokenizer's
+      ``encoder.*``; optimiser state and hyper-parameters are outside ``state_dict`` and never read.
+    * Both files are read with :func:`read_inert` (no code runs; ``unsafe_pickle`` unpickles fully).
+    """
+    p = Path(checkpoint)
+    obj, stand_ins = read_inert(p, unsafe_pickle=unsafe_pickle)
+    if _is_tokenizer_file(obj):
+        raise CheckpointError(
+            f"{p} is a TokenHMR tokenizer (it has 'net' and 'hparams'), not the model checkpoint",
+            hint=f"pass it as --tokenizer and the model as --checkpoint {spec.official_checkpoint}",
+        )
+    sd, wrapper = extract_state_dict(obj, source=str(p))
+    sd, prefix = strip_prefix(sd)
+    tok_loaded = None
+    if tokenizer is not None:
+        tp = Path(tokenizer)
+        tobj, t_stand_ins = read_inert(tp, unsafe_pickle=unsafe_pickle)
+        if not _is_tokenizer_file(tobj):
+            looks_like_model = isinstance(tobj, Mapping) and isinstance(tobj.get("state_dict"), Mapping)
+            raise CheckpointError(
+                f"{tp} is not a TokenHMR tokenizer file (expected a dict with 'net' and 'hparams'"
+                + (", found a model checkpoint's 'state_dict')" if looks_like_model else ")"),
+                hint="pass tokenizer.pth (from TokenHMR's data.zip) as --tokenizer",
+            )
+        net = {str(k): v for k, v in tobj["net"].items() if isinstance(v, torch.Tensor) and "body_model" not in str(k)}
+        if not net:
+            raise CheckpointError(f"{tp}: 'net' holds no tensors")
+        replaced = sorted(k for k in sd if k.startswith(_TOKENIZER_PREFIX))
+        if replaced:
+            log.info("the tokenizer in %s replaces %d tokenizer.* tensors of %s", tp.name, len(replaced), p.name)
+            sd = {k: v for k, v in sd.items() if not k.startswith(_TOKENIZER_PREFIX)}
+        tsd = {_TOKENIZER_PREFIX + k: v for k, v in net.items()}
+        _check_token_arch(tp, spec, tsd, tiny)
+        _t_kept, t_dropped = _partition(spec, tsd)
+        tok_loaded = LoadedCheckpoint(path=tp, sha256=sha256_file(tp), dropped=t_dropped, stand_ins=t_stand_ins)
+        sd = {**sd, **tsd}
+    _check_token_arch(p, spec, sd, tiny)
+    kept, dropped = _partition(spec, sd)
+    missing, unexpected, mismatched = match_report(spec, sd, tiny=tiny)
+    if missing and tokenizer is None and all(k.startswith(_TOKENIZER_PREFIX) for k in missing):
+        raise CheckpointError(
+            f"{p} has the ViT and token head but not the tokenizer decoder ({len(missing)} tokenizer.* tensors)",
+            hint="pass TokenHMR's tokenizer.pth with --tokenizer",
+        )
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing key(s): {_fmt(missing)}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected key(s): {_fmt(unexpected)}")
+        if mismatched:
+            problems.append(
+                f"{len(mismatched)} shape mismatch(es): "
+                + _fmt([f"{k} {tuple(a)} vs expected {tuple(b)}" for k, a, b in mismatched])
+            )
+        other = guess_model(sd)
+        if other == spec.name:
+            hint = f"this is a full-size {other} checkpoint; build the full model"
+        elif other:
+            hint = f"this looks like a {other} checkpoint: use --model {other}"
+        else:
+            hint = "is this TokenHMR's tokenhmr_model_latest.ckpt (with tokenizer.pth as --tokenizer)?"
+        source = f"{p} + {tokenizer}" if tokenizer is not None else str(p)
+        raise CheckpointError(f"{source} does not fit {spec.name}: " + "; ".join(problems), hint=hint)
+    target = model.state_dict()
+    model.load_state_dict({k: v.to(dtype=target[k].dtype) for k, v in kept.items()}, strict=True)
+    main_dropped = [k for k in dropped if not (tok_loaded and k in tok_loaded.dropped)]
+    if dropped:
+        groups = sorted({".".join(k.split(".")[:2]) for k in dropped})
+        log.debug("dropped %d checkpoint keys on purpose (not used at inference): %s", len(dropped), ", ".join(groups))
+    log.info("loaded %s%s into %s (%d tensors)", p.name, f" + {Path(tokenizer).name}" if tokenizer else "", spec.name, len(kept))
+    return LoadedCheckpoint(
+        path=p,
+        sha256=sha256_file(p),
+        dropped=main_dropped,
+        stripped_prefix=prefix,
+        wrapper=wrapper,
+        stand_ins=stand_ins,
+        tokenizer=tok_loaded,
+    )
 
 
 def _unsafe_global(text: str) -> str:

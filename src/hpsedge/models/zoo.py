@@ -33,7 +33,7 @@ class ModelSpec:
     """Everything hpsedge needs to know about one named model."""
 
     name: str
-    family: str  # "cliff" | "pare" | "hmr"
+    family: str  # "cliff" | "pare" | "hmr" | "tokenhmr"
     backbone: str
     description: str
     uncertainty: tuple[str, tuple[int, ...]] | None  # (input type, hidden sizes) of POCO's head
@@ -43,6 +43,10 @@ class ModelSpec:
     #: state-dict key prefixes in official checkpoints that we drop on purpose
     drop_prefixes: tuple[str, ...] = field(default=("flow_head.", "smpl."))
     drop_keys: tuple[str, ...] = field(default=("init_pose", "init_shape", "init_cam"))
+    #: key prefixes that come from a second file (TokenHMR's ``tokenizer.pth``), not the main checkpoint
+    aux_prefixes: tuple[str, ...] = ()
+    #: optional graph outputs chosen at export time (TokenHMR: ``("token_probs",)``)
+    extra_outputs: tuple[str, ...] = ()
 
     @property
     def has_sigma(self) -> bool:
@@ -54,6 +58,8 @@ class ModelSpec:
 
     @property
     def output_names(self) -> list[str]:
+        if self.family == "tokenhmr":
+            return ["pose", "betas", "cam", "token_confidence", *self.extra_outputs]
         return ["pose", "betas", "cam", "sigma"] if self.has_sigma else ["pose", "betas", "cam"]
 
     def input_specs(self) -> list[dict[str, Any]]:
@@ -71,10 +77,19 @@ class ModelSpec:
         ]
         if self.has_sigma:
             specs.append({"name": "sigma", "shape": ["N", 24], "dtype": "float32"})
+        if self.family == "tokenhmr":
+            specs.append({"name": "token_confidence", "shape": ["N"], "dtype": "float32"})
+            if "token_probs" in self.extra_outputs:
+                from hpsedge.models.tokenizer import TOKENIZER_RELEASE
+
+                t, k = TOKENIZER_RELEASE.num_tokens, TOKENIZER_RELEASE.nb_code
+                specs.append({"name": "token_probs", "shape": ["N", t, k], "dtype": "float32"})
         return specs
 
     def preprocessing(self) -> dict[str, Any]:
         """The manifest's ``preprocessing`` block (what the runtime's ``preprocess`` reads)."""
+        if self.family == "tokenhmr":
+            return tokenhmr_preprocessing(self.input_size)
         return {
             "input_size": list(self.input_size),
             "mean": list(IMAGENET_MEAN),
@@ -86,6 +101,8 @@ class ModelSpec:
         }
 
     def postprocessing(self) -> dict[str, Any]:
+        if self.family == "tokenhmr":
+            return tokenhmr_postprocessing()
         return {
             "camera": "weak_perspective_crop",
             "crop_focal_length": 5000.0,
@@ -94,9 +111,66 @@ class ModelSpec:
             "kinematic_sigma": True,
         }
 
-    def build(self, tiny: bool = False) -> HPSNetwork:
+    def build(self, tiny: bool = False) -> nn.Module:
         """Construct the network (random weights, mean-parameter buffers); ``tiny`` for fast tests."""
+        if self.family == "tokenhmr":
+            from hpsedge.models.tokenhmr import TokenHMRNetwork
+
+            return TokenHMRNetwork(self, tiny=tiny)
         return HPSNetwork(self, tiny=tiny)
+
+
+def tokenhmr_preprocessing(input_size: tuple[int, int]) -> dict[str, Any]:
+    """TokenHMR's crop as the official ``ViTDetDataset`` makes it, expressed for the runtime's ``preprocess``.
+
+    Official (``tokenhmr/lib/datasets/vitdet_dataset.py``, ``utils.py``): the box is grown to 3:4 (w:h) by
+    ``expand_to_aspect_ratio(.., [192, 256])`` with no extra padding; its side ``S = max(h, 4w/3)`` is the
+    square that ``cv2.warpAffine`` (bilinear, constant 0 border) maps onto 256×256 with the box centre at
+    (128, 128); RGB; ``(x − 255·mean)/(255·std)`` on 0..255 values (ImageNet mean/std); the ViT then keeps
+    columns 32..223. The runtime crops exactly that central 256×192 (``square: true`` grows the box to the
+    crop's 3:4 aspect, see :func:`hpsedge.runtime.preprocess.crop_boxes`) and normalises as
+    ``(x/255 − mean)/std`` (equal to the official arithmetic up to float32 rounding).
+
+    ``antialias``: for boxes larger than 1.1·2·256 = 563.2 px the official code first blurs the whole image
+    with ``skimage.filters.gaussian``, σ = (S/512 − 1)/2 per spatial axis. Recorded here for consumers; the
+    hpsedge runtime crop does not apply it (see the README's TokenHMR notes).
+    """
+    return {
+        "input_size": list(input_size),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "color": "RGB",
+        "square": True,
+        "bbox_scale": 1.0,
+        "bbox_info": False,
+        "crop": "tokenhmr_vitdet",
+        "square_side": 256,
+        "antialias": {"kind": "gaussian", "min_box": 563.2, "sigma": "(S/512 - 1)/2"},
+    }
+
+
+def tokenhmr_postprocessing() -> dict[str, Any]:
+    """HMR 2.0 / TokenHMR camera conventions (``tokenhmr/lib/models/tokenhmr.py``, ``utils/renderer.py``, ``demo.py``).
+
+    * crop camera: ``cam = (s, tx, ty)`` for the 256-px square crop, focal 5000 px, principal point at the
+      crop centre: ``t_crop = (tx, ty, 2·5000/(256·s))``;
+    * full image (``cam_crop_to_full``): focal ``f = 5000/256 · max(W, H)``, principal point at the image
+      centre, ``tz = 2f/(S·s)``, ``tx' = tx + 2(cx − W/2)/(S·s)``, ``ty' = ty + 2(cy − H/2)/(S·s)`` with S the
+      square box side; 2D joints are the pinhole projection of ``joints + t`` with that camera.
+    * confidence: the graph's ``token_confidence`` (no σ).
+    """
+    return {
+        "camera": "weak_perspective_crop",
+        "crop_focal_length": 5000.0,
+        "crop_size": 256,
+        "full_focal": "max_side",
+        "projection": "full_image",
+        "rotation": "rotmat",
+        "rotation_6d": "rows",
+        "sigma_score": None,
+        "kinematic_sigma": False,
+        "confidence": "token_confidence",
+    }
 
 
 class HPSNetwork(nn.Module):
@@ -227,6 +301,19 @@ _SPECS: list[ModelSpec] = [
         sigma_score=None,
         official_checkpoint=None,
         drop_prefixes=("flow_head.", "smpl.", "uncert_head."),
+    ),
+    ModelSpec(
+        name="tokenhmr",
+        family="tokenhmr",
+        backbone="vit_h",
+        description="TokenHMR: ViT-H/16 + token head (160 tokens × 2048 codes) + VQ tokenizer decoder; token confidence",
+        uncertainty=None,
+        sigma_score=None,
+        official_checkpoint="tokenhmr_model_latest.ckpt",
+        input_size=(256, 192),
+        drop_prefixes=("smpl.", "discriminator.", "tokenizer.encoder."),
+        drop_keys=("initialized",),
+        aux_prefixes=("tokenizer.",),
     ),
 ]
 

@@ -24,6 +24,7 @@ __all__ = [
     "confidence",
     "joint_confidence",
     "official_score",
+    "token_confidence",
 ]
 
 #: Parent of each SMPL joint (−1 for the root). Every parent index is smaller than its child's.
@@ -120,3 +121,23 @@ def joint_confidence(sigma: np.ndarray, kinematic: bool = True) -> np.ndarray:
     """
     s = accumulate_sigma(sigma) if kinematic else _sigma(sigma)
     return 1.0 - np.clip(s, 0.0, 1.0)
+
+
+def token_confidence(token_probs: np.ndarray) -> np.ndarray:
+    """TokenHMR's per-person confidence ``[K]`` from its token probabilities ``[K, T, C]`` (numpy twin of the graph's).
+
+    ``1 − mean_t H(p_t) / log C`` with ``H(p) = −Σ_c p_c log p_c`` (0·log 0 = 0), clipped to [0, 1]: 1 when every
+    one of the T = 160 tokens puts all its mass on one of the C = 2048 codes, 0 when every token is uniform.
+    The exported graph computes the same from the logits as its ``token_confidence`` output; this function
+    serves graphs exported with ``token_probs``. It measures how decided the token classifier is;
+    what a value means in pose error needs trained weights and a calibration set.
+    """
+    p = np.asarray(token_probs, dtype=np.float64)
+    if p.ndim != 3 or p.shape[2] < 2:
+        raise InputError(f"token_probs must be [K, T, C] with C >= 2, got shape {tuple(p.shape)}")
+    if not np.isfinite(p).all():
+        raise InputError("token_probs contains NaN or inf")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    entropy = -plogp.sum(axis=2)
+    return np.clip(1.0 - entropy.mean(axis=1) / np.log(p.shape[2]), 0.0, 1.0)

@@ -23,7 +23,15 @@ from hpsedge.runtime import camera, confidence, rotations
 from hpsedge.runtime.backends.base import Backend
 from hpsedge.runtime.errors import BackendError, InputError, ManifestError
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
-from hpsedge.runtime.preprocess import CropMeta, preprocess
+from hpsedge.runtime.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CropMeta,
+    as_rgb_uint8,
+    crop_images,
+    normalize,
+    preprocess,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +44,9 @@ class PersonResult:
 
     Coordinates: ``vertices``/``joints3d`` are in the SMPL body frame (no translation), as the official
     models return them; ``transl`` moves them into the camera frame of the *full image*, whose pinhole
-    camera has focal length ``focal`` (√(W²+H²) px) and its principal point at the image centre
-    (CLIFF's convention, used for every model so that all results live in one frame).
+    camera has focal length ``focal`` and its principal point at the image centre. POCO models use
+    CLIFF's focal √(W²+H²) px; TokenHMR uses HMR 2.0's ``5000/256 · max(W, H)`` px (its ``cam_crop_to_full``
+    and renderer), and its ``joints2d`` are the projection with that camera.
     """
 
     box: np.ndarray  #: [4] x1, y1, x2, y2 (pixels), as given
@@ -52,7 +61,9 @@ class PersonResult:
     sigma: np.ndarray | None = None  #: [24] POCO's per-joint uncertainty, as the network outputs it
     sigma_accumulated: np.ndarray | None = None  #: [24] σ summed along each root→joint chain (official)
     score: float | None = None  #: official per-person uncertainty (CLIFF: pelvis; PARE/HMR: mean), [0, 0.99]
-    confidence: float | None = None  #: 1 − score, in [0, 1]; see :func:`hpsedge.runtime.confidence.confidence`
+    #: in [0, 1]. POCO: 1 − score (:func:`hpsedge.runtime.confidence.confidence`); TokenHMR: the graph's
+    #: ``token_confidence``, 1 − mean normalised entropy of the token distributions (no score)
+    confidence: float | None = None
     joint_confidence: np.ndarray | None = None  #: [24] 1 − clip(accumulated σ, 0, 1)
     vertices: np.ndarray | None = None  #: [6890, 3] with an SMPL file
     joints3d: np.ndarray | None = None  #: [24, 3] SMPL skeleton joints (forward kinematics)
@@ -127,7 +138,8 @@ class Predictor:
         self.has_sigma = manifest.has_sigma and "sigma" in backend.output_names
         self.preprocessing = manifest.preprocessing
         self.postprocessing = manifest.postprocessing
-        self.crop_size = float(self.preprocessing["input_size"][1])
+        # side of the square crop the camera refers to (TokenHMR: 256, of which the graph sees 256×192)
+        self.crop_size = float(self.postprocessing.get("crop_size") or self.preprocessing["input_size"][1])
 
     # ------------------------------------------------------------------------------------------ load
     @classmethod
@@ -198,6 +210,7 @@ class Predictor:
         k = meta.num_persons
         if k == 0:
             return []
+        antialias_crops(image, feeds, meta, self.preprocessing, bgr=bgr)
         outputs = self.run_batched(feeds)
         return self.postprocess(outputs, meta, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
 
@@ -217,9 +230,12 @@ class Predictor:
         betas = out["betas"].astype(np.float32)
         cam = out["cam"].astype(np.float32)
         aa = rotations.rotmat_to_axis_angle(pose).astype(np.float32)
-        transl = camera.full_image_translation(cam, meta.center, meta.size, meta.image_hw, meta.focal).astype(np.float32)
+        focal = self.full_focal(meta)
+        transl = camera.full_image_translation(cam, meta.center, meta.size, meta.image_hw, focal).astype(np.float32)
         sigma = out.get("sigma") if self.has_sigma else None
         acc = score = conf = jconf = None
+        if "token_confidence" in out:
+            conf = np.clip(out["token_confidence"].astype(np.float32).reshape(-1), 0.0, 1.0)
         if sigma is not None:
             sigma = sigma.astype(np.float32)
             acc = confidence.accumulate_sigma(sigma)
@@ -247,7 +263,7 @@ class Predictor:
                     betas=betas[i],
                     cam_crop=cam[i],
                     transl=transl[i],
-                    focal=float(meta.focal),
+                    focal=focal,
                     sigma=pick(sigma, i),
                     sigma_accumulated=pick(acc, i),
                     score=None if score is None else float(score[i]),
@@ -262,14 +278,29 @@ class Predictor:
             )
         return results
 
+    def full_focal(self, meta: CropMeta) -> float:
+        """Focal length (pixels) of the full-image camera that ``transl`` refers to.
+
+        ``postprocessing.full_focal == "max_side"`` (TokenHMR, HMR 2.0's demo): ``crop_focal_length /
+        crop_size · max(W, H)`` = 5000/256 · max(W, H); otherwise CLIFF's √(W² + H²) (``meta.focal``).
+        """
+        if self.postprocessing.get("full_focal") == "max_side":
+            crop_focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
+            return crop_focal / self.crop_size * float(max(meta.image_hw))
+        return float(meta.focal)
+
     def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
         """3D points [K,J,3] in the body frame → image pixels, with each family's official camera.
 
         CLIFF: the full-image perspective camera (``transl``, focal √(W²+H²)), as POCO-CLIFF's smplcam head.
+        TokenHMR: the full-image camera of HMR 2.0's ``cam_crop_to_full`` (``transl``, focal
+        5000/256 · max(W, H)), the camera its demo renders the mesh with.
         PARE/HMR: the crop camera (f=5000) mapped from the crop to the image, as POCO's demo does.
         """
         if self.family == "cliff":
             return camera.project_full(points, transl, meta.focal, meta.image_hw).astype(np.float32)
+        if self.family == "tokenhmr" or self.postprocessing.get("projection") == "full_image":
+            return camera.project_full(points, transl, self.full_focal(meta), meta.image_hw).astype(np.float32)
         focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
         return camera.project_crop_to_image(points, cam, meta.center, meta.size, self.crop_size, focal).astype(
             np.float32
@@ -277,6 +308,78 @@ class Predictor:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def gaussian_blur(image: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """``[H, W, C]`` → float64 Gaussian blur over the two spatial axes, edges replicated.
+
+    The filter ``skimage.filters.gaussian(img, sigma, channel_axis=2, preserve_range=True)`` applies
+    (``scipy.ndimage.gaussian_filter`` with ``mode="nearest"``, ``truncate=4``): separable, kernel radius
+    ``int(truncate·σ + 0.5)``, weights ``exp(−x²/2σ²)`` normalised to sum 1.
+    """
+    x = np.asarray(image, dtype=np.float64)
+    radius = int(truncate * float(sigma) + 0.5)
+    if radius < 1:
+        return x.copy()
+    taps = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (taps / float(sigma)) ** 2)
+    w /= w.sum()
+    for axis in (0, 1):
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (radius, radius)
+        xp = np.pad(x, pad, mode="edge")
+        n = x.shape[axis]
+        out = np.zeros_like(x)
+        for i, wi in enumerate(w):
+            out += wi * np.take(xp, np.arange(i, i + n), axis=axis)
+        x = out
+    return x
+
+
+def antialias_crops(image: Any, feeds: dict[str, np.ndarray], meta: CropMeta, spec: dict[str, Any], bgr: bool = False) -> int:
+    """TokenHMR's anti-aliasing for large boxes, in place on ``feeds["image"]``; returns how many crops changed.
+
+    The official ``ViTDetDataset`` blurs the whole image before cropping when the square box side
+    ``S > 1.1 · 2 · 256`` (563.2 px): ``skimage.filters.gaussian`` with σ = (S/512 − 1)/2 on the spatial
+    axes, then crops the *float* result (no rounding to uint8). Only for manifests whose preprocessing
+    declares ``antialias: {"kind": "gaussian", "min_box": ...}``. Each such person's crop is redone from a
+    blurred window of the image that covers the crop's source rectangle (the blur's edge handling is
+    that of the whole image, and samples outside the image stay 0).
+    """
+    aa = spec.get("antialias")
+    if not isinstance(aa, dict) or aa.get("kind") != "gaussian" or meta.num_persons == 0:
+        return 0
+    side = float(spec.get("square_side") or max(meta.out_hw))
+    min_box = float(aa.get("min_box", 1.1 * 2.0 * side))
+    todo = np.nonzero(meta.size > min_box)[0]
+    if todo.size == 0:
+        return 0
+    rgb = as_rgb_uint8(image, bgr=bgr)
+    h, w = rgb.shape[:2]
+    for i in todo:
+        sigma = (float(meta.size[i]) / (2.0 * side) - 1.0) / 2.0
+        margin = int(4.0 * sigma + 0.5) + 2
+        m = meta.matrices[i]
+        oh, ow = meta.out_hw
+        xs = m[0, 0] * np.array([0.0, ow - 1.0]) + m[0, 2]
+        ys = m[1, 1] * np.array([0.0, oh - 1.0]) + m[1, 2]
+        x0, x1 = max(0, int(np.floor(xs.min())) - margin), min(w, int(np.ceil(xs.max())) + margin + 1)
+        y0, y1 = max(0, int(np.floor(ys.min())) - margin), min(h, int(np.ceil(ys.max())) + margin + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        # blur the window with the whole image's edge rule: pad the window from real pixels first
+        py0, py1 = max(0, y0 - margin), min(h, y1 + margin)
+        px0, px1 = max(0, x0 - margin), min(w, x1 + margin)
+        blurred = gaussian_blur(rgb[py0:py1, px0:px1], sigma)[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
+        mw = m.copy()
+        mw[0, 2] -= x0
+        mw[1, 2] -= y0
+        # the window spans every source pixel the crop samples, so samples beyond it are outside the image
+        crop = crop_images(blurred, mw[None], meta.out_hw, out_dtype=np.float32)
+        if str(spec.get("color", "RGB")).upper() == "BGR":
+            crop = crop[..., ::-1]
+        feeds["image"][i] = normalize(crop, spec.get("mean") or IMAGENET_MEAN, spec.get("std") or IMAGENET_STD)[0]
+    return int(todo.size)
 
 
 def _onnx_key(manifest: Manifest, precision: str | None) -> str:
@@ -292,15 +395,23 @@ def _onnx_key(manifest: Manifest, precision: str | None) -> str:
 
 
 def _check_artifact_size(manifest: Manifest, key: str, path: Path) -> None:
-    """A cheap consistency check (a full sha256 of a 300 MB graph is left to `hpsedge inspect`)."""
-    if not path.exists():
-        raise ManifestError(f"{path} is missing (listed in the manifest as '{key}')", hint="re-export the folder")
-    want = manifest.artifacts[key].get("bytes")
-    if want is not None and path.stat().st_size != int(want):
-        raise ManifestError(
-            f"{path.name} does not match the manifest: {path.stat().st_size} bytes on disk, {want} listed",
-            hint="the file was replaced or truncated; re-export the folder",
-        )
+    """A cheap consistency check (a full sha256 of a 300 MB graph is left to `hpsedge inspect`).
+
+    A graph with external weights (``data_file``, e.g. TokenHMR's ``model.onnx.data``) has that file
+    checked the same way (``data_bytes``).
+    """
+    entry = manifest.artifacts[key]
+    checks = [(path, entry.get("bytes"))]
+    if entry.get("data_file"):
+        checks.append((path.parent / str(entry["data_file"]), entry.get("data_bytes")))
+    for file, want in checks:
+        if not file.exists():
+            raise ManifestError(f"{file} is missing (listed in the manifest as '{key}')", hint="re-export the folder")
+        if want is not None and file.stat().st_size != int(want):
+            raise ManifestError(
+                f"{file.name} does not match the manifest: {file.stat().st_size} bytes on disk, {want} listed",
+                hint="the file was replaced or truncated; re-export the folder",
+            )
 
 
 def _make_ort(manifest: Manifest, onnx_path: Path, device: str, threads: int | None) -> Backend:
