@@ -194,3 +194,29 @@ def test_inspect_bare_onnx_without_manifest(tmp_path: Path) -> None:
     res = _cli("inspect", str(path))
     assert res.returncode == 0, res.stderr
     assert "Relu" in res.stdout and "input x" in res.stdout
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_precision_build_folders(tmp_path: Path, precision: str) -> None:
+    kw: dict = {"model": "poco-cliff", "precision": precision}
+    if precision == "int8":
+        kw["calib_images"] = EXAMPLE.parent  # the calibration set is made by the build itself
+    res = export_build(_cfg(tmp_path, **kw))
+    names = sorted(p.name for p in res.folder.iterdir())
+    expected = ["manifest.json", "model.onnx", f"model.{precision}.onnx", "report.json", "report.md"]
+    if precision == "int8":
+        expected += ["calib.json", "calib.npz"]
+    assert names == sorted(expected)
+    m = load_manifest(res.folder)
+    art = m.artifacts[f"onnx_{precision}"]
+    assert art["sha256"] == sha256_file(res.folder / art["file"]) and art["precision"] == precision
+    assert m.raw["precision"] == precision and m.raw["accuracy"]["passed"] is True
+    assert m.raw["trt_check"]["trt10"]["ok"], m.raw["trt_check"]
+    report = (res.folder / "report.md").read_text()
+    assert "Accuracy vs FP32" in report and "TensorRT static check" in report
+    if precision == "int8":
+        cal = m.raw["calibration"]
+        assert cal["samples"] >= 1 and len(cal["sigma_percentiles"]["95"]) == 24
+    # the precision graph runs in ONNX Runtime through the runtime
+    pred = Predictor.load(res.folder, device="cpu", precision=precision)
+    assert len(pred.predict(__import__("numpy").zeros((240, 320, 3), "uint8"), [[10, 10, 200, 230]])) == 1

@@ -23,6 +23,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import hpsedge
+from hpsedge.calib.cli import calib_app
 from hpsedge.curate.cli import curate_cmd
 from hpsedge.runtime.errors import HpsedgeError
 
@@ -44,6 +45,7 @@ export_app = typer.Typer(
 smpl_app = typer.Typer(help="Inspect and convert SMPL body-model files.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 app.add_typer(smpl_app, name="smpl")
+app.add_typer(calib_app, name="calib")
 app.command("curate")(curate_cmd)
 
 _state = {"debug": False}
@@ -89,6 +91,21 @@ def _progress(title: str) -> Iterator[callable]:
             log.debug("%s: %s", title, message)
 
         yield step
+
+
+def _accuracy_line(acc: dict) -> str:
+    """manifest["accuracy"] in one readable line."""
+    parts = [f"pose Δ mean {acc['pose_deg_mean']:.3g}° / p95 {acc['pose_deg_p95']:.3g}°"]
+    if acc.get("sigma_rank_corr") is not None:
+        parts.append(f"σ rank corr {acc['sigma_rank_corr']:.3f}")
+    if acc.get("mpjpe_mm") is not None:
+        parts.append(f"MPJPE Δ {acc['mpjpe_mm']:.2f} mm")
+    lat = acc.get("latency_ms") or {}
+    if lat:
+        p = acc["precision"]
+        parts.append(f"ORT CPU N={lat['batch']}: fp32 {lat['fp32']:.1f} ms, {p} {lat[p]:.1f} ms")
+    verdict = "within thresholds" if acc.get("passed") else "OVER THRESHOLDS"
+    return f"{acc['precision']} vs fp32 on {acc['persons']} person(s): " + ", ".join(parts) + f" ({verdict}; report.md)"
 
 
 def _fmt_bytes(n: int) -> str:
@@ -217,7 +234,7 @@ def export_onnx_cmd(
         if key.startswith("onnx_"):
             console.print(f"  {art['precision']}: {result.out_dir / art['file']} ({_fmt_bytes(art['bytes'])})")
     if "accuracy" in m:
-        console.print(f"  accuracy vs fp32: {json.dumps(m['accuracy'])} (report.md)")
+        console.print("  " + _accuracy_line(m["accuracy"]))
     if m["checkpoint"].get("random_init"):
         console.print("  [yellow]random weights (no --checkpoint): outputs are meaningless[/yellow]")
     console.print(f"  manifest: {result.out_dir / 'manifest.json'}")
@@ -294,7 +311,7 @@ def export_build_cmd(
         size = _fmt_bytes(path.stat().st_size) if path.exists() else "?"
         console.print(f"  {key:10s} {art['file']} ({size})")
     if "accuracy" in m:
-        console.print(f"  accuracy vs fp32: {json.dumps(m['accuracy'])}")
+        console.print("  " + _accuracy_line(m["accuracy"]))
     checks = m.get("trt_check", {})
     for name, chk in checks.items():
         console.print(f"  TensorRT static check ({name}): " + ("ok" if chk["ok"] else "; ".join(chk["errors"])))

@@ -216,6 +216,32 @@ def _make_calibration(cfg: BuildConfig, folder: Path, manifest: dict[str, Any], 
     return out
 
 
+def calibration_statistics(folder: Path, manifest: dict[str, Any], calib: Path, limit: int = 128) -> dict[str, Any]:
+    """Per-joint σ percentiles (or confidence percentiles) of the FP32 graph on the calibration set.
+
+    The runtime's temporal filters take their default thresholds from these (``manifest["calibration"]``).
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    data = np.load(calib)
+    names = [t["name"] for t in manifest["inputs"]]
+    feeds = {n: np.ascontiguousarray(data[n][:limit]) for n in names}
+    sess = ort.InferenceSession(str(folder / manifest["artifacts"]["onnx"]["file"]), providers=["CPUExecutionProvider"])
+    outputs = {o.name for o in sess.get_outputs()}
+    key = "sigma" if "sigma" in outputs else ("token_confidence" if "token_confidence" in outputs else None)
+    n = len(next(iter(feeds.values())))
+    stats: dict[str, Any] = {"samples": int(n), "calib_file": calib.name}
+    if key is None or n == 0:
+        return stats
+    values = np.concatenate([sess.run([key], {k: v[i : i + 8] for k, v in feeds.items()})[0] for i in range(0, n, 8)])
+    if key == "sigma":
+        stats["sigma_percentiles"] = {str(q): np.percentile(values, q, axis=0).round(6).tolist() for q in (50, 90, 95, 99)}
+    else:
+        stats["confidence_percentiles"] = {str(q): float(np.percentile(values, q)) for q in (1, 5, 10, 50)}
+    return stats
+
+
 def export_build(
     cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
 ) -> BuildResult:
@@ -265,6 +291,9 @@ def export_build(
                 opts["calib"] = calib
             step(f"{cfg.precision} graph and accuracy report")
             timed("precision", lambda: apply_precision(tmp, manifest, cfg.precision, progress=step, **opts))
+            if calib is not None:
+                step("calibration statistics")
+                manifest["calibration"] = timed("calib-stats", lambda: calibration_statistics(tmp, manifest, Path(calib)))
         step("TensorRT static check")
         installed = installed_trt_major()
         majors = (installed,) if installed in (10, 11) else (10, 11)
