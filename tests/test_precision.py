@@ -340,6 +340,53 @@ def test_int8_other_methods_and_ort_flavour(exports: dict[str, Path], calib_sets
         quantize_int8(src, tmp_path / "x.onnx", data, exclude=[".*"])
 
 
+def test_int8_ranges_reach_older_onnxruntime_too(exports: dict[str, Path], calib_sets: dict[str, Path],
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without quantize_static's calibration cache (onnxruntime < 1.27) the ranges go in as overrides: same scales."""
+    from hpsedge.calib import quantize as q8
+
+    data = dict(np.load(calib_sets["poco-pare"]))
+    src = exports["poco-pare"] / "model.onnx"
+    rules = default_exclude_int8("pare")
+    quantize_int8(src, tmp_path / "cache.onnx", data, exclude=rules)
+    monkeypatch.setattr(q8, "_has_cache", lambda: False)
+    quantize_int8(src, tmp_path / "overrides.onnx", data, exclude=rules)
+
+    def scales(p: Path) -> dict[str, np.ndarray]:
+        m = onnx.load(str(p))
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        return {n.name: inits[n.input[1]] for n in m.graph.node if n.op_type == "QuantizeLinear"}
+
+    a, b = scales(tmp_path / "cache.onnx"), scales(tmp_path / "overrides.onnx")
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6)
+
+
+def test_int8_graph_outputs_stay_float(tmp_path: Path) -> None:
+    """A graph output that also feeds a quantized Conv is still written by its float producer, not a DQ."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((2, 4, 1, 1)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["image", "w1"], ["feat"], name="/backbone/conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["feat", "w2"], ["out"], name="/backbone/conv2")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["N", 4, 8, 8]),
+         helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2, 8, 8])], [w1, w2])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    data = {"image": rng.standard_normal((8, 3, 8, 8)).astype(np.float32)}
+    for flavor in ("trt", "ort"):
+        quantize_int8(src, tmp_path / f"{flavor}.onnx", data, flavor=flavor)
+        model = onnx.load(str(tmp_path / f"{flavor}.onnx"))
+        producer = {o: n for n in model.graph.node for o in n.output}
+        assert producer["feat"].name == "/backbone/conv1" and producer["out"].op_type in ("Conv", "DequantizeLinear")
+        assert qdq_inputs(model)["/backbone/conv2"][0] == 0
+        ref, got = _run(src, {"image": data["image"][:2]}), _run(tmp_path / f"{flavor}.onnx", {"image": data["image"][:2]})
+        np.testing.assert_allclose(got["feat"], ref["feat"], atol=0.1 * np.abs(ref["feat"]).max())
+
+
 @pytest.mark.slow
 def test_int8_entropy(exports: dict[str, Path], calib_sets: dict[str, Path], tmp_path: Path) -> None:
     data = dict(np.load(calib_sets["poco-cliff"]))

@@ -23,6 +23,7 @@ DequantizeLinear: after ``quantize_static`` a small pass rewires any consumer th
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import tempfile
@@ -75,6 +76,17 @@ def default_exclusions(family: str) -> list[str]:
 
 
 ProgressFn = Callable[[str], None]
+
+
+@functools.lru_cache(maxsize=1)
+def _has_cache() -> bool:
+    """quantize_static takes precomputed ranges through ``calibration_cache_path`` (onnxruntime >= 1.27);
+    older versions get them as TensorQuantOverrides (rmin/rmax per tensor)."""
+    import inspect
+
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
 @dataclass
@@ -296,7 +308,7 @@ def quantize_int8(
     """Quantize the FP32 graph ``src`` into ``dst`` (explicit Q/DQ) from calibration arrays keyed by input name."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.calibrate import create_calibrator
 
     step = progress or (lambda _m: None)
     if method not in METHODS:
@@ -309,8 +321,16 @@ def quantize_int8(
     n = check_calibration_feeds(calib, model)
     external = file_uses_external_data(src) or model_bytes(model) > (1 << 31) - (1 << 26)
     rules = list(exclude)
-    excluded = sorted({x for v in select_nodes(model, rules).values() for x in v})
-    excluded_set = set(excluded)
+    excluded_set = {x for v in select_nodes(model, rules).values() for x in v}
+    # a MatMul with a constant weight of rank > 2 (PARE's per-joint pose MLP) gets per-channel scales of a shape
+    # ONNX Runtime's integer MatMul rejects ("b zero point is not valid"): keep such nodes in float
+    dims = {t.name: len(t.dims) for t in model.graph.initializer}
+    batched = sorted(nd.name for nd in model.graph.node
+                     if nd.op_type == "MatMul" and dims.get(nd.input[1], 0) > 2 and nd.name not in excluded_set)
+    if batched:
+        log.info("kept in float (batched MatMul, weight rank > 2): %s", ", ".join(batched))
+        excluded_set.update(batched)
+    excluded = sorted(excluded_set)
     trt = flavor == "trt"
     op_types = sorted(COMPUTE_OPS) if trt else None
     if trt:
@@ -349,14 +369,28 @@ def quantize_int8(
             calibrator.collect_data(_Reader(calib, batch, step))
             ranges = calibrator.compute_data()
         del calibrator
-        cache = tmp / "ranges.json"
-        save_tensors_data(ranges, cache)
         step("inserting Q/DQ nodes")
         extra: dict[str, Any] = {
             "ActivationSymmetric": trt,
             "WeightSymmetric": True,
             "QuantizeBias": not trt,
         }
+        if _has_cache():
+            # hand our ranges to quantize_static through its calibration cache (onnxruntime >= 1.27)
+            from onnxruntime.quantization.calibrate import save_tensors_data
+
+            cache_kw: dict[str, Any] = {"calibration_cache_path": tmp / "ranges.json", "calibrate_method": cm}
+            save_tensors_data(ranges, tmp / "ranges.json")
+            reader = None
+        else:
+            # older onnxruntime: a quick min/max pass satisfies quantize_static, our ranges override it
+            extra["TensorQuantOverrides"] = {
+                name: [{"rmin": np.asarray(td.range_value[0], np.float32), "rmax": np.asarray(td.range_value[1], np.float32)}]
+                for name, td in ranges.items()
+                if td.range_value is not None
+            }
+            cache_kw = {"calibrate_method": CalibrationMethod.MinMax}
+            reader = _Reader(calib, CALIB_BATCH)
         root = logging.getLogger()
         level = root.level
         root.setLevel(max(level, logging.ERROR))  # quantize_static logs "consider pre-processing" at WARNING
@@ -364,7 +398,7 @@ def quantize_int8(
             quantize_static(
                 prepared,
                 tmp / "q.onnx",
-                None,
+                reader,
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=op_types,
                 per_channel=True,
@@ -373,9 +407,8 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded,
                 use_external_data_format=external,
-                calibrate_method=cm,
                 extra_options=extra,
-                calibration_cache_path=cache,
+                **cache_kw,
             )
         except Exception as exc:
             raise ExportError(f"INT8 quantization failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from None
