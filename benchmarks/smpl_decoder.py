@@ -103,34 +103,55 @@ class _Neighbours:
 
 # ----------------------------------------------------------------------------------------- measurement
 def _pair(
-    ours_fn: Any, ref_fn: Any, n: int, blocks: int, warm: int, settle_s: float
+    ours_fn: Any,
+    ref_fn: Any,
+    n: int,
+    blocks: int,
+    warm: int,
+    settle_s: float,
+    by_call: bool = False,
+    max_neighbour: float | None = None,
 ) -> tuple[list, list, float]:
-    """Per-call times (ms) of both functions. ``blocks > 0``: alternate blocks of n/blocks calls (ours, smplx, ...)
-    with a pause before each and ``warm`` discarded calls; ``blocks == 0``: alternate call by call."""
-    t_ours: list[float] = []
-    t_ref: list[float] = []
-    with _Neighbours() as nb:
-        if blocks == 0:
-            for _ in range(warm):
-                ours_fn()
-                ref_fn()
-            for _ in range(n):
-                t0 = time.perf_counter()
-                ours_fn()
-                t1 = time.perf_counter()
-                ref_fn()
-                t_ours.append((t1 - t0) * 1e3)
-                t_ref.append((time.perf_counter() - t1) * 1e3)
-        else:
-            for _ in range(blocks):
-                for fn, acc in ((ours_fn, t_ours), (ref_fn, t_ref)):
+    """Per-call times (ms) of both functions over ``blocks`` block pairs of about n/blocks calls each. A block pair
+    is: pause, ``warm`` discarded calls, then ours-block + smplx-block (or, ``by_call``, ours/smplx alternating call
+    by call). On a shared machine, pairs during which other processes used more than ``max_neighbour`` of a core
+    are measured again (up to 4x as many tries; the quietest pairs are kept). Returns (ours, smplx, mean
+    neighbour load of the kept pairs)."""
+    per = max(1, n // blocks)
+    pairs: list[tuple[float, list[float], list[float]]] = []
+    tries = 0
+    while tries < blocks * (4 if max_neighbour is not None else 1):
+        tries += 1
+        t_o: list[float] = []
+        t_r: list[float] = []
+        with _Neighbours() as nb:
+            if by_call:
+                time.sleep(settle_s)
+                for i in range(warm + per):
+                    t0 = time.perf_counter()
+                    ours_fn()
+                    t1 = time.perf_counter()
+                    ref_fn()
+                    if i >= warm:
+                        t_o.append((t1 - t0) * 1e3)
+                        t_r.append((time.perf_counter() - t1) * 1e3)
+            else:
+                for fn, acc in ((ours_fn, t_o), (ref_fn, t_r)):
                     time.sleep(settle_s)  # let the other library's idle threads stop spinning
-                    for i in range(warm + max(1, n // blocks)):
+                    for i in range(warm + per):
                         t0 = time.perf_counter()
                         fn()
                         if i >= warm:
                             acc.append((time.perf_counter() - t0) * 1e3)
-    return t_ours, t_ref, nb.fraction
+        pairs.append((nb.fraction, t_o, t_r))
+        quiet = len(pairs) if max_neighbour is None else sum(f <= max_neighbour for f, _, _ in pairs)
+        if quiet >= blocks:
+            break
+    pairs.sort(key=lambda p: p[0])
+    kept = pairs[:blocks]
+    t_ours = [t for _, o, _ in kept for t in o]
+    t_ref = [t for _, _, r in kept for t in r]
+    return t_ours, t_ref, float(np.mean([f for f, _, _ in kept]))
 
 
 def _row(B: int, inp: str, mode: str, t_ours: list, t_ref: list, busy: float, **extra: Any) -> dict[str, Any]:
@@ -161,6 +182,7 @@ def measure(
     calls_b1: int,
     calls_b64: int,
     contention: bool = True,
+    max_neighbour: float | None = 0.15,
     blocks: int = 10,
     warm: int = 3,
     settle_s: float = 0.2,
@@ -221,7 +243,14 @@ def measure(
                         def ours_fn(pose=pose, rv=rv, betas=betas, transl=transl) -> Any:
                             return ours.forward(betas, pose, transl, return_vertices=rv)
 
-                        rows.append(_row(B, inp, mode, *_pair(ours_fn, ref_fn, n, blocks, warm, settle_s)))
+                        rows.append(
+                            _row(
+                                B,
+                                inp,
+                                mode,
+                                *_pair(ours_fn, ref_fn, n, blocks, warm, settle_s, False, max_neighbour),
+                            )
+                        )
                 # both libraries' thread pools alternating call by call (like ONNX Runtime + the decoder)
                 for thread_mode in ("auto", "ours"):
                     ours.thread_mode = thread_mode
@@ -229,8 +258,9 @@ def measure(
                     def ours_fn(betas=betas, rot=rot, transl=transl) -> Any:
                         return ours.forward(betas, rot, transl)
 
-                    time.sleep(settle_s)
-                    t_o, t_r, busy = _pair(ours_fn, smplx_rot, n // 2, 0, warm, settle_s)
+                    t_o, t_r, busy = _pair(
+                        ours_fn, smplx_rot, n // 2, blocks, warm, settle_s, True, max_neighbour
+                    )
                     mixed.append(
                         _row(B, "rotmat", "vertices+joints", t_o, t_r, busy, thread_mode=thread_mode)
                     )
@@ -309,8 +339,10 @@ def write_report(main: dict[str, Any], variant: dict[str, Any] | None, out_dir: 
         f"Synthetic SMPL model (tests/smpl_synth.py: 6890 vertices, 10 betas, J_regressor_extra with 9 rows), "
         f"float32, `transl` given, {THREADS} threads each. Median per call, the two decoders interleaved "
         "block by block in one process (10 blocks each, a 0.2 s pause and 3 discarded calls before every block, "
-        "so that neither library's idle threads are still spinning). smplx has no joints-only path (it always skins the mesh), so its joints-only row "
-        "is its full forward.",
+        "so that neither library's idle threads are still spinning; "
+        "a block pair during which other processes used more than 0.15 of a core is measured again, up to 4 tries "
+        "per pair, keeping the quietest). smplx has no joints-only path (it always skins the mesh), so its "
+        "joints-only row is its full forward.",
         "",
         f"Machine: {env['cpu']}, {env['cores']} cores; numpy {env['numpy']} with "
         f"{env['openblas'].get('config', 'unknown BLAS')} (core: {env['openblas'].get('corename', '?')}), "
@@ -382,16 +414,24 @@ def main() -> None:
     ap.add_argument("--calls-b64", type=int, default=60)
     ap.add_argument("--no-coretype", action="store_true", help="skip the OPENBLAS_CORETYPE child run")
     ap.add_argument("--no-contention", action="store_true", help="skip the busy-neighbour runs")
+    ap.add_argument(
+        "--max-neighbour",
+        type=float,
+        default=0.15,
+        help="re-measure block pairs during which other processes used more than this fraction of a core (<0: never)",
+    )
     ap.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
     if args.child_json is not None:
-        args.child_json.write_text(json.dumps(measure(args.calls_b1, args.calls_b64, contention=False)))
+        mx = None if args.max_neighbour < 0 else args.max_neighbour
+        args.child_json.write_text(json.dumps(measure(args.calls_b1, args.calls_b64, False, mx)))
         return
 
     print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE') or 'unset'}", flush=True)
-    result = measure(args.calls_b1, args.calls_b64, contention=not args.no_contention)
+    mx = None if args.max_neighbour < 0 else args.max_neighbour
+    result = measure(args.calls_b1, args.calls_b64, not args.no_contention, mx)
     variant = None
     if not args.no_coretype:
         env = dict(os.environ)
@@ -407,6 +447,8 @@ def main() -> None:
                 __file__,
                 "--child-json",
                 str(child),
+                "--max-neighbour",
+                str(args.max_neighbour),
                 "--calls-b1",
                 str(args.calls_b1),
                 "--calls-b64",
