@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import time
@@ -242,11 +243,18 @@ def test_checkpoint_and_tokenizer_hashes_in_manifest(tmp_path: Path) -> None:
     model = build_model("tokenhmr", tiny=True)[0]
     sd = model.state_dict()
     torch.save({"state_dict": {k: v for k, v in sd.items() if not k.startswith("tokenizer.")}}, tmp_path / "m.ckpt")
-    torch.save({"net": {k[10:]: v for k, v in sd.items() if k.startswith("tokenizer.")}, "hparams": {"ARCH": {}}}, tmp_path / "tok.pth")
+    hparams = argparse.Namespace(ARCH={"NB_CODE": 64})  # a pickled object: read as inert data
+    torch.save({"net": {k[10:]: v for k, v in sd.items() if k.startswith("tokenizer.")}, "hparams": hparams}, tmp_path / "tok.pth")
     res = export_onnx("tokenhmr", tmp_path / "out", tiny=True, checkpoint=tmp_path / "m.ckpt", tokenizer=tmp_path / "tok.pth")
     ck = res.manifest["checkpoint"]
     assert ck["random_init"] is False and ck["file"] == "m.ckpt" and ck["sha256"] == sha256_file(tmp_path / "m.ckpt")
-    assert ck["tokenizer"] == {"file": "tok.pth", "sha256": sha256_file(tmp_path / "tok.pth"), "dropped_keys": 0}
+    assert ck["tokenizer"] == {
+        "file": "tok.pth",
+        "sha256": sha256_file(tmp_path / "tok.pth"),
+        "dropped_keys": 0,
+        "inert_objects": ["argparse.Namespace"],
+    }
+    assert "inert_objects" not in ck
     sess = ort.InferenceSession(str(res.onnx_path), providers=["CPUExecutionProvider"])
     (image,) = model.example_inputs(batch=2, seed=9)
     with torch.no_grad():

@@ -390,9 +390,13 @@ def write_export(
     ckpt_info: dict[str, Any] = {"random_init": loaded is None}
     if loaded is not None:
         ckpt_info.update({"file": loaded.path.name, "sha256": loaded.sha256, "dropped_keys": len(loaded.dropped)})
+        if getattr(loaded, "stand_ins", None):  # pickled objects read as inert data, never executed
+            ckpt_info["inert_objects"] = list(loaded.stand_ins)
         tok = getattr(loaded, "tokenizer", None)
         if tok is not None:
             ckpt_info["tokenizer"] = {"file": tok.path.name, "sha256": tok.sha256, "dropped_keys": len(tok.dropped)}
+            if tok.stand_ins:
+                ckpt_info["tokenizer"]["inert_objects"] = list(tok.stand_ins)
     onnx_entry: dict[str, Any] = {
         "file": ONNX_NAME,
         "sha256": sha256_file(onnx_path),
