@@ -190,6 +190,7 @@ def _markdown(rows: list[dict], env: dict, batches: list[int]) -> str:
         "not what a trained model loses. Calibration: "
         f"{env['calibration_samples']} person crops from `examples/astronaut.jpg` and synthetic images "
         "(random boxes, the runtime's preprocessing), 1/5 held out for the figures.",
+        *(["", f"Note: {env['note']}."] if env.get("note") else []),
         "",
         f"| model | graph | MB | {lat_cols} | pose ° mean | pose ° p95 | worst joint ° | σ Spearman ρ | σ max abs Δ |",
         "| --- | --- | --- | " + " | ".join("---" for _ in batches) + " | --- | --- | --- | --- | --- |",
