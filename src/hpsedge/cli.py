@@ -125,9 +125,11 @@ def _precision_options(
     max_drop_deg: float | None,
     min_sigma_rank_corr: float | None,
     smpl: Path | None,
+    flavor: str | None = None,
 ) -> dict[str, object]:
     """Only the options the user set, so apply_precision's own defaults hold otherwise."""
     opts = {
+        "flavor": flavor,
         "calib": calib,
         "method": method,
         "keep_fp32": keep_fp32 or None,
@@ -195,6 +197,15 @@ def export_onnx_cmd(
         float | None, typer.Option("--min-sigma-rank-corr", help="Fail if σ's rank correlation vs FP32 is lower.")
     ] = None,
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: adds MPJPE/vertex error (mm) to the report.")] = None,
+    int8_flavor: Annotated[
+        str | None, typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, for TensorRT) | ort (u8s8, CPU).")
+    ] = None,
+    tokenizer: Annotated[
+        Path | None, typer.Option("--tokenizer", help="TokenHMR: tokenizer.pth (decoder + codebook).")
+    ] = None,
+    token_probs: Annotated[
+        bool, typer.Option("--token-probs", help="TokenHMR: also output the [N,160,2048] token probabilities.")
+    ] = False,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
 ) -> None:
     """Export MODEL to OUT/model.onnx with a manifest, verified against PyTorch with ONNX Runtime."""
@@ -213,13 +224,18 @@ def export_onnx_cmd(
             unsafe_pickle=unsafe_pickle,
             precision=precision,
             precision_options=_precision_options(
-                calib, calib_method, keep_fp32, exclude_int8, max_drop_deg, min_sigma_rank_corr, smpl
+                calib, calib_method, keep_fp32, exclude_int8, max_drop_deg, min_sigma_rank_corr, smpl, int8_flavor
             ),
+            tokenizer=tokenizer,
+            token_probs=token_probs,
             progress=step,
         )
     m = result.manifest
     ver = m["verification"]
-    size = _fmt_bytes(m["artifacts"]["onnx"]["bytes"])
+    art = m["artifacts"]["onnx"]
+    size = _fmt_bytes(art["bytes"] + art.get("data_bytes", 0)) + (
+        f", weights in {art['data_file']}" if art.get("data_file") else ""
+    )
     console.print(
         f"[green]✓[/green] {m['model']['name']} → [bold]{result.onnx_path}[/bold] ({size}, opset {m['opset']}, "
         f"{m['model']['params'] / 1e6:.1f} M params) in {result.seconds:.1f} s"
@@ -277,6 +293,10 @@ def export_build_cmd(
         float | None, typer.Option("--min-sigma-rank-corr", help="Fail below this σ rank correlation.")
     ] = None,
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: MPJPE/vertex error in the report.")] = None,
+    int8_flavor: Annotated[
+        str | None, typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, default) | ort (u8s8, CPU).")
+    ] = None,
+    tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="TokenHMR: tokenizer.pth.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Trust a pickled checkpoint.")] = False,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
@@ -287,7 +307,10 @@ def export_build_cmd(
     cfg = BuildConfig(
         model=model, out=out or Path("build") / f"{model}-{precision}", checkpoint=checkpoint, precision=precision,
         calib=calib, calib_images=calib_images, calib_boxes=calib_boxes,
-        precision_options=_precision_options(None, calib_method, None, None, max_drop_deg, min_sigma_rank_corr, smpl),
+        precision_options=_precision_options(
+            None, calib_method, None, None, max_drop_deg, min_sigma_rank_corr, smpl, int8_flavor
+        ),
+        extra_model_args={"tokenizer": tokenizer} if tokenizer else {},
         max_batch=max_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
         version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
         require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle,

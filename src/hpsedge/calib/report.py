@@ -120,6 +120,13 @@ def compare_outputs(
             "score_rank_corr": corr,
             "score_range_fp32": [float(score_ref.min()), float(score_ref.max())],
         }
+    if "token_confidence" in ref:
+        out["token_confidence"] = _stats(
+            np.abs(ref["token_confidence"].astype(np.float64) - got["token_confidence"].astype(np.float64))
+        )
+    if "token_probs" in ref:  # TokenHMR exported with --token-probs: do both graphs pick the same codes?
+        agree = ref["token_probs"].argmax(axis=-1) == got["token_probs"].argmax(axis=-1)
+        out["token_agreement"] = float(agree.mean())
     if smpl is not None:
         a = smpl.forward(ref["betas"], ref["pose"], return_vertices=True)
         b = smpl.forward(got["betas"], got["pose"], return_vertices=True)
@@ -239,6 +246,8 @@ def summary(report: Mapping[str, Any]) -> dict[str, Any]:
     if "sigma" in f:
         s["sigma_abs_max"] = f["sigma"]["max"]
         s["sigma_rank_corr"] = f["sigma"]["score_rank_corr"]
+    if "token_agreement" in f:
+        s["token_agreement"] = f["token_agreement"]
     if "mpjpe_mm" in f:
         s["mpjpe_mm"] = f["mpjpe_mm"]["mean"]
         s["vertex_error_mm"] = f["vertex_error_mm"]["mean"]
@@ -288,6 +297,11 @@ def to_markdown(report: Mapping[str, Any], title: str | None = None) -> str:
         s = f["sigma"]
         lines.append(f"| σ |Δ| | {_fmt(s['mean'], 5)} | | {_fmt(s['max'], 5)} |")
         lines.append(f"| σ score Spearman ρ | {_fmt(s['score_rank_corr'], 4)} | | |")
+    if "token_confidence" in f:
+        t = f["token_confidence"]
+        lines.append(f"| token confidence |Δ| | {_fmt(t['mean'], 5)} | | {_fmt(t['max'], 5)} |")
+    if "token_agreement" in f:
+        lines.append(f"| token agreement (same argmax code) | {_fmt(f['token_agreement'], 4)} | | |")
     for key, label in (("mpjpe_mm", "MPJPE (mm)"), ("vertex_error_mm", "vertex error (mm)")):
         if key in f:
             lines.append(f"| {label} | {_fmt(f[key]['mean'])} | {_fmt(f[key]['p95'])} | {_fmt(f[key]['max'])} |")

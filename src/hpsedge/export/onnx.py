@@ -463,6 +463,10 @@ def export_onnx(
         raise HpsedgeError(f"--max-batch must be at least 1 (got {max_batch})")
     if precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    if precision != "fp32":
+        from hpsedge.export.precision import check_precision_args
+
+        check_precision_args(precision, (precision_options or {}).get("calib"))
     from hpsedge.models.zoo import get_spec
 
     spec = get_spec(model_name)

@@ -61,7 +61,9 @@ DEFAULT_KEEP_FP32: dict[str, tuple[str, ...]] = {
     # PARE: regressors + 6D→rotation (output tail), part-attention pooling and the σ head; the head's
     # convolutional branches (most of its FLOPs) run in FP16
     "pare": ("/uncert_head/", "@output-tail", "^/head/MatMul", *FP16_KEEP_OPS),
-    "tokenhmr": ("@output-tail", *FP16_KEEP_OPS),
+    # TokenHMR: LayerNorm/softmax (in FP16_KEEP_OPS), the codebook mixture, 6D→rotation (eps 1e-12) and
+    # the token-confidence entropy stay FP32; the ViT's matmuls run in FP16
+    "tokenhmr": ("@output-tail", "/rot6d/", "/token_confidence/", "/tokenizer/MatMul", *FP16_KEEP_OPS),
 }
 #: activations above this (|x|, FP32 run) keep their node and its consumers in FP32 (FP16 max is 65504;
 #: the margin covers inputs the check did not see)

@@ -373,7 +373,7 @@ def build_model(
         loaded = load_into(model, spec, checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny)
     else:
         log.warning(
-            "NO CHECKPOINT: %s has RANDOM weights; its outputs are meaningless (identity mean pose, camera "
+            "NO CHECKPOINT: %s has RANDOM weights; its outputs are meaningless (upright T-pose, camera "
             "(0.9, 0, 0)). Pass --checkpoint %s for real results.",
             spec.name,
             spec.official_checkpoint or "PATH",

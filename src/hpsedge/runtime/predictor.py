@@ -164,7 +164,8 @@ class Predictor:
                 3D and 2D joints. Without it, results hold parameters, camera and confidence only.
             j_regressor_extra: ``J_regressor_extra.npy`` for the 49-joint SPIN/POCO set.
             threads: ONNX Runtime intra-op threads.
-            precision: which ONNX artifact to use (``"fp32"`` default; ``"fp16"``/``"int8"`` when built).
+            precision: which ONNX artifact to use (``"fp32"``, ``"fp16"``, ``"int8"``); default: the folder's
+                own precision (``manifest["precision"]``).
         """
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
@@ -383,7 +384,12 @@ def antialias_crops(image: Any, feeds: dict[str, np.ndarray], meta: CropMeta, sp
 
 
 def _onnx_key(manifest: Manifest, precision: str | None) -> str:
-    if precision in (None, "fp32"):
+    """The ONNX artifact to run: the one asked for, else the folder's own precision graph (a build folder
+    made with ``--precision fp16`` runs its FP16 graph by default), else the FP32 graph."""
+    if precision is None:
+        own = str(manifest.raw.get("precision", "fp32"))
+        return f"onnx_{own}" if f"onnx_{own}" in manifest.artifacts else "onnx"
+    if precision == "fp32":
         return "onnx"
     key = f"onnx_{precision}"
     if key not in manifest.artifacts:
