@@ -3,7 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL ?= poco-cliff
-OUT ?= build/$(MODEL)
+PRECISION ?= fp16
+OUT ?= build/$(MODEL)-$(PRECISION)
 
 .PHONY: setup demo test lint bench clean
 
@@ -16,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
+# the main job: checkpoint (random weights unless CHECKPOINT=...) → build folder → predictions on a photo
 demo: setup
-	$(BIN)/hpsedge export onnx --model $(MODEL) --out $(OUT) --force
+	$(BIN)/hpsedge export build --model $(MODEL) --precision $(PRECISION) --out $(OUT) --force \
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),)
 	$(BIN)/hpsedge run $(OUT) --image examples/astronaut.jpg --out $(OUT)-run --force
 	@echo "overlay picture: $(OUT)-run/astronaut_overlay.png"
 
