@@ -220,3 +220,14 @@ def test_precision_build_folders(tmp_path: Path, precision: str) -> None:
     # the precision graph runs in ONNX Runtime through the runtime
     pred = Predictor.load(res.folder, device="cpu", precision=precision)
     assert len(pred.predict(__import__("numpy").zeros((240, 320, 3), "uint8"), [[10, 10, 200, 230]])) == 1
+
+
+def test_tokenhmr_fp16_report_has_token_agreement(tmp_path: Path) -> None:
+    from hpsedge.export.onnx import export_onnx
+
+    res = export_onnx("tokenhmr", tmp_path / "tok", tiny=True, precision="fp16", token_probs=True)
+    acc = res.manifest["accuracy"]
+    assert acc["precision"] == "fp16" and 0.0 <= acc["token_agreement"] <= 1.0
+    assert "token agreement" in (res.out_dir / "report.md").read_text()
+    keep = res.manifest["precision_config"]
+    assert "/tokenizer/MatMul" in json.dumps(keep) and "op:LayerNormalization" in json.dumps(keep)

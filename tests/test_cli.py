@@ -74,3 +74,19 @@ def test_corrupt_checkpoint_via_cli(tmp_path: Path) -> None:
     res = run("export", "onnx", "--model", "poco-cliff", "--checkpoint", str(bad), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "poco_cliff.pt" in res.stderr
+
+
+def test_smpl_convert_and_check(synthetic_smpl_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "SMPL_NEUTRAL.npz"
+    res = run("smpl", "convert", str(synthetic_smpl_dir / "SMPL_NEUTRAL.pkl"), str(out))
+    assert res.returncode == 0, res.stderr
+    assert out.exists() and "wrote" in res.stdout
+    res = run("smpl", "convert", str(synthetic_smpl_dir / "SMPL_NEUTRAL.pkl"), str(out))
+    assert res.returncode == 2 and "--force" in res.stderr and "Traceback" not in res.stderr
+    res = run("smpl", "check", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "6890" in res.stdout
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"\x80\x02}q\x00")  # a pickle cut short
+    res = run("smpl", "check", str(bad))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
