@@ -293,6 +293,36 @@ def guess_model(sd: Mapping[str, torch.Tensor]) -> str | None:
     return None
 
 
+def _mismatch_error(
+    source: str,
+    spec: ModelSpec,
+    sd: Mapping[str, torch.Tensor],
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[tuple[str, Any, Any]],
+    fallback_hint: str,
+) -> CheckpointError:
+    """One error naming the first offending keys and, when the keys fit another zoo model, which."""
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_fmt(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_fmt(unexpected)}")
+    if mismatched:
+        problems.append(
+            f"{len(mismatched)} shape mismatch(es): "
+            + _fmt([f"{k} {tuple(a)} vs expected {tuple(b)}" for k, a, b in mismatched])
+        )
+    other = guess_model(sd)
+    if other == spec.name:  # only possible for the tiny test configuration
+        hint = f"this is a full-size {other} checkpoint; build the full model"
+    elif other:
+        hint = f"this looks like a {other} checkpoint: use --model {other}"
+    else:
+        hint = fallback_hint
+    return CheckpointError(f"{source} does not fit {spec.name}: " + "; ".join(problems), hint=hint)
+
+
 def _fmt(keys: list[Any]) -> str:
     shown = ", ".join(str(k) for k in keys[:_MAX_LISTED])
     more = len(keys) - _MAX_LISTED
@@ -314,24 +344,10 @@ def load_into(
     kept, dropped = _partition(spec, sd)
     missing, unexpected, mismatched = match_report(spec, sd, tiny=tiny)
     if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing key(s): {_fmt(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected key(s): {_fmt(unexpected)}")
-        if mismatched:
-            problems.append(
-                f"{len(mismatched)} shape mismatch(es): "
-                + _fmt([f"{k} {tuple(a)} vs expected {tuple(b)}" for k, a, b in mismatched])
-            )
-        other = guess_model(sd)
-        if other == spec.name:  # only possible for the tiny test configuration
-            hint = f"this is a full-size {other} checkpoint; build the full model"
-        elif other:
-            hint = f"this looks like a {other} checkpoint: use --model {other}"
-        else:
-            hint = "is this a checkpoint of an official POCO model (or of one exported by hpsedge)?"
-        raise CheckpointError(f"{p} does not fit {spec.name}: " + "; ".join(problems), hint=hint)
+        raise _mismatch_error(
+            str(p), spec, sd, missing, unexpected, mismatched,
+            "is this a checkpoint of an official POCO model (or of one exported by hpsedge)?",
+        )
     target = model.state_dict()
     converted = {k: v.to(dtype=target[k].dtype) for k, v in kept.items()}
     model.load_state_dict(converted, strict=True)
@@ -488,25 +504,10 @@ def load_tokenhmr(
             hint="pass TokenHMR's tokenizer.pth with --tokenizer",
         )
     if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing key(s): {_fmt(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected key(s): {_fmt(unexpected)}")
-        if mismatched:
-            problems.append(
-                f"{len(mismatched)} shape mismatch(es): "
-                + _fmt([f"{k} {tuple(a)} vs expected {tuple(b)}" for k, a, b in mismatched])
-            )
-        other = guess_model(sd)
-        if other == spec.name:
-            hint = f"this is a full-size {other} checkpoint; build the full model"
-        elif other:
-            hint = f"this looks like a {other} checkpoint: use --model {other}"
-        else:
-            hint = "is this TokenHMR's tokenhmr_model_latest.ckpt (with tokenizer.pth as --tokenizer)?"
-        source = f"{p} + {tokenizer}" if tokenizer is not None else str(p)
-        raise CheckpointError(f"{source} does not fit {spec.name}: " + "; ".join(problems), hint=hint)
+        raise _mismatch_error(
+            f"{p} + {tokenizer}" if tokenizer is not None else str(p), spec, sd, missing, unexpected, mismatched,
+            "is this TokenHMR's tokenhmr_model_latest.ckpt (with tokenizer.pth as --tokenizer)?",
+        )
     target = model.state_dict()
     model.load_state_dict({k: v.to(dtype=target[k].dtype) for k, v in kept.items()}, strict=True)
     main_dropped = [k for k in dropped if not (tok_loaded and k in tok_loaded.dropped)]
