@@ -7,6 +7,7 @@ writes these facts into the manifest, so the runtime never needs this module (or
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -272,37 +273,6 @@ _SPECS: list[ModelSpec] = [
         official_checkpoint=None,
     ),
     ModelSpec(
-        name="cliff",
-        family="cliff",
-        backbone="hrnet_w48_cls",
-        description="CLIFF regressor of POCO-CLIFF without the uncertainty head",
-        uncertainty=None,
-        sigma_score=None,
-        official_checkpoint=None,
-        drop_prefixes=("flow_head.", "smpl.", "backbone.classifier.", "uncert_head."),
-    ),
-    ModelSpec(
-        name="pare",
-        family="pare",
-        backbone="hrnet_w32_pose",
-        description="PARE regressor of POCO-PARE without the uncertainty head",
-        uncertainty=None,
-        sigma_score=None,
-        official_checkpoint=None,
-        drop_prefixes=("flow_head.", "smpl.", "backbone.final_layer.", "uncert_head."),
-        drop_keys=("init_pose", "init_shape", "init_cam", "head.temperature"),
-    ),
-    ModelSpec(
-        name="hmr",
-        family="hmr",
-        backbone="resnet50",
-        description="HMR regressor of POCO-HMR without the uncertainty head",
-        uncertainty=None,
-        sigma_score=None,
-        official_checkpoint=None,
-        drop_prefixes=("flow_head.", "smpl.", "uncert_head."),
-    ),
-    ModelSpec(
         name="tokenhmr",
         family="tokenhmr",
         backbone="vit_h",
@@ -317,6 +287,22 @@ _SPECS: list[ModelSpec] = [
     ),
 ]
 
+def _plain(spec: ModelSpec, name: str) -> ModelSpec:
+    """The regressor of a POCO model without its uncertainty head (a POCO checkpoint loads; σ head dropped)."""
+    return dataclasses.replace(
+        spec,
+        name=name,
+        description=f"{name.upper()} regressor of {spec.name.upper()} without the uncertainty head",
+        uncertainty=None,
+        sigma_score=None,
+        official_checkpoint=None,
+        drop_prefixes=(*spec.drop_prefixes, "uncert_head."),
+    )
+
+
+_POCO = {s.name: s for s in _SPECS}
+# inserted right after the three POCO models, before anything registered later
+_SPECS[3:3] = [_plain(_POCO["poco-cliff"], "cliff"), _plain(_POCO["poco-pare"], "pare"), _plain(_POCO["poco-hmr"], "hmr")]
 ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
 DEFAULT_MODEL = "poco-cliff"
 
