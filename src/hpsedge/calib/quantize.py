@@ -79,28 +79,35 @@ CPU_FLAVOR_MATMUL = "ort-dynamic"
 CPU_FLAVOR_CONV = "ort"
 
 
-def weight_bytes_by_op(path: str | Path) -> dict[str, int]:
-    """Bytes of constant weights read by each op type (from the graph structure; weights are not loaded)."""
+def weight_bytes_by_op(path: str | Path, exclude: Iterable[str] = ()) -> dict[str, int]:
+    """Bytes of constant weights read by each op type, nodes selected by the ``exclude`` rules left out
+    (from the graph structure; weights are not loaded)."""
     import onnx
 
     m = onnx.load(str(path), load_external_data=False)
+    name_unnamed_nodes(m)
+    skip = {x for v in select_nodes(m, list(exclude)).values() for x in v}
     size = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2}
     nbytes = {t.name: int(np.prod(t.dims)) * size.get(t.data_type, 1) for t in m.graph.initializer}
     out: dict[str, int] = {}
     for n in m.graph.node:
+        if n.name in skip:
+            continue
         for x in n.input:
             if x in nbytes:
                 out[n.op_type] = out.get(n.op_type, 0) + nbytes[x]
     return out
 
 
-def choose_cpu_flavor(path: str | Path, matmul: str = CPU_FLAVOR_MATMUL, conv: str = CPU_FLAVOR_CONV) -> str:
-    """The ONNX Runtime CPU flavour for the graph at ``path``, by a generic op-type rule: ``matmul`` when
-    MatMul/Gemm hold more weight bytes than Conv/ConvTranspose (a transformer), else ``conv``.
+def choose_cpu_flavor(path: str | Path, exclude: Iterable[str] = (), matmul: str = CPU_FLAVOR_MATMUL,
+                      conv: str = CPU_FLAVOR_CONV) -> str:
+    """The ONNX Runtime CPU flavour for the graph at ``path``, by a generic op-type rule: ``matmul`` when the
+    weights INT8 will quantize (nodes not excluded) sit more in MatMul/Gemm than in Conv/ConvTranspose (a
+    transformer), else ``conv`` (a convolutional network).
 
     A model spec can pass its own choice instead (``cpu_flavor`` of :func:`hpsedge.export.precision.apply_precision`).
     """
-    w = weight_bytes_by_op(path)
+    w = weight_bytes_by_op(path, exclude)
     mm = w.get("MatMul", 0) + w.get("Gemm", 0)
     cv = w.get("Conv", 0) + w.get("ConvTranspose", 0)
     return matmul if mm > cv else conv

@@ -453,7 +453,7 @@ def apply_precision(
         calib_info.update(calibrated_on=len(cal_idx), held_out=int(hold))
         if not quantize_activation_matmul and ACTIVATION_MATMUL not in rules:
             rules.append(ACTIVATION_MATMUL)
-        cpu = q8.choose_cpu_flavor(fp32) if cpu_flavor == "auto" else cpu_flavor
+        cpu = q8.choose_cpu_flavor(fp32, rules) if cpu_flavor == "auto" else cpu_flavor
         if flavor in ("both", "trt"):
             targets = {"trt": out}
             if flavor == "both":

@@ -129,6 +129,7 @@ class OrtBackend(Backend):
         if not p.is_file():
             raise ManifestError(f"ONNX file not found: {p}", hint="re-export the folder, or check the manifest's artifacts")
         providers = choose_providers(device, ort.get_available_providers())
+        self.path = p  #: the graph this session runs (an INT8 folder holds one per Q/DQ flavour)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
