@@ -541,6 +541,15 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except (MemoryError, OSError) as exc:  # out of memory / disk full anywhere: one line, not a traceback
+        import errno
+
+        if _state["debug"] or (isinstance(exc, OSError) and exc.errno != errno.ENOSPC):
+            raise
+        what = "out of memory" if isinstance(exc, MemoryError) else f"no space left on the disk ({exc.filename or ''})"
+        err_console.print(f"[bold red]error:[/bold red] {what}", highlight=False, soft_wrap=True)
+        err_console.print("[bold]hint:[/bold] free memory / disk space, or run on a bigger machine", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover
