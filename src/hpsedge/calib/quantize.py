@@ -1,18 +1,25 @@
 """INT8 post-training quantization into an explicit Q/DQ ONNX graph (ONNX Runtime ``quantize_static``).
 
-Two flavours, recorded in the manifest as ``qdq_flavor``:
+Flavours, recorded in the manifest as ``qdq_flavor``; an INT8 build folder carries two of them, made from
+the **same** activation ranges (:func:`quantize_int8_flavors`):
 
-* ``"trt-s8s8"`` (default; what TensorRT 10/11 strongly typed builds want): symmetric INT8 activations
-  (per tensor, zero point 0) and symmetric per-channel INT8 weights, Q/DQ **only on the inputs of
-  Conv/ConvTranspose/Gemm/MatMul**, biases left in FP32, every other op in FP32.
-* ``"ort-u8s8"``: ONNX Runtime's own CPU recipe: asymmetric UINT8 activations, per-channel INT8 weights,
-  INT32 biases, Q/DQ around every op type ONNX Runtime can quantize. Several times faster than the TRT
-  flavour on ONNX Runtime CPU (see ``shared/reference/tensorrt.md``), useless for TensorRT.
+* ``"trt-s8s8"`` (``model.int8.onnx``; what TensorRT 10/11 strongly typed builds want): symmetric INT8
+  activations (per tensor, zero point 0) and symmetric per-channel INT8 weights, Q/DQ **only on the inputs of
+  Conv/ConvTranspose/Gemm/MatMul**, biases left in FP32, every other op (LayerNorm, Softmax, GELU, residual
+  adds) in FP32, as TensorRT's transformer recipes do. Attention's activation×activation MatMuls stay in
+  float unless asked for (the ``@activation-matmul`` rule of :mod:`hpsedge.calib.graph`).
+* the ONNX Runtime CPU flavour (``model.int8.cpu.onnx``), picked per graph by :func:`choose_cpu_flavor`:
+  ``"ort-u8s8"`` (ONNX Runtime's own static recipe: asymmetric UINT8 activations, per-channel INT8 weights,
+  INT32 biases, Q/DQ around every op type ONNX Runtime can quantize) for convolutional networks, and
+  ``"ort-dynamic-s8"`` (INT8 MatMul/Gemm weights, activations quantized at run time) for transformers;
+  ``"ort-u8s8-compute"`` (static u8s8 on Conv/Gemm/MatMul only) is there to be measured against them.
+  None of these is of use to TensorRT, and the TensorRT flavour is slow on ONNX Runtime CPU, which runs its
+  Q/DQ as float ops.
 
 Calibration (``method``): ``max`` (min/max of every calibrated tensor), ``entropy`` (TensorRT's KL-divergence
 threshold on a 2048-bin histogram with 255 quantized levels) or ``percentile`` (``percentile`` % of |x|,
-99.99 by default). The ranges are computed with ONNX Runtime's calibrators and handed to ``quantize_static``
-through its calibration cache: ``quantize_static`` itself builds its entropy calibrator with 128 bins and
+99.99 by default). The ranges are computed by :mod:`hpsedge.calib.collect` (batches streamed, statistics
+kept, activations dropped) and handed to ``quantize_static`` through its calibration cache: ``quantize_static`` itself builds its entropy calibrator with 128 bins and
 128 quantized bins, which leaves a single candidate threshold, so its "entropy" equals min/max.
 
 Excluded nodes (``exclude``, rules of :mod:`hpsedge.calib.graph`) are neither quantized nor fed by a
