@@ -82,21 +82,60 @@ def test_plan_dla_on_desktop_is_refused():
         plan(platform="desktop", has_dla=False, dla_core=0, precision="fp16")
 
 
-def test_plan_dla_on_jetson_sets_gpu_fallback_and_core():
+def test_plan_dla_on_trt10_jetson_uses_precision_flags_and_gpu_fallback():
+    # TensorRT 10: DLA is set up with the precision builder flags + GPU fallback (not strongly typed)
     p = plan(has_dla=True, dla_core=1, precision="fp16")
     assert p.device_type == "DLA" and p.dla_core == 1
-    assert "GPU_FALLBACK" in p.builder_flags
-    assert p.network_flags == ["STRONGLY_TYPED"]
+    assert p.network_flags == [] and p.builder_flags == ["FP16", "GPU_FALLBACK"]
+    assert not p.strongly_typed and any("11.4.1" in n for n in p.notes)
+    p8 = plan("10.7.0", has_dla=True, dla_core=0, precision="int8")
+    assert p8.builder_flags == ["INT8", "FP16", "GPU_FALLBACK"]
+
+
+def test_plan_dla_on_11_4_1_is_strongly_typed():
+    p = plan("11.4.1", has_dla=True, dla_core=0, precision="int8")
+    assert p.device_type == "DLA" and p.network_flags == ["STRONGLY_TYPED"]
+    assert p.builder_flags == ["GPU_FALLBACK"] and p.strongly_typed
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        ("10.8.0", r"10\.7 was the last 10\.x release"),
+        ("10.16.2", r"10\.7 was the last 10\.x release"),
+        ("11.0.0", r"11\.0 to 11\.3"),
+        ("11.3.0", r"11\.0 to 11\.3"),
+        ("11.4.0", "Windows on ARM"),
+    ],
+)
+def test_plan_dla_gated_by_trt_release(version, match):
+    with pytest.raises(ExportError, match=match):
+        plan(version, has_dla=True, dla_core=0, precision="fp16")
+
+
+def test_dla_support_table():
+    from hpsedge.runtime.trt.compat import dla_strongly_typed, dla_support
+
+    assert [dla_support(v)[0] for v in ("10.0", "10.3.0.30", "10.7.0", "10.8.0", "11.2.1", "11.4.0",
+                                        "11.4.1", "11.5.0")] == [True, True, True, False, False, False, True, True]
+    assert not dla_strongly_typed("10.3") and dla_strongly_typed("11.4.1")
 
 
 def test_plan_dla_refusals():
     with pytest.raises(ExportError, match="no DLA cores"):
         plan(has_dla=False, dla_core=0, precision="fp16")
-    with pytest.raises(ExportError, match=r"11\.0 to 11\.3"):
-        plan("11.2.0", has_dla=True, dla_core=0, precision="fp16")
     with pytest.raises(ExportError, match="GPU fallback"):
         plan(has_dla=True, dla_core=0, precision="fp32", gpu_fallback=False)
-    assert plan("11.4.1", has_dla=True, dla_core=0, precision="int8").device_type == "DLA"
+    with pytest.raises(ExportError, match="strongly typed networks only"):
+        plan("11.4.1", has_dla=True, dla_core=0, precision="fp16", weak_typing=True)
+
+
+def test_plan_without_trt_here_skips_version_gates():
+    # trtexec.sh planned on a workstation without TensorRT: DLA plans the TensorRT 10 path
+    p = plan_build(BuildOptions(precision="fp16", dla_core=0), None, None, None, SPECS)
+    assert p.trt_version is None and p.builder_flags == ["FP16", "GPU_FALLBACK"]
+    assert any("without TensorRT" in n for n in p.notes)
+    assert plan_build(BuildOptions(), None, None, None, SPECS).network_flags == ["STRONGLY_TYPED"]
 
 
 def test_plan_hardware_compat():
@@ -112,11 +151,9 @@ def test_plan_hardware_compat():
 
 
 def test_plan_version_compatible_flags():
+    # the lean runtime stays in the plan: the runtime never calls IRuntime.load_runtime()
     assert plan(version_compatible=True).builder_flags == ["VERSION_COMPATIBLE"]
-    p = plan(version_compatible=True, exclude_lean_runtime=True)
-    assert p.builder_flags == ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]
-    with pytest.raises(ExportError, match="version-compatible"):
-        plan(exclude_lean_runtime=True)
+    assert not hasattr(BuildOptions(), "exclude_lean_runtime")
 
 
 @pytest.mark.parametrize(
@@ -941,8 +978,11 @@ def test_build_engine_dla_on_jetson(tmp_path, monkeypatch):
     e = build_engine(onnx_file(tmp_path), tmp_path / "m.engine",
                      BuildOptions(precision="fp16", dla_core=1), platform="jetson")
     assert fake.config.default_device_type.name == "DLA" and fake.config.DLA_core == 1
-    assert fake.config.flags == ["GPU_FALLBACK"]
+    # TensorRT 10.x (the fake reports 10.3): precision builder flags, weakly typed network
+    assert fake.config.flags == ["FP16", "GPU_FALLBACK"]
+    assert ("create_network", 0) in fake.calls
     assert e["dla_core"] == 1 and e["gpu_fallback"] is True and e["platform"] == "jetson"
+    assert e["strongly_typed"] is False and e["builder_flags"] == ["FP16", "GPU_FALLBACK"]
 
 
 def test_build_engine_timing_cache_mismatch_starts_fresh(tmp_path, monkeypatch):
@@ -1084,3 +1124,47 @@ def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
             assert e["max_abs"] < 1e-5 and e["finite"]
     assert res["engine"]["file"] == "model.fp32.engine"
     assert not (folder / "model.fp32.engine").exists()  # built in a temporary folder by default
+
+
+# ==== cuda-python facts: native handles, non-IntEnum errors ======================================
+class PlainErr(enum.Enum):  # cuda-bindings' error enum is not assumed to be an IntEnum
+    cudaSuccess = 0
+    cudaErrorMemoryAllocation = 2
+
+
+class Handle:
+    """A cuda-python style handle object: ``int()`` works but is deprecated."""
+
+    def __init__(self, addr):
+        self.addr = addr
+
+    def __int__(self):
+        return self.addr
+
+
+def test_check_with_plain_enum_errors():
+    assert cudamod.check((PlainErr.cudaSuccess, 7), "f") == 7
+    with pytest.raises(BackendError, match="cudaErrorMemoryAllocation"):
+        cudamod.check((PlainErr.cudaErrorMemoryAllocation, None), "cudaMalloc")
+
+
+def test_native_handle_prefers_get_cuda_native_handle(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "cuda", None)  # no cuda-bindings: the int() fallback
+    assert cudamod.native_handle(Handle(77)) == 77 and cudamod.native_handle(5) == 5
+    utils = types.ModuleType("cuda.bindings.utils")
+    seen = []
+    utils.get_cuda_native_handle = lambda obj: seen.append(obj) or 4242
+    pkg, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    pkg.bindings, bindings.utils = bindings, utils
+    monkeypatch.setitem(sys.modules, "cuda", pkg)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", utils)
+    h = Handle(77)
+    assert cudamod.native_handle(h) == 4242 and seen == [h]
+
+
+def test_compat_refuses_engine_without_lean_runtime():
+    with pytest.raises(BackendError, match="lean runtime"):
+        check_engine_compat(entry(version_compatible=True, exclude_lean_runtime=True), "10.3.0.30", "8.6", "desktop")

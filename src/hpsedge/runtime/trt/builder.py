@@ -12,7 +12,13 @@ Two steps, so the decisions can be tested without TensorRT:
 Precision lives in the ONNX graph (FP16 casts, INT8 Q/DQ), so networks are built *strongly typed* by
 default: the only mode TensorRT 11 has, and what TensorRT 10 (JetPack 6) does with
 ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``. The old weakly typed path (``BuilderFlag.FP16`` /
-``INT8`` on an FP32 or Q/DQ graph) is available on TensorRT 10 only, on explicit request.
+``INT8`` on an FP32 or Q/DQ graph) is available on TensorRT 10 only, on explicit request, and is what
+a TensorRT 10 DLA build uses (see :func:`~hpsedge.runtime.trt.compat.dla_support`).
+
+:func:`trtexec_args` turns the same :class:`BuildPlan` into the stock ``trtexec`` command, written into
+every build folder as ``trtexec.sh`` for machines that have TensorRT but not its Python bindings.
+
+Written against the documented TensorRT 10.x/11.x Python API; it has not run against a real TensorRT yet.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from hpsedge.errors import BackendError, ExportError
 from hpsedge.runtime.trt.compat import (
     PLATFORMS,
     detect_platform,
+    dla_support,
     format_version,
     parse_compute_capability,
     parse_trt_version,
@@ -45,6 +52,8 @@ __all__ = [
     "detect_platform",
     "plan_build",
     "trt_available",
+    "trtexec_args",
+    "trtexec_script",
 ]
 
 log = logging.getLogger("hpsedge.export.trt")
@@ -71,8 +80,10 @@ class BuildOptions:
     timing_cache: str | Path | None = None
     dla_core: int | None = None
     gpu_fallback: bool = True
+    # Version-compatible engines keep TensorRT's lean runtime inside the plan. Excluding it
+    # (BuilderFlag.EXCLUDE_LEAN_RUNTIME) would need IRuntime.load_runtime() on the target, which the hpsedge
+    # runtime never calls, so that option is deliberately not offered.
     version_compatible: bool = False
-    exclude_lean_runtime: bool = False
     hardware_compat: str | None = None  # None or "ampere+"
     weak_typing: bool = False  # TensorRT 10 only: FP16/INT8 builder flags instead of graph types
     on_device: bool = False  # the build runs on the deployment machine itself (recorded only)
@@ -82,8 +93,8 @@ class BuildOptions:
 class BuildPlan:
     """Everything :func:`build_engine` will set, by name (strings, so tests can assert them)."""
 
-    trt_version: str
-    platform: str
+    trt_version: str | None  # None: planned without TensorRT here (trtexec.sh for another machine)
+    platform: str | None  # None: the target platform is not known
     precision: str
     network_flags: list[str]
     builder_flags: list[str]
@@ -102,7 +113,9 @@ class BuildPlan:
 
     @property
     def strongly_typed(self) -> bool:
-        return "STRONGLY_TYPED" in self.network_flags or parse_trt_version(self.trt_version)[0] >= 11
+        if "STRONGLY_TYPED" in self.network_flags:
+            return True
+        return self.trt_version is not None and parse_trt_version(self.trt_version)[0] >= 11
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,9 +171,9 @@ def plan_profiles(
 
 def plan_build(
     options: BuildOptions,
-    trt_version: str,
-    platform: str,
-    has_dla: bool,
+    trt_version: str | None,
+    platform: str | None,
+    has_dla: bool | None,
     input_specs: Sequence[InputSpec] | None,
     *,
     compute_capability: str | None = None,
@@ -168,18 +181,23 @@ def plan_build(
     """Decide how to build, or raise :class:`ExportError` saying why ``options`` cannot work with this
     TensorRT (``trt_version``) on this ``platform`` (``"jetson"``/``"desktop"``). ``input_specs`` are the
     graph inputs as ``(name, shape)`` with ``"N"`` for the batch axis; None defers the profile shapes
-    until the ONNX file is parsed. ``compute_capability`` (the build GPU) enables one more check."""
+    until the ONNX file is parsed. ``compute_capability`` (the build GPU) enables one more check.
+
+    ``trt_version``/``platform``/``has_dla`` None mean "not known here" (planning ``trtexec.sh`` on a
+    machine without TensorRT): the checks that need them are left to the target and noted."""
     o = options
-    v = parse_trt_version(trt_version)
-    major = v[0]
+    v = parse_trt_version(trt_version) if trt_version is not None else None
+    major = v[0] if v is not None else None
     notes: list[str] = []
-    if major < 10:
+    if major is not None and major < 10:
         raise ExportError(f"TensorRT {trt_version} is too old: hpsedge builds with TensorRT 10 or newer",
                           hint="upgrade TensorRT (JetPack 6.1+ ships 10.3)")
-    if platform not in PLATFORMS:
+    if platform is not None and platform not in PLATFORMS:
         raise ExportError(f"unknown platform {platform!r} (expected one of {', '.join(PLATFORMS)})")
     if o.precision not in PRECISIONS:
         raise ExportError(f"unknown precision {o.precision!r} (expected one of {', '.join(PRECISIONS)})")
+    if v is None:
+        notes.append("planned without TensorRT here: version checks happen on the machine that builds the engine")
 
     # batch profile
     min_b = _check_int("min batch", o.min_batch, 1)
@@ -193,11 +211,46 @@ def plan_build(
     if o.workspace_bytes is not None:
         _check_int("workspace bytes", o.workspace_bytes, 1)
 
+    # DLA (Jetson AGX/NX Orin and Xavier only); decided first because it decides the typing on TensorRT 10
+    device_type = "GPU"
+    dla_weak = False
+    if o.dla_core is not None:
+        core = _check_int("DLA core", o.dla_core, 0)
+        if platform == "desktop":
+            raise ExportError(f"DLA core {core} requested, but this is a desktop GPU: DLA exists only on "
+                              f"Jetson AGX/NX modules", hint="drop --dla")
+        if trt_version is not None:
+            ok, why = dla_support(trt_version)
+            if not ok:
+                raise ExportError(why, hint="use TensorRT 10.0-10.7 (JetPack 6) or 11.4.1+ (JetPack 7.2.2+ on "
+                                            "AGX Orin), or drop --dla")
+        if has_dla is False:
+            raise ExportError("this Jetson has no DLA cores (Orin Nano and Thor have none)", hint="drop --dla")
+        if o.precision == "fp32":
+            if not o.gpu_fallback:
+                raise ExportError("DLA runs FP16/INT8 only: an fp32 build cannot run on DLA without GPU fallback",
+                                  hint="build model.fp16.onnx or model.int8.onnx, or allow GPU fallback")
+            notes.append("DLA runs FP16/INT8 only: an fp32 graph will run on the GPU almost entirely")
+        device_type = "DLA"
+        # TensorRT 10 sets DLA up with the precision builder flags (weakly typed); strongly typed DLA
+        # builds are documented only from 11.4.1 (see hpsedge.runtime.trt.compat). With the version
+        # unknown (trtexec.sh written elsewhere) the 10.x path is planned: JetPack 6 is where DLA is common.
+        dla_weak = major is None or major == 10
+        if dla_weak and not o.weak_typing:
+            notes.append("DLA on TensorRT 10 uses the precision builder flags (FP16/INT8), not a strongly "
+                         "typed network; strongly typed DLA builds need TensorRT 11.4.1+")
+        if not o.gpu_fallback:  # GPU_FALLBACK itself is added after the precision flags below
+            notes.append("without GPU fallback, any layer DLA cannot run fails the build")
+        if o.version_compatible:
+            notes.append("DLA together with version compatibility is untested here")
+    elif not o.gpu_fallback:
+        notes.append("gpu_fallback only matters with a DLA core; ignored")
+
     # typing: the network creation flag, or TensorRT 10's precision builder flags
     network_flags: list[str] = []
     builder_flags: list[str] = []
-    if o.weak_typing:
-        if major >= 11:
+    if o.weak_typing or dla_weak:
+        if major is not None and major >= 11:
             raise ExportError(
                 f"TensorRT {trt_version} builds strongly typed networks only: weak typing (FP16/INT8 builder "
                 f"flags) was removed in TensorRT 11",
@@ -206,47 +259,16 @@ def plan_build(
         builder_flags += {"fp32": [], "fp16": ["FP16"], "int8": ["INT8", "FP16"]}[o.precision]
         if o.precision == "int8":
             notes.append("weak typing with int8 expects Q/DQ nodes in the graph (no calibrator is used)")
-        if v[:2] >= (10, 12):
+        if v is not None and v[:2] >= (10, 12):
             notes.append(f"weak typing is deprecated since TensorRT 10.12 (this is {trt_version})")
     else:
         network_flags.append("STRONGLY_TYPED")
+    if device_type == "DLA" and o.gpu_fallback:
+        builder_flags.append("GPU_FALLBACK")
 
-    # DLA (Jetson AGX/NX Orin and Xavier only)
-    device_type = "GPU"
-    if o.dla_core is not None:
-        core = _check_int("DLA core", o.dla_core, 0)
-        if platform != "jetson":
-            raise ExportError(f"DLA core {core} requested, but this is a desktop GPU: DLA exists only on "
-                              f"Jetson AGX/NX modules", hint="drop --dla")
-        if (11, 0) <= v[:2] < (11, 4):
-            raise ExportError(f"TensorRT {trt_version} has no DLA support (11.0 to 11.3 dropped it)",
-                              hint="use TensorRT 10.x (JetPack 6) or 11.4.1+ (JetPack 7.2.2+), or drop --dla")
-        if not has_dla:
-            raise ExportError("this Jetson has no DLA cores (Orin Nano and Thor have none)", hint="drop --dla")
-        if o.precision == "fp32":
-            if not o.gpu_fallback:
-                raise ExportError("DLA runs FP16/INT8 only: an fp32 build cannot run on DLA without GPU fallback",
-                                  hint="build model.fp16.onnx or model.int8.onnx, or allow GPU fallback")
-            notes.append("DLA runs FP16/INT8 only: an fp32 graph will run on the GPU almost entirely")
-        device_type = "DLA"
-        if o.gpu_fallback:
-            builder_flags.append("GPU_FALLBACK")
-        else:
-            notes.append("without GPU fallback, any layer DLA cannot run fails the build")
-        if o.version_compatible:
-            notes.append("DLA together with version compatibility is untested here")
-    elif not o.gpu_fallback:
-        notes.append("gpu_fallback only matters with a DLA core; ignored")
-
-    # portability
+    # portability (no EXCLUDE_LEAN_RUNTIME: see BuildOptions)
     if o.version_compatible:
         builder_flags.append("VERSION_COMPATIBLE")
-        if o.exclude_lean_runtime:
-            builder_flags.append("EXCLUDE_LEAN_RUNTIME")
-            notes.append("the lean runtime is left out: the machine that runs the engine must provide it")
-    elif o.exclude_lean_runtime:
-        raise ExportError("excluding the lean runtime only applies to version-compatible engines",
-                          hint="add --version-compatible, or drop --exclude-lean-runtime")
     hw_level = None
     hw = None if o.hardware_compat in (None, "", "none") else str(o.hardware_compat)
     if hw is not None:
@@ -270,7 +292,7 @@ def plan_build(
             notes.append("the graph has a fixed batch: the profile cannot change it (re-export with a dynamic N)")
 
     return BuildPlan(
-        trt_version=format_version(v), platform=platform, precision=o.precision,
+        trt_version=format_version(v) if v is not None else None, platform=platform, precision=o.precision,
         network_flags=network_flags, builder_flags=builder_flags, hardware_compat_level=hw_level,
         device_type=device_type, dla_core=o.dla_core, opt_level=opt_level, workspace_bytes=o.workspace_bytes,
         timing_cache=str(o.timing_cache) if o.timing_cache is not None else None,
@@ -441,7 +463,8 @@ def build_engine(
         shown = "; ".join(errors[:3]) or _summary(logger, "no reason given")
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         raise ExportError(f"TensorRT could not parse {onnx_path.name}: {shown}{more}",
-                          hint="check the graph with `hpsedge export lint`, or re-export at another opset")
+                          hint="see the TensorRT static check in the folder's report.md (`hpsedge inspect FOLDER`), "
+                               "or re-export at another opset")
 
     graph_inputs = _network_inputs(network)
     if plan.profiles is None:
@@ -501,7 +524,7 @@ def build_engine(
         if monitor is not None and monitor.cancelled:
             raise ExportError("the TensorRT build was cancelled")
         raise ExportError(f"TensorRT could not build {onnx_path.name}: {_summary(logger, 'no reason logged')}",
-                          hint="see the TensorRT log above; a lower --max-batch or more --workspace may help")
+                          hint="see the TensorRT log above; a lower --max-batch or a larger --workspace-mb may help")
     build_seconds = time.perf_counter() - t0
 
     if cache is not None and cache_path is not None:
@@ -530,7 +553,6 @@ def build_engine(
         "network_flags": list(plan.network_flags),
         "builder_flags": list(plan.builder_flags),
         "version_compatible": bool(options.version_compatible),
-        "exclude_lean_runtime": bool(options.version_compatible and options.exclude_lean_runtime),
         "hardware_compat": options.hardware_compat if plan.hardware_compat_level else None,
         "dla_core": plan.dla_core,
         "gpu_fallback": plan.device_type == "DLA" and "GPU_FALLBACK" in plan.builder_flags,

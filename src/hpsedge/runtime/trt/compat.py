@@ -87,6 +87,45 @@ def detect_platform(gpu_name: str | None = None, tegra_release: str | Path = TEG
     return "desktop"
 
 
+# ---- DLA, by TensorRT release -------------------------------------------------------------------
+# Facts from NVIDIA's documentation (this code has not run against a real TensorRT or DLA):
+# * "TensorRT 10.7 was the last 10.x release that supported DLA"; DLA was unavailable in 11.0 through 11.3;
+#   11.4.0 supported DLA only on Windows on ARM (beta, no GPU fallback, batch 1). Sources:
+#   docs.nvidia.com/deeplearning/tensorrt/11.4.1/inference-library/work-with-dla.html and
+#   .../11.3.0/api/migration/tensorrt-10x-to-11x-jetson.html.
+# * 11.4.1 restores DLA on Jetson AGX Orin with JetPack 7.2.2 or later (not Thor, not DriveOS); "GPU fallback
+#   behaves as it did in TensorRT 10.x"; "DLA builds on NVIDIA Jetson AGX Orin use strongly typed networks.
+#   Precision is determined by network tensor types instead of the former per-precision builder flags".
+#   Source: docs.nvidia.com/deeplearning/tensorrt/latest/getting-started/release-notes-11/11.4.1.html.
+# * On TensorRT 10 a DLA build is set up with the precision builder flags (FP16 / INT8) and GPU_FALLBACK;
+#   strongly typed DLA builds are documented only from 11.4.1, so 10.x DLA plans are weakly typed.
+DLA_LAST_10X = (10, 7)
+DLA_RETURNS = (11, 4, 1)
+
+
+def dla_support(trt_version: str) -> tuple[bool, str]:
+    """Whether TensorRT ``trt_version`` can build DLA engines on a Jetson, and a one-line reason."""
+    v = _padded(parse_trt_version(trt_version), 3)
+    shown = format_version(parse_trt_version(trt_version))
+    if v[0] < 10:
+        return False, f"TensorRT {shown} is older than hpsedge supports (10+)"
+    if v[0] == 10:
+        if v[:2] <= DLA_LAST_10X:
+            return True, f"TensorRT {shown} supports DLA (10.x up to 10.7) with precision builder flags"
+        return False, (f"TensorRT {shown} has no DLA: 10.7 was the last 10.x release with DLA "
+                       "(NVIDIA, Working with DLA)")
+    if v < (11, 4, 0):
+        return False, f"TensorRT {shown} has no DLA (11.0 to 11.3 dropped it)"
+    if v < DLA_RETURNS:
+        return False, f"TensorRT {shown} supports DLA only on Windows on ARM; Jetson DLA returns in 11.4.1"
+    return True, f"TensorRT {shown} supports DLA on Jetson AGX Orin (JetPack 7.2.2+), strongly typed"
+
+
+def dla_strongly_typed(trt_version: str) -> bool:
+    """True where a DLA build is strongly typed (11.4.1+), False where it uses precision builder flags (10.x)."""
+    return parse_trt_version(trt_version)[0] >= 11
+
+
 def _padded(v: tuple[int, ...], n: int = 3) -> tuple[int, ...]:
     return tuple(v[:n]) + (0,) * max(0, n - len(v))
 
@@ -184,7 +223,13 @@ def check_engine_compat(
             f"engine built with TensorRT {ev}, this machine has TensorRT {rv} (plans need the exact version)",
             hint=f"{hint}, or build with --version-compatible to run on newer TensorRT releases")
 
-    # 3. DLA
+    # 3. the lean runtime: the runtime never calls IRuntime.load_runtime(), so an engine built with
+    #    EXCLUDE_LEAN_RUNTIME (a field only older builds could write) cannot load here
+    if engine_entry.get("exclude_lean_runtime"):
+        raise BackendError("the engine was built without TensorRT's lean runtime, which hpsedge does not load "
+                           "separately", hint=hint)
+
+    # 4. DLA
     dla = engine_entry.get("dla_core")
     if dla is not None and platform != "jetson":
         raise BackendError(f"the engine runs on DLA core {dla}, and this machine has no DLA", hint=hint)

@@ -4,8 +4,18 @@ copies and synchronisation; just what the TensorRT backend needs.
 cuda-python returns a tuple ``(err, value...)`` from every call and raises nothing, so each call goes
 through :func:`check`, which turns a non-zero error into a :class:`BackendError` naming the call.
 
-cuda-bindings 13 removed the old ``cuda.cudart`` module in favour of ``cuda.bindings.runtime``; both are
-tried, newest first. Nothing is imported until a function here is called.
+Facts this follows (cuda-python documentation; not yet run against a real GPU):
+
+* ``cuda.bindings.runtime`` exists from cuda-python 12.6.x (the ``[trt]`` extra pins ``cuda-python>=12.6.2``);
+  the legacy ``cuda.cudart`` module is gone in cuda-bindings 13.x. Both are tried, newest first, so an
+  older hand-installed 12.x still works.
+* ``int(cuda_obj)`` to get a handle's address is deprecated ("subject to future removal") in favour of
+  ``cuda.bindings.utils.get_cuda_native_handle`` (cuda-bindings "Tips and Tricks");
+  :func:`native_handle` uses it where it exists. (``getPtr()`` is *not* the handle: it is a pointer to it.)
+* The error enum (``cudaError_t``) is not assumed to be an ``IntEnum``: codes are read from ``.value``
+  first and compared as plain ints.
+
+Nothing is imported until a function here is called.
 """
 
 from __future__ import annotations
@@ -52,10 +62,29 @@ def load_cudart() -> Any:
 
 
 def _code(err: Any) -> int:
+    """The integer code of a cuda-python error, whether an ``IntEnum``, a plain ``Enum`` or an int."""
+    value = getattr(err, "value", err)
     try:
-        return int(err)
+        return int(value)
     except (TypeError, ValueError):
-        return int(getattr(err, "value", -1))
+        return -1
+
+
+def native_handle(obj: Any) -> int:
+    """The address behind a cuda-python handle object (e.g. ``cudaStream_t``) as a Python int.
+
+    Uses ``cuda.bindings.utils.get_cuda_native_handle`` where cuda-bindings has it; ``int(obj)``, which
+    cuda-bindings deprecates, only as the fallback for older releases.
+    """
+    if isinstance(obj, int):
+        return obj
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle  # type: ignore[import-not-found]
+    except (ImportError, AttributeError):
+        get_cuda_native_handle = None
+    if get_cuda_native_handle is not None:
+        return int(get_cuda_native_handle(obj))
+    return int(obj)
 
 
 def _decode(s: Any) -> str:
@@ -149,7 +178,7 @@ class Stream:
     def __init__(self, cuda: CudaRuntime) -> None:
         self._cuda = cuda
         self._stream = cuda.call("cudaStreamCreate")
-        self.handle = int(self._stream)
+        self.handle = native_handle(self._stream)
 
     def synchronize(self) -> None:
         self._cuda.call("cudaStreamSynchronize", self._stream)
