@@ -30,7 +30,10 @@ def _cfg(tmp_path: Path, **kw: object) -> BuildConfig:
 def test_fp32_build_folder_without_tensorrt(tmp_path: Path) -> None:
     res = export_build(_cfg(tmp_path, max_batch=8, opt_batch=2))
     names = sorted(p.name for p in res.folder.iterdir())
-    assert names == ["manifest.json", "model.onnx", "report.json", "report.md"]
+    assert names == ["manifest.json", "model.onnx", "report.json", "report.md", "trtexec.sh"]
+    script = (res.folder / "trtexec.sh").read_text()  # the stock trtexec command for the same build plan
+    assert "--onnx=model.onnx" in script and "--saveEngine=model.fp32.engine" in script
+    assert "--optShapes=image:2x3x" in script and "--maxShapes=image:8x3x" in script and "--stronglyTyped" in script
     m = load_manifest(res.folder)
     raw = m.raw
     assert raw["artifacts"]["onnx"]["sha256"] == sha256_file(res.folder / "model.onnx")

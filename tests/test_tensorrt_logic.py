@@ -12,6 +12,7 @@ import ctypes
 import enum
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import types
@@ -1168,3 +1169,112 @@ def test_native_handle_prefers_get_cuda_native_handle(monkeypatch):
 def test_compat_refuses_engine_without_lean_runtime():
     with pytest.raises(BackendError, match="lean runtime"):
         check_engine_compat(entry(version_compatible=True, exclude_lean_runtime=True), "10.3.0.30", "8.6", "desktop")
+
+
+# ==== trtexec.sh: the same plan as a stock trtexec command =======================================
+def _trtexec(p, onnx="model.fp16.onnx", engine="model.fp16.engine"):
+    from hpsedge.runtime.trt.builder import trtexec_args
+
+    args = trtexec_args(p, onnx, engine)
+    assert args[0] == "trtexec" and len(args) == len(set(args))
+    return args[1:]
+
+
+def test_trtexec_default_plan_flags():
+    p = plan(precision="fp16", timing_cache="/x/timing.cache")
+    assert _trtexec(p) == [
+        "--onnx=model.fp16.onnx", "--saveEngine=model.fp16.engine",
+        "--minShapes=image:1x3x224x224,bbox_info:1x3",
+        "--optShapes=image:4x3x224x224,bbox_info:4x3",
+        "--maxShapes=image:16x3x224x224,bbox_info:16x3",
+        "--stronglyTyped", "--timingCacheFile=timing.cache", "--builderOptimizationLevel=3", "--skipInference",
+    ]
+
+
+def test_trtexec_every_plan_option_maps_to_its_flag():
+    p = plan("10.3.0.30", "desktop", min_batch=2, opt_batch=3, max_batch=8, workspace_bytes=1536 << 20,
+             opt_level=1, version_compatible=True, hardware_compat="ampere+")
+    args = _trtexec(p)
+    assert "--minShapes=image:2x3x224x224,bbox_info:2x3" in args
+    assert "--optShapes=image:3x3x224x224,bbox_info:3x3" in args
+    assert "--maxShapes=image:8x3x224x224,bbox_info:8x3" in args
+    assert "--stronglyTyped" in args and "--versionCompatible" in args
+    assert "--hardwareCompatibilityLevel=ampere+" in args
+    assert "--memPoolSize=workspace:1536" in args and "--builderOptimizationLevel=1" in args
+    assert not any(a.startswith("--timingCacheFile") for a in args)  # no cache in this plan
+    assert not any(a in ("--fp16", "--int8", "--allowGPUFallback") or a.startswith("--useDLACore") for a in args)
+
+
+def test_trtexec_weak_typing_and_dla_on_trt10():
+    args = _trtexec(plan(has_dla=True, dla_core=1, precision="int8"), "model.int8.onnx", "model.int8.engine")
+    assert "--stronglyTyped" not in args
+    assert {"--int8", "--fp16", "--allowGPUFallback", "--useDLACore=1"} <= set(args)
+    assert "--onnx=model.int8.onnx" in args and "--saveEngine=model.int8.engine" in args
+    args = _trtexec(plan(precision="fp16", weak_typing=True))
+    assert "--fp16" in args and "--int8" not in args and "--stronglyTyped" not in args
+
+
+def test_trtexec_dla_on_11_4_1_is_strongly_typed():
+    args = _trtexec(plan("11.4.1", has_dla=True, dla_core=0, precision="fp16"))
+    assert "--stronglyTyped" in args and "--fp16" not in args
+    assert "--useDLACore=0" in args and "--allowGPUFallback" in args
+
+
+def test_trtexec_workspace_not_whole_mib_and_bad_names():
+    from hpsedge.runtime.trt.builder import trtexec_args
+
+    assert "--memPoolSize=workspace:1025K" in _trtexec(plan(workspace_bytes=(1 << 20) + 1))
+    with pytest.raises(ExportError, match="cannot be written"):
+        trtexec_args(plan(specs=[("im;rm -rf /", ["N", 3])]), "m.onnx", "m.engine")
+    with pytest.raises(ExportError, match="no batch profile"):
+        trtexec_args(plan(specs=None), "m.onnx", "m.engine")
+
+
+def test_trtexec_script_is_valid_shell(tmp_path):
+    """The script runs (with a stand-in trtexec that prints its argv) and passes exactly trtexec_args."""
+    from hpsedge.runtime.trt.builder import trtexec_args, write_trtexec_script
+
+    p = plan(has_dla=True, dla_core=0, precision="fp16", timing_cache="timing.cache")
+    script = write_trtexec_script(tmp_path, p, "model.fp16.onnx", "model.fp16.engine")
+    assert os.access(script, os.X_OK) and "--fp16/--int8 are TensorRT 10 options" in script.read_text()
+    fake = tmp_path / "fake-trtexec"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake.chmod(0o755)
+    res = subprocess.run(["sh", str(script)], capture_output=True, text=True, env={**os.environ, "TRTEXEC": str(fake)},
+                         cwd="/", check=True)
+    assert res.stdout.splitlines() == trtexec_args(p, "model.fp16.onnx", "model.fp16.engine")[1:]
+
+
+# ==== static check: TensorRT 10 vs 11 tables ======================================================
+def _one_op_graph(op, opset=17, n_inputs=1, **attrs):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(op, ["x"] * n_inputs, ["y"], **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("op", ["Swish", "DFT", "Attention"])
+def test_ops_added_after_10_1_fail_on_10_pass_on_11(op):
+    from hpsedge.export.lint import check_trt_support
+
+    model = _one_op_graph(op, opset=20)
+    r10, r11 = check_trt_support(model, 10), check_trt_support(model, 11)
+    assert not r10.ok and op in r10.errors[0]
+    assert r11.ok, r11.errors
+
+
+def test_ops_unsupported_by_both_and_opset_ranges():
+    from hpsedge.export.lint import TRT_OPSET_RANGE, TRT_SUPPORTED_OPS, check_trt_support
+
+    for op in ("MatMulInteger", "Col2Im", "Unique"):  # "N" in the 10.1 matrix, not added since
+        assert not check_trt_support(_one_op_graph(op), 11).ok
+    assert TRT_OPSET_RANGE == {10: (9, 20), 11: (9, 25)}
+    assert TRT_SUPPORTED_OPS[10] < TRT_SUPPORTED_OPS[11] and len(TRT_SUPPORTED_OPS[10]) == 150
+    relu21 = _one_op_graph("Relu", opset=21)
+    assert not check_trt_support(relu21, 10).ok and check_trt_support(relu21, 11).ok
+    r25 = check_trt_support(_one_op_graph("Relu", opset=25), 11)
+    assert r25.ok and any("11.5" in f.message for f in r25.findings)
+    assert not check_trt_support(_one_op_graph("Relu", opset=26), 11).ok
+    assert "96e781103cfc" in check_trt_support(relu21, 10).to_markdown()

@@ -170,6 +170,24 @@ def _engine_step(
     return True, manifest["engine_status"]["reason"]
 
 
+def write_trtexec(cfg: BuildConfig, folder: Path, manifest: dict[str, Any]) -> Path:
+    """``trtexec.sh``: the stock trtexec command for this folder's engine, from the same build plan.
+
+    With an engine built here the plan carries this machine's TensorRT and platform (what build_engine
+    planned); otherwise the target is unknown and the version checks are left to it."""
+    from hpsedge.runtime.trt.builder import plan_build, write_trtexec_script
+
+    engine = manifest["artifacts"].get("engine") or {}
+    plan = plan_build(
+        _trt_options(cfg, folder), engine.get("trt_version"), engine.get("platform"), None,
+        [(t["name"], t["shape"]) for t in manifest["inputs"]],
+    )
+    graph = manifest["artifacts"][graph_key(cfg.precision)]["file"]
+    path = write_trtexec_script(folder, plan, graph, engine_name(cfg.precision), name=TRTEXEC_SCRIPT)
+    manifest["artifacts"]["trtexec"] = {"file": TRTEXEC_SCRIPT}
+    return path
+
+
 def _write_reports(folder: Path, manifest: dict[str, Any], lint: list[LintReport], stage_seconds: dict[str, float]) -> None:
     """Merge the build's own sections into report.md/report.json (the precision step may have begun them)."""
     report_json = folder / REPORT_JSON
@@ -313,6 +331,7 @@ def export_build(
         if not all(r.ok for r in lint):
             log.warning("TensorRT static check: %s", "; ".join(e for r in lint for e in r.errors))
         built, reason = timed("engine", lambda: _engine_step(cfg, tmp, manifest, step, trt_progress))
+        write_trtexec(cfg, tmp, manifest)
         manifest["build"] = {
             "command": "export build",
             "precision": cfg.precision,
@@ -346,6 +365,7 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
                              "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
     built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress, on_device=True)
     manifest["artifacts"]["engine"]["on_device"] = True
+    write_trtexec(rebuild, folder, manifest)
     validate_manifest(manifest, source="rebuilt manifest")
     fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

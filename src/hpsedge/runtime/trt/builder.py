@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -298,6 +299,104 @@ def plan_build(
         timing_cache=str(o.timing_cache) if o.timing_cache is not None else None,
         min_batch=min_b, opt_batch=opt_b, max_batch=max_b, profiles=profiles, notes=notes,
     )
+
+
+# ---- the same plan as a stock trtexec command ------------------------------------------------------
+#: trtexec's names for the plan's builder flags (trtexec --help, TensorRT 10.x; --fp16/--int8 are gone in
+#: TensorRT 11, where --stronglyTyped is accepted as a no-op)
+TRTEXEC_FLAGS = {
+    "FP16": "--fp16",
+    "INT8": "--int8",
+    "GPU_FALLBACK": "--allowGPUFallback",
+    "VERSION_COMPATIBLE": "--versionCompatible",
+}
+TRTEXEC_HW_LEVELS = {"AMPERE_PLUS": "ampere+"}
+_TRTEXEC_NAME = re.compile(r"[A-Za-z0-9_./-]+")
+
+
+def _shape_spec(profiles: dict[str, tuple[tuple[int, ...], ...]], which: int) -> str:
+    return ",".join(f"{name}:{'x'.join(str(d) for d in shapes[which])}" for name, shapes in profiles.items())
+
+
+def _mem_spec(nbytes: int) -> str:
+    # trtexec --memPoolSize takes MiB without a suffix; K/B suffixes for sizes that are not whole MiB
+    if nbytes % (1 << 20) == 0:
+        return str(nbytes >> 20)
+    return f"{-(-nbytes // 1024)}K"
+
+
+def trtexec_args(plan: BuildPlan, onnx_file: str, engine_file: str, *, trtexec: str = "trtexec") -> list[str]:
+    """The stock ``trtexec`` command line that builds what :func:`build_engine` builds from ``plan``.
+
+    ONNX file, batch profile (``--minShapes/--optShapes/--maxShapes``), typing (``--stronglyTyped`` or the
+    TensorRT 10 precision flags), timing cache, DLA core with GPU fallback, version/hardware compatibility,
+    workspace and optimisation level; ``--skipInference`` stops after the build. Paths are used as given
+    (relative to the folder the command runs in)."""
+    if plan.profiles is None:
+        raise ExportError("the build plan has no batch profile yet (the graph's inputs are unknown)")
+    bad = [n for n in plan.profiles if not _TRTEXEC_NAME.fullmatch(n)]
+    if bad:  # names come from a manifest (untrusted) and go into trtexec's name:shape lists
+        raise ExportError(f"input name {bad[0]!r} cannot be written into a trtexec shape list",
+                          hint="re-export with plain input names (letters, digits, _ . - /)")
+    args = [trtexec, f"--onnx={onnx_file}", f"--saveEngine={engine_file}"]
+    if plan.profiles:
+        args += [f"--minShapes={_shape_spec(plan.profiles, 0)}", f"--optShapes={_shape_spec(plan.profiles, 1)}",
+                 f"--maxShapes={_shape_spec(plan.profiles, 2)}"]
+    if "STRONGLY_TYPED" in plan.network_flags:
+        args.append("--stronglyTyped")
+    for flag in plan.builder_flags:
+        if flag not in TRTEXEC_FLAGS:
+            raise ExportError(f"no trtexec option known for builder flag {flag}")
+        args.append(TRTEXEC_FLAGS[flag])
+    if plan.device_type == "DLA":
+        args.append(f"--useDLACore={int(plan.dla_core or 0)}")
+    if plan.hardware_compat_level:
+        args.append(f"--hardwareCompatibilityLevel={TRTEXEC_HW_LEVELS[plan.hardware_compat_level]}")
+    if plan.timing_cache:
+        args.append(f"--timingCacheFile={Path(plan.timing_cache).name}")
+    if plan.workspace_bytes is not None:
+        args.append(f"--memPoolSize=workspace:{_mem_spec(int(plan.workspace_bytes))}")
+    args += [f"--builderOptimizationLevel={plan.opt_level}", "--skipInference"]
+    return args
+
+
+def trtexec_script(plan: BuildPlan, onnx_file: str, engine_file: str) -> str:
+    """``trtexec.sh``: :func:`trtexec_args` as a POSIX shell script that runs inside the build folder."""
+    import shlex
+
+    args = trtexec_args(plan, onnx_file, engine_file, trtexec="TRTEXEC_PLACEHOLDER")
+    target = f"TensorRT {plan.trt_version}" if plan.trt_version else "TensorRT 10.x (no TensorRT where it was written)"
+    lines = [
+        "#!/bin/sh",
+        "# Written by hpsedge: the stock trtexec command that builds the same engine as",
+        "#   hpsedge export build --on-device <this folder>",
+        "# (both come from one build plan), for machines with TensorRT but without its Python bindings.",
+        "# Run it on the machine that will run the engine:  sh trtexec.sh",
+        "# (JetPack: TRTEXEC=/usr/src/tensorrt/bin/trtexec sh trtexec.sh)",
+        f"# Planned for: {target}; platform {plan.platform or 'not known'}; graph precision {plan.precision}.",
+    ]
+    if any(f in plan.builder_flags for f in ("FP16", "INT8")):
+        lines.append("# --fp16/--int8 are TensorRT 10 options (removed in 11); on 11.x build with --stronglyTyped.")
+    lines += [f"# note: {n}" for n in plan.notes]
+    lines += [
+        "# The engine this writes is not listed in manifest.json, so `hpsedge run` keeps using ONNX Runtime;",
+        "# use it with trtexec --loadEngine, Triton, or hpsedge.runtime.trt.backend.TensorRTBackend(path).",
+        "set -e",
+        'cd "$(dirname "$0")"',
+        'exec "${TRTEXEC:-trtexec}" \\',
+    ]
+    rest = [shlex.quote(a) for a in args[1:]]
+    lines += [f"  {a} \\" for a in rest[:-1]] + [f"  {rest[-1]}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_trtexec_script(folder: str | Path, plan: BuildPlan, onnx_file: str, engine_file: str,
+                         name: str = "trtexec.sh") -> Path:
+    """Write :func:`trtexec_script` to ``folder/name`` atomically (executable); return its path."""
+    path = Path(folder) / name
+    _atomic_write(path, trtexec_script(plan, onnx_file, engine_file).encode())
+    path.chmod(0o755)
+    return path
 
 
 # ---- machine facts -----------------------------------------------------------------------------
