@@ -1103,6 +1103,7 @@ def _tiny_export_folder(folder: Path) -> None:
 
 def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
     """The whole smoke script against fake TensorRT/CUDA and real ONNX Runtime on a tiny graph."""
+    import importlib.machinery
     import importlib.util
 
     import onnxruntime  # noqa: F401
@@ -1111,20 +1112,34 @@ def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
     _tiny_export_folder(folder)
     install_trt(monkeypatch)
     install_cuda(monkeypatch)
+    # the runtime's probe asks importlib whether tensorrt and cuda-python are installed
+    sys.modules["tensorrt"].__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    cuda_pkg = types.ModuleType("cuda")
+    cuda_pkg.__spec__ = importlib.machinery.ModuleSpec("cuda", None, is_package=True)
+    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
     spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
     smoke = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(smoke)
     out = tmp_path / "smoke.json"
-    rc = smoke.main([str(folder), "--iters", "2", "--warmup", "0", "--json", str(out)])
+    # end to end (on-device build into a copy, Predictor backend="auto"): with the fakes it gets as far as
+    # TensorRT being chosen and fed, which this toy graph (no real preprocessing) cannot satisfy
+    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out)]) == 1
+    assert "missing input(s) bbox_info (the engine takes image, bbox_info)" in capsys.readouterr().err
+    rc = smoke.main([str(folder), "--iters", "2", "--warmup", "0", "--json", str(out), "--no-predictor"])
     assert rc == 0, capsys.readouterr()
     res = json.loads(out.read_text())
-    assert set(res["batches"]) == {"1", "8"}
+    assert set(res["batches"]) == {"1", "4", "8"}  # batch 1, the profile's opt and max
     for b in res["batches"].values():
         assert b["trt_ms"] >= 0 and b["ort_cpu_ms"] >= 0
         for e in b["errors"].values():
             assert e["max_abs"] < 1e-5 and e["finite"]
-    assert res["engine"]["file"] == "model.fp32.engine"
+    assert res["engine"]["file"] == "model.fp32.engine" and res["failures"] == []
+    assert "PASS" in out.with_suffix(".md").read_text()
     assert not (folder / "model.fp32.engine").exists()  # built in a temporary folder by default
+    # a disagreement beyond the precision's tolerance fails the run (exit 1)
+    monkeypatch.setitem(smoke.TOLERANCE, "fp32", -1.0)
+    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out), "--no-predictor"]) == 1
+    assert json.loads(out.read_text())["failures"] and "FAIL" in out.with_suffix(".md").read_text()
 
 
 # ==== cuda-python facts: native handles, non-IntEnum errors ======================================
