@@ -124,7 +124,6 @@ def random_feeds(inputs: list[Any], batch: int, seed: int) -> dict[str, Any]:
 
 
 def compare(ref: dict[str, Any], got: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per output: max abs error, max elementwise relative error (floored), error relative to the range."""
     import numpy as np
 
     out = {}
