@@ -136,3 +136,27 @@ def test_bare_install_prints_one_line(venv: Path) -> None:
         assert res.stderr.strip().splitlines() == [
             "error: the hpsedge command needs the CLI extras (missing: typer, rich): pip install 'hpsedge[cli]'"
         ]
+
+
+# ---- fast checks in this environment (no virtualenv): modules hidden with sys.modules[name] = None ------
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_entry_shim_without_typer() -> None:
+    res = _python("import sys; sys.modules['typer'] = None; sys.argv = ['hpsedge', '--help']\n"
+                  "from hpsedge._entry import main; main()")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == ("error: the hpsedge command needs the CLI extras (missing: typer): "
+                                  "pip install 'hpsedge[cli]'")
+
+
+def test_export_commands_without_torch_say_which_extra(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['hpsedge', 'export', 'onnx', '--tiny', "
+            f"'--out', {str(tmp_path / 'o')!r}]\nfrom hpsedge._entry import main; main()")
+    res = _python(code)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip() == ("error: `hpsedge export onnx` needs the export extras (no module 'torch' here): "
+                                  "pip install 'hpsedge[export]'")
+    assert not (tmp_path / "o").exists()
