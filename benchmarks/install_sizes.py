@@ -17,6 +17,7 @@ Makefile's pin); wheels differ by platform, so treat them as orders of magnitude
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -64,11 +65,8 @@ def dist_size(dist: metadata.Distribution) -> int:
     for f in dist.files or []:
         if "__pycache__" in f.parts or str(f).endswith(".pyc"):
             continue
-        p = Path(dist.locate_file(f))
-        try:
-            total += p.stat().st_size
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            total += Path(dist.locate_file(f)).stat().st_size
     return total
 
 
