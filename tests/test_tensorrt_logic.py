@@ -1293,3 +1293,24 @@ def test_ops_unsupported_by_both_and_opset_ranges():
     assert r25.ok and any("11.5" in f.message for f in r25.findings)
     assert not check_trt_support(_one_op_graph("Relu", opset=26), 11).ok
     assert "96e781103cfc" in check_trt_support(relu21, 10).to_markdown()
+
+
+def test_on_device_rebuild_writes_engine_and_matching_trtexec(tmp_path, monkeypatch):
+    """`export build --on-device` on a (fake) Jetson with DLA: the engine entry and trtexec.sh come from one plan."""
+    from hpsedge.export.build import BuildConfig, rebuild_on_device
+
+    folder = tmp_path / "export"
+    _tiny_export_folder(folder)
+    fake = install_trt(monkeypatch, FakeTRT(num_dla=2))
+    install_cuda(monkeypatch, FakeCudart(name=b"Orin", cc=(8, 7)))
+    res = rebuild_on_device(folder, BuildConfig(model="x", out=folder, precision="fp16", dla_core=1, max_batch=8))
+    entry = json.loads((folder / "manifest.json").read_text())["artifacts"]["engine"]
+    assert res.engine_built and entry["platform"] == "jetson" and entry["on_device"] is True
+    # the folder is fp32 (its manifest decides): TensorRT 10 DLA = no precision flag + GPU fallback
+    assert entry["builder_flags"] == fake.config.flags == ["GPU_FALLBACK"] and entry["dla_core"] == 1
+    script = (folder / "trtexec.sh").read_text()
+    for flag in ("--onnx=model.onnx", "--saveEngine=model.fp32.engine", "--useDLACore=1", "--allowGPUFallback",
+                 "--maxShapes=image:8x3x2x2,bbox_info:8x3", "--timingCacheFile=timing.cache",
+                 "Planned for: TensorRT 10.3.0.30; platform jetson"):
+        assert flag in script, flag
+    assert "--stronglyTyped" not in script
