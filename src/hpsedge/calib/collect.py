@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.calib.graph import file_uses_external_data, float_value_types, graph_session, load_model
-from hpsedge.runtime.errors import ExportError
+from hpsedge.errors import ExportError
 
 #: bytes of exposed activations one calibration run may return (the batch size adapts to stay below)
 ACTIVATION_BUDGET = 768 << 20

@@ -416,29 +416,31 @@ def quantize_int8_flavors(
         # the prepared graph (named nodes, no Identity(constant)) is written beside its weights: with external
         # data only the small graph is rewritten, the weights stay in the source's .data file
         prepared = _write_prepared(model, src, tmp, external)
-        del model
-        ranges: dict[str, tuple[float, float]] = {}
-        facts: dict[str, Any] = {}
-        if static:
-            assert calib is not None
-            union: set[str] | None = set()
-            for f in static:
-                ops = _op_types(f)
-                union = None if ops is None or union is None else union | set(ops)
-            step(f"calibrating ({method}) on {n} samples")
-            ranges, facts = collect_ranges(prepared, calib, op_types=union, method=method, percentile=percentile,
-                                           max_batch=batch, progress=step)
-            log.info("calibration: %d tensors, %d runs (batch %d)", facts["tensors"], facts["runs"], facts["batch"])
-        for flavor, dst in outputs.items():
-            step(f"INT8 graph, {FLAVORS[flavor]} flavour")
-            q_path = tmp / f"q-{flavor}.onnx"
-            if flavor == "ort-dynamic":
-                _quantize_dynamic(prepared, q_path, excluded, external)
-            else:
-                _quantize_static(prepared, q_path, ranges, flavor, excluded, external, tmp)
-            results[flavor] = _finish(q_path, Path(dst), flavor, excluded_set, excluded, method, n, t0, external)
-        if prepared.parent != tmp:
-            prepared.unlink(missing_ok=True)
+        try:
+            del model
+            ranges: dict[str, tuple[float, float]] = {}
+            facts: dict[str, Any] = {}
+            if static:
+                assert calib is not None
+                union: set[str] | None = set()
+                for f in static:
+                    ops = _op_types(f)
+                    union = None if ops is None or union is None else union | set(ops)
+                step(f"calibrating ({method}) on {n} samples")
+                ranges, facts = collect_ranges(prepared, calib, op_types=union, method=method, percentile=percentile,
+                                               max_batch=batch, progress=step)
+                log.info("calibration: %d tensors, %d runs (batch %d)", facts["tensors"], facts["runs"], facts["batch"])
+            for flavor, dst in outputs.items():
+                step(f"INT8 graph, {FLAVORS[flavor]} flavour")
+                q_path = tmp / f"q-{flavor}.onnx"
+                if flavor == "ort-dynamic":
+                    _quantize_dynamic(prepared, q_path, excluded, external)
+                else:
+                    _quantize_static(prepared, q_path, ranges, flavor, excluded, external, tmp)
+                results[flavor] = _finish(q_path, Path(dst), flavor, excluded_set, excluded, method, n, t0, external)
+        finally:
+            if prepared.parent != tmp:  # the graph written beside the source weights
+                prepared.unlink(missing_ok=True)
     return results
 
 
