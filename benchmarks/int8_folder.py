@@ -135,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         for pr in preds.values():
             pr.close()
+        _write(args, results, t0)  # after each model, so a long run leaves its figures so far
+    _write(args, results, t0)
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+def _write(args: argparse.Namespace, results: dict[str, Any], t0: float) -> None:
     out = {
         "benchmark": "int8_folder",
         "threads": args.threads,
@@ -146,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(markdown(out, args.batches))
-    print(markdown(out, args.batches))
-    if tmp is not None:
-        tmp.cleanup()
-    return 0
+    print(markdown(out, args.batches), flush=True)
 
 
 def markdown(r: dict[str, Any], batches: list[int]) -> str:

@@ -32,7 +32,7 @@ from hpsedge.calib.graph import file_uses_external_data, float_value_types, grap
 from hpsedge.errors import ExportError
 
 #: bytes of exposed activations one calibration run may return (the batch size adapts to stay below)
-ACTIVATION_BUDGET = 768 << 20
+ACTIVATION_BUDGET = 256 << 20
 HIST_BINS = 2048
 ENTROPY_QUANT_BINS = 255
 

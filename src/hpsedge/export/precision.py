@@ -79,6 +79,9 @@ REPORT_SAMPLES = 64
 RANDOM_SAMPLES = 16
 #: range-check crops for graphs above 2 GB without a calibration set
 RANGE_SAMPLES_LARGE = 4
+#: interleaved latency repetitions in the report (graphs above 2 GB: fewer)
+LATENCY_REPS = 10
+LATENCY_REPS_LARGE = 3
 
 
 def default_keep_fp32(family: str) -> list[str]:
@@ -381,7 +384,7 @@ def apply_precision(
     percentile: float = q8.DEFAULT_PERCENTILE,
     data_max: float = FP16_DATA_MAX,
     latency_batch: int = 1,
-    latency_reps: int = 10,
+    latency_reps: int | None = None,
     report_samples: int = REPORT_SAMPLES,
     threads: int | None = None,
 ) -> dict[str, Any]:
@@ -483,6 +486,8 @@ def apply_precision(
     if calib_info is not None:
         config["calib"] = calib_info
 
+    if latency_reps is None:  # the report's latency is a hint (benchmarks/ measure); a ViT-H run takes seconds
+        latency_reps = LATENCY_REPS_LARGE if file_uses_external_data(fp32) else LATENCY_REPS
     step("measuring the accuracy drop")
     report = accuracy_report(
         fp32, out, report_feeds, precision=precision, family=family, source=source, smpl=smpl,
