@@ -592,6 +592,7 @@ def move_model(model: Any, src_path: Path, dst: Path) -> None:
     data_src = src_path.parent / next(iter(locs))
     data_dst = dst.with_name(dst.name + ".data")
     os.replace(data_src, data_dst)
+    _default_mode(data_dst)
     for t in ext:
         for e in t.external_data:
             if e.key == "location":
@@ -609,5 +610,16 @@ def save_model(model: Any, path: Path, external: bool) -> None:
             data.unlink()
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data.name, size_threshold=1024)
+        _default_mode(data)
     else:
         onnx.save_model(model, str(path))
+
+
+def _default_mode(path: Path) -> None:
+    """Give a weights file the mode a plain new file gets (onnx writes external data as 0600), so a build
+    folder copied to the device or shared stays readable like its graph."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
