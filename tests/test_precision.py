@@ -544,3 +544,26 @@ def test_spearman_matches_scipy() -> None:
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([0.5, 0.5], [0.2, 0.2]) == 1.0 and spearman([0.5, 0.5], [0.1, 0.2]) == 0.0
     assert spearman([1.0], [2.0]) is None
+
+
+def test_move_model_relocates_constant_attributes_too(tmp_path: Path) -> None:
+    """quantize_static saves Constant-node tensors to the external file as well (convert_attribute); moving
+    a graph must rewrite their location with the initializers' (a full-size TokenHMR graph has such a node)."""
+    from hpsedge.calib.quantize import move_model
+
+    big = numpy_helper.from_array(np.arange(4096, dtype=np.float32).reshape(64, 64), "c")
+    w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Constant", [], ["k"], value=big, name="const"),
+         helper.make_node("MatMul", ["x", "w"], ["y0"], name="mm"), helper.make_node("Add", ["y0", "k"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], [w])
+    src = tmp_path / "q-x.onnx"
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src),
+                    save_as_external_data=True, location="q-x.onnx.data", size_threshold=0, convert_attribute=True)
+    dst = tmp_path / "model.int8.cpu.onnx"
+    move_model(onnx.load(str(src), load_external_data=False), src, dst)
+    assert not (tmp_path / "q-x.onnx.data").exists() and (tmp_path / "model.int8.cpu.onnx.data").exists()
+    x = np.zeros((64, 64), np.float32)
+    out = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(out, np.arange(4096, dtype=np.float32).reshape(64, 64))

@@ -562,9 +562,9 @@ def _finish(q_path: Path, dst: Path, flavor: str, excluded_set: set[str], exclud
 
 
 def _uses_external(model: Any) -> bool:
-    from onnx.external_data_helper import uses_external_data
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
-    return any(uses_external_data(t) for t in model.graph.initializer)
+    return any(uses_external_data(t) for t in _get_all_tensors(model))
 
 
 def move_model(model: Any, src_path: Path, dst: Path) -> None:
@@ -576,8 +576,10 @@ def move_model(model: Any, src_path: Path, dst: Path) -> None:
     import os
 
     import onnx
+    from onnx.external_data_helper import _get_all_tensors
 
-    ext = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    # every tensor: initializers and Constant-node attributes (savers move large ones out too)
+    ext = [t for t in _get_all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
     locs = {e.value for t in ext for e in t.external_data if e.key == "location"}
     if not ext:
         onnx.save_model(model, str(dst))
