@@ -436,7 +436,7 @@ def quantize_int8_flavors(
                 if flavor == "ort-dynamic":
                     _quantize_dynamic(prepared, q_path, excluded, external)
                 else:
-                    _quantize_static(prepared, q_path, ranges, flavor, excluded, external, tmp)
+                    _quantize_static(prepared, q_path, ranges, flavor, excluded, external, tmp, calib)
                 results[flavor] = _finish(q_path, Path(dst), flavor, excluded_set, excluded, method, n, t0, external)
         finally:
             if prepared.parent != tmp:  # the graph written beside the source weights
@@ -464,7 +464,8 @@ def _write_prepared(model: Any, src: Path, tmp: Path, external: bool) -> Path:
 
 
 def _quantize_static(prepared: Path, out: Path, ranges: Mapping[str, tuple[float, float]], flavor: str,
-                     excluded: list[str], external: bool, tmp: Path) -> None:
+                     excluded: list[str], external: bool, tmp: Path,
+                     calib: Mapping[str, np.ndarray] | None = None) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     trt = flavor == "trt"
@@ -479,12 +480,13 @@ def _quantize_static(prepared: Path, out: Path, ranges: Mapping[str, tuple[float
         }), cache)
         cache_kw: dict[str, Any] = {"calibration_cache_path": cache, "calibrate_method": CalibrationMethod.MinMax}
         reader = None
-    else:  # pragma: no cover - older onnxruntime: ranges as per-tensor overrides after a token min/max pass
+    else:
+        # older onnxruntime: a quick min/max pass satisfies quantize_static, our ranges override it
         extra["TensorQuantOverrides"] = {
             k: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for k, (lo, hi) in ranges.items()
         }
         cache_kw = {"calibrate_method": CalibrationMethod.MinMax}
-        reader = None
+        reader = _Reader(calib, CALIB_BATCH) if calib is not None else None
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.ERROR))  # quantize_static logs "consider pre-processing" at WARNING
