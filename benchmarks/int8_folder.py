@@ -107,20 +107,20 @@ def main(argv: list[str] | None = None) -> int:
             builds["int8"] = timed_build(model, "int8", folders["int8"],
                                          ["--calib-images", str(images), "--calib-boxes", str(boxes)])
         preds = {p: Predictor.load(f, backend="ort", device="cpu", threads=args.threads) for p, f in folders.items()}
-        graph_files = {p: Path(getattr(pr.engine, "path", "")).name for p, pr in preds.items()}
+        graph_files = {p: Path(getattr(pr.backend, "path", "")).name for p, pr in preds.items()}
         size = preds["fp32"].manifest.inputs[0].shape
         feeds = {b: {"image": np.random.default_rng(b).standard_normal((b, *size[1:])).astype(np.float32)}
                  | ({"bbox_info": np.zeros((b, 3), np.float32)} if len(preds["fp32"].manifest.inputs) > 1 else {})
                  for b in args.batches}
         for pr in preds.values():
             for b in args.batches:
-                pr.engine.run(feeds[b])
+                pr.backend.run(feeds[b])
         times: dict[str, dict[int, list[float]]] = {p: {b: [] for b in args.batches} for p in preds}
         for _ in range(args.reps):
             for b in args.batches:
                 for p, pr in preds.items():
                     t = time.perf_counter()
-                    pr.engine.run(feeds[b])
+                    pr.backend.run(feeds[b])
                     times[p][b].append((time.perf_counter() - t) * 1e3)
         med = {p: {b: float(np.median(v)) for b, v in per.items()} for p, per in times.items()}
         manifest = json.loads((folders["int8"] / "manifest.json").read_text())

@@ -421,7 +421,7 @@ def run_cmd(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
     precision: Annotated[str | None, typer.Option(
-        help="fp32 | fp16 | int8 graph of the folder [default: the folder's own precision, from its manifest]; "
+        help="fp32 | fp16 | int8 graph of the folder (default: the folder's own precision, from its manifest); "
         "an INT8 folder runs its CPU Q/DQ graph on the CPU provider and its TensorRT graph on TensorRT.")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,

@@ -101,7 +101,7 @@ def _machine(m: Manifest) -> dict[str, Any]:
             from hpsedge.runtime.backends.ort import first_provider
             from hpsedge.runtime.predictor import _flavour_key, _onnx_key
 
-            key = _flavour_key(m, _onnx_key(m, None), "auto")
+            key = _flavour_key(m, _onnx_key(m, None), "auto", log_choice=False)
             out["ONNX Runtime graph"] = f"{m.artifacts[key]['file']} on {first_provider('auto')}"
         except HpsedgeError:
             pass

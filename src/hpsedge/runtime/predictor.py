@@ -433,14 +433,14 @@ def _onnx_key(manifest: Manifest, precision: str | None) -> str:
     return key
 
 
-def _flavour_key(manifest: Manifest, key: str, device: str) -> str:
+def _flavour_key(manifest: Manifest, key: str, device: str, log_choice: bool = True) -> str:
     """Among a precision's flavours (INT8: TensorRT and CPU Q/DQ), the graph made for this device's provider."""
     from hpsedge.runtime.backends.ort import first_provider, graph_for_provider
 
     provider = first_provider(device)
     chosen = graph_for_provider(manifest.artifacts, key, provider)
     entry = manifest.artifacts[chosen]
-    if entry.get("qdq_flavor"):
+    if entry.get("qdq_flavor") and log_choice:
         log.info("running %s (%s flavour) for %s", entry["file"], entry["qdq_flavor"], provider)
     return chosen
 
