@@ -12,8 +12,13 @@ those activations. The converter's Cast chains between neighbouring FP32 nodes (
 would round an FP32 tensor through FP16) and duplicate casts are folded afterwards, and the result must pass
 strict ONNX shape inference with a type for every tensor.
 
-INT8 (``model.int8.onnx``): :func:`hpsedge.calib.quantize.quantize_int8` from a calibration set
-(``hpsedge calib make``), heads excluded by default.
+INT8: :func:`hpsedge.calib.quantize.quantize_int8_flavors` from a calibration set (``hpsedge calib make``),
+heads excluded by default; one calibration pass gives both ``model.int8.onnx`` (TensorRT flavour) and
+``model.int8.cpu.onnx`` (ONNX Runtime CPU flavour, chosen per graph by a generic op-type rule), each with its
+own accuracy figures in the report and its ``serves`` list in the manifest.
+
+Graphs above 2 GB (TokenHMR's ViT-H) go through every step: structure-only loads, shape inference on the
+file or the weightless structure, range checks and calibration run from the graph's own folder.
 
 Entry point: :func:`apply_precision`, called inside the export's temporary folder.
 """
