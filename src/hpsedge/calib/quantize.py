@@ -81,7 +81,9 @@ def default_exclusions(family: str) -> list[str]:
 
 
 #: the CPU flavour for graphs whose weights sit mostly in MatMul/Gemm (transformers) and for the others
-#: (convolutional networks); chosen by measurement on ONNX Runtime CPU (benchmarks/int8_cpu.py)
+#: (convolutional networks); chosen by measurement on ONNX Runtime CPU: full-size TokenHMR, dynamic 3.2× FP32
+#: at 1 person, 2.2× at 4, least drift (benchmarks/tokenhmr_precision.py); POCO, static u8s8 2.3–3.3×
+#: (benchmarks/precision.py, benchmarks/int8_folder.py)
 CPU_FLAVOR_MATMUL = "ort-dynamic"
 CPU_FLAVOR_CONV = "ort"
 
