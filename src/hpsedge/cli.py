@@ -425,7 +425,7 @@ def run_cmd(
     precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
     side_view: Annotated[
-        bool, typer.Option("--side-view", help="Add a second overlay panel seen from the side (depth to the right).")
+        bool, typer.Option("--side-view", help="--image: add a second overlay panel seen from the side (depth to the right).")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,
 ) -> None:
