@@ -194,3 +194,12 @@ def test_people_behind_the_camera_are_flagged_in_the_summary(
     res = runner.invoke(app, ["run", str(build[0]), "--image", str(two_images), "--out", str(tmp_path / "two")])
     assert res.exit_code == 0, res.output
     _line_with(res.output, "2 person(s) behind the camera: not visible")
+
+
+def test_the_legend_comes_from_the_manifest(build: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    """`hpsedge run` and the video overlay name the model and the rule that made the colours."""
+    from hpsedge.runtime.draw import legend_for
+    from hpsedge.runtime.manifest import load_manifest
+
+    legend = legend_for(load_manifest(build[0]))
+    assert legend.splitlines()[0] == "poco-cliff" and "pelvis σ₀" in legend and "accumulated σ" in legend

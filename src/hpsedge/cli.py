@@ -454,7 +454,7 @@ def run_cmd(
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn
 
-    from hpsedge.runtime.draw import contact_sheet, legend_text, render_overlay
+    from hpsedge.runtime.draw import contact_sheet, legend_for, render_overlay
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, read_image, stems_unique
     from hpsedge.runtime.predictor import Predictor
 
@@ -509,8 +509,7 @@ def run_cmd(
     out.mkdir(parents=True, exist_ok=True)
     faces = predictor.smpl.faces if predictor.smpl is not None else None
     manifest = predictor.manifest
-    legend = legend_text(manifest.model_name, manifest.postprocessing, manifest.has_sigma,
-                         any(t.name == "token_confidence" for t in manifest.outputs))
+    legend = legend_for(manifest)
     sheet: list[tuple[str, np.ndarray]] = []  # contact-sheet thumbnails of a folder's overlays
     total = behind = 0
     with Progress(
