@@ -390,6 +390,7 @@ def serve_cmd(
     device: Annotated[str, typer.Option(help="ONNX Runtime device: cpu | cuda | tensorrt | auto.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder.")] = None,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver's verbose log level (0: off).")] = 0,
 ) -> None:
     """Serve a build folder on Triton Inference Server (PyTriton): HTTP, gRPC, health, metrics."""
     from hpsedge.serve.server import ServeConfig, serve
@@ -397,7 +398,7 @@ def serve_cmd(
     cfg = ServeConfig(
         host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, batching=batching,
         max_queue_delay_us=max_queue_delay_us, instances=instances, max_persons=max_persons, device=device,
-        threads=threads, precision=precision,
+        threads=threads, precision=precision, log_verbose=log_verbose,
     )
 
     def ready(summary: dict) -> None:

@@ -117,14 +117,20 @@ def _np_dtype(name: str) -> Any:
 
 
 class _NetworkClient:
-    """Thread-local gRPC client from an ``hpsedge`` instance to the network model."""
+    """Thread-local gRPC client from an ``hpsedge`` instance to the network model.
 
-    def __init__(self, url: str, model: str, output_names: list[str]) -> None:
-        self.url, self.model, self.output_names = url, model, output_names
+    While the server shuts down, Triton unloads the network model as soon as *it* has nothing in flight,
+    while frames already accepted by the ``hpsedge`` model may still need it; those crops then run on
+    ``fallback`` (the same ONNX Runtime session, in this process), so every accepted request is answered.
+    """
+
+    def __init__(self, url: str, model: str, output_names: list[str], fallback: Any) -> None:
+        self.url, self.model, self.output_names, self.fallback = url, model, output_names, fallback
         self._local = threading.local()
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
 
         client = getattr(self._local, "client", None)
         if client is None:
@@ -135,7 +141,14 @@ class _NetworkClient:
             t.set_data_from_numpy(arr)
             inputs.append(t)
         outputs = [grpcclient.InferRequestedOutput(n) for n in self.output_names]
-        res = client.infer(self.model, inputs, outputs=outputs)
+        try:
+            res = client.infer(self.model, inputs, outputs=outputs)
+        except InferenceServerException as exc:
+            status = str(exc.status() or "")
+            if not any(s in status for s in ("NOT_FOUND", "UNAVAILABLE", "CANCELLED")):
+                raise
+            log.info("network model unavailable (%s): running this frame's crops in-process", status)
+            return self.fallback(feeds)
         return {n: res.as_numpy(n) for n in self.output_names}
 
 
@@ -179,18 +192,21 @@ def build_server(folder: str | Path, cfg: ServeConfig, smpl: str | Path | None =
     out_names = [s.name for s in manifest.outputs]
     lock = threading.Lock()  # one ORT run at a time: the session uses every core already
 
-    @batch
-    def network(**feeds: np.ndarray) -> dict[str, np.ndarray]:
+    def run_network(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with lock:
             res = net.backend.run({k: v.astype(np.float32, copy=False) for k, v in feeds.items()})
         return {k: np.ascontiguousarray(res[k], dtype=np.float32) for k in out_names}
+
+    @batch
+    def network(**feeds: np.ndarray) -> dict[str, np.ndarray]:
+        return run_network(feeds)
 
     local = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
     specs = output_specs(manifest, body is not None)
 
     def make_instance() -> Any:
         service = FrameService(
-            manifest, _NetworkClient(f"{local}:{cfg.grpc_port}", network_name, out_names), smpl=body,
+            manifest, _NetworkClient(f"{local}:{cfg.grpc_port}", network_name, out_names, run_network), smpl=body,
             max_persons=cfg.max_persons, device=f"Triton model {network_name}",
         )
 
@@ -242,14 +258,31 @@ def serve(folder: str | Path, cfg: ServeConfig | None = None, smpl: str | Path |
           j_regressor_extra: str | Path | None = None, on_ready: Any | None = None) -> int:
     """Serve until SIGINT/SIGTERM; returns 0 after a clean stop (in-flight requests finish first)."""
     cfg = cfg or ServeConfig()
-    triton, summary = build_server(folder, cfg, smpl=smpl, j_regressor_extra=j_regressor_extra)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # Triton.serve() stops the server on KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    for attempt in range(1, 4):
+        triton, summary = build_server(folder, cfg, smpl=smpl, j_regressor_extra=j_regressor_extra)
+        try:
+            triton.run()  # start tritonserver, load both models, wait until they are ready
+            break
+        except Exception as exc:
+            triton.stop()
+            # PyTriton's model stubs get their config over a handshake socket with a fixed 1 s timeout; on a
+            # loaded machine (here: 2 cores, load 15+) it is sometimes missed. Starting again works.
+            if "handshake" in str(exc) and attempt < 3:
+                log.warning("Triton model load timed out on the PyTriton handshake; retrying (%d/3)", attempt + 1)
+                continue
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            signal.signal(signal.SIGTERM, previous)
+            raise BackendError(f"Triton did not start: {first[:300]}", hint="rerun with --log-verbose 1") from None
+        except KeyboardInterrupt:
+            triton.stop()
+            signal.signal(signal.SIGTERM, previous)
+            return 0
     try:
-        triton.run()
         if on_ready is not None:
             on_ready(summary)
         triton.serve()
