@@ -111,6 +111,47 @@ def fix_libpython(env: dict[str, str] | None = None) -> str | None:
     return f"Python-backend stub would load {where} instead of {ours}; put {libdir} first on LD_LIBRARY_PATH"
 
 
+# -------------------------------------------------------------------------------- PyTriton handshake
+HANDSHAKE_TIMEOUT_S = 30.0
+_HANDSHAKE_DEFAULT = b"timeout_s: float = 1.0) -> dict:"
+
+
+def patch_pytriton_handshake(timeout_s: float = HANDSHAKE_TIMEOUT_S) -> bool:
+    """Give PyTriton's config handshake more than its fixed 1 s (both ends), or say why not.
+
+    Each bound model's stub (a process started by tritonserver) and this process exchange their config over a
+    Unix socket, each side waiting 1 s (``get_config_from_handshake_server``'s default). On a loaded machine
+    (2 cores, load 15+, several instances starting at once) one side misses it and the model fails to load.
+    Here the stub's copy of ``communication.py`` (sent with the model files) and this process's call get
+    ``timeout_s`` instead. Written against nvidia-pytriton 0.5–0.7; with another layout nothing is patched
+    (returns False) and :func:`serve` still retries a failed start.
+    """
+    try:
+        import pytriton.models.model as pm
+    except ImportError:
+        return False
+    if getattr(pm, "_hpsedge_patched", False):
+        return True
+    original_files = getattr(pm.Model, "get_proxy_model_files", None)
+    original_call = getattr(pm, "get_config_from_handshake_server", None)
+    if original_files is None or original_call is None:
+        return False
+    new_default = f"timeout_s: float = {float(timeout_s)}) -> dict:".encode()
+
+    def get_proxy_model_files(self: Any) -> dict[str, bytes]:
+        files = original_files(self)
+        return {k: (v.replace(_HANDSHAKE_DEFAULT, new_default) if k.endswith("/communication.py") else v)
+                for k, v in files.items()}
+
+    def get_config(socket_path: Any, timeout_s: float = float(timeout_s)) -> dict:
+        return original_call(socket_path, timeout_s=timeout_s)
+
+    pm.Model.get_proxy_model_files = get_proxy_model_files
+    pm.get_config_from_handshake_server = get_config
+    pm._hpsedge_patched = True
+    return True
+
+
 # ------------------------------------------------------------------------------------------ models
 def _np_dtype(name: str) -> Any:
     return np.dtype(name).type
@@ -218,6 +259,8 @@ def build_server(folder: str | Path, cfg: ServeConfig, smpl: str | Path | None =
     libpython = fix_libpython()
     if libpython:
         log.warning("%s", libpython)
+    if not patch_pytriton_handshake():
+        log.info("PyTriton's handshake timeout left at its default (unknown PyTriton layout)")
     triton = Triton(
         config=TritonConfig(
             http_address=cfg.host, http_port=cfg.http_port, grpc_address=cfg.host, grpc_port=cfg.grpc_port,
@@ -270,10 +313,10 @@ def serve(folder: str | Path, cfg: ServeConfig | None = None, smpl: str | Path |
             break
         except Exception as exc:
             triton.stop()
-            # PyTriton's model stubs get their config over a handshake socket with a fixed 1 s timeout; on a
-            # loaded machine (here: 2 cores, load 15+) it is sometimes missed. Starting again works.
-            if "handshake" in str(exc) and attempt < 3:
-                log.warning("Triton model load timed out on the PyTriton handshake; retrying (%d/3)", attempt + 1)
+            # a start can fail on a loaded machine (PyTriton's stub handshake, see patch_pytriton_handshake);
+            # starting afresh works. A user error was refused earlier, by build_server.
+            if attempt < 3:
+                log.warning("Triton did not start (%s); retrying (%d/3)", (str(exc).splitlines() or [type(exc).__name__])[0][:200], attempt + 1)
                 continue
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
             signal.signal(signal.SIGTERM, previous)
