@@ -598,9 +598,11 @@ def main() -> None:
     except HpsedgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # messages may hold [brackets], e.g. pip extras
+
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold]hint:[/bold] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
