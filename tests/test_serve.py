@@ -254,3 +254,27 @@ def test_serve_cli_errors_are_one_line(tmp_path: Path, serve_python: Path) -> No
         res = subprocess.run([sys.executable, "-m", "hpsedge.cli", "serve", str(tmp_path)], capture_output=True,
                              text=True, env=env, timeout=120)
         assert res.returncode == 2 and "hpsedge[serve" in res.stderr, res.stderr
+
+
+def test_libpython_fix_makes_the_stub_load_this_interpreter(serve_python: Path) -> None:
+    """Where the stub would load another libpython (pyenv here: Debian's), the fix points it at ours; a
+    second call then finds nothing to do. Where it already loads ours, nothing is changed."""
+    code = (
+        "import json, os, sysconfig\n"
+        "from hpsedge.serve.server import fix_libpython, _stub_path\n"
+        "env = {k: v for k, v in os.environ.items() if k != 'LD_LIBRARY_PATH'}\n"
+        "first = fix_libpython(env)\n"
+        "second = fix_libpython(dict(env))\n"
+        "print(json.dumps({'first': first, 'second': second, 'ld': env.get('LD_LIBRARY_PATH'),\n"
+        "                  'libdir': sysconfig.get_config_var('LIBDIR'), 'stub': str(_stub_path())}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run([str(serve_python), "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    assert r["stub"] != "None"
+    if r["first"] is not None:
+        assert r["ld"].split(":")[0] == r["libdir"]
+        assert r["second"] is None, r
+    else:
+        assert r["ld"] is None
