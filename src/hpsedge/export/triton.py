@@ -312,6 +312,9 @@ def export_triton(
     (hdir / "config.pbtxt").write_text(hpsedge_config(str(chosen), outs, hpsedge_count, params), encoding="utf-8")
     result.models[MODEL_NAME] = hdir
 
+    stale = sorted(p.name for p in out.iterdir() if (p / "config.pbtxt").is_file() and p.name not in result.models)
+    if stale:  # --force into an older repository: tritonserver would load these too
+        log.warning("%s also holds model(s) this export did not write: %s", out, ", ".join(stale))
     result.readme = out / "README.md"
     result.readme.write_text(_readme(manifest, result, kind, has_engine), encoding="utf-8")
     log.info("Triton repository %s: %s", out, ", ".join(result.models))
