@@ -112,6 +112,46 @@ def tiny_pare(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_onnx("poco-pare", tmp_path_factory.mktemp("serve") / "poco-pare", tiny=True).out_dir
 
 
+def make_frames(tmp_path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], Path]:
+    """Two frames, with 1 and 3 people, and the .npz the client script reads."""
+    rng = np.random.default_rng(0)
+    frames = {
+        "f1": (rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), np.array([[40, 20, 180, 230]], np.float32)),
+        "f3": (rng.integers(0, 255, (360, 480, 3), dtype=np.uint8),
+               np.array([[10, 10, 150, 340], [170, 40, 300, 350], [320, 5, 470, 300]], np.float32)),
+    }
+    data = tmp_path / "frames.npz"
+    np.savez(data, **{f"{k}_{n}": v for k, (im, bx) in frames.items() for n, v in (("image", im), ("boxes", bx))})
+    return frames, data
+
+
+def check_responses(path: Path, frames: dict[str, tuple[np.ndarray, np.ndarray]], ref: Predictor) -> None:
+    """The client's responses (gRPC and HTTP) = the in-process Predictor's results."""
+    got = np.load(path)
+    for key, (im, bx) in frames.items():
+        people = ref.predict(im, bx)
+        for name in ("pose_rotmat", "pose_axis_angle", "betas", "cam_crop", "transl", "sigma", "sigma_accumulated",
+                     "joint_confidence", "confidence", "score", "focal", "center", "size"):
+            want = np.array([getattr(p, name) for p in people], np.float32)
+            np.testing.assert_allclose(got[f"{key}/{name}"], want, rtol=0, atol=1e-5, err_msg=f"{key} {name}")
+        for name in ("joints3d", "vertices", "joints2d"):  # metres / pixels, through SMPL in float32
+            want = np.array([getattr(p, name) for p in people], np.float32)
+            np.testing.assert_allclose(got[f"{key}/{name}"], want, rtol=1e-5, atol=1e-5, err_msg=f"{key} {name}")
+    np.testing.assert_allclose(got["f3_http/transl"], got["f3/transl"], atol=1e-6)
+    np.testing.assert_allclose(got["after/transl"], got["f1/transl"], atol=1e-6)
+
+
+def check_errors(errors: dict) -> None:
+    """Malformed requests: one clean line each, and the server kept serving."""
+    assert "UINT8" in errors["dtype"] and "unexpected shape" in errors["shape"]
+    assert "unexpected shape" in errors["rank"] and "FP32" in errors["boxes_dtype"]
+    assert errors["nan"] == "boxes hold NaN or inf values"
+    assert errors["too_many"] == "9 boxes in one request; this server takes at most 8"
+    assert "outside" in errors["outside"]
+    assert all(errors[k] for k in errors if k.endswith("_ready_after"))
+    assert all("Traceback" not in errors[k] for k in errors if not k.endswith("_ready_after"))
+
+
 class Server:
     def __init__(self, python: Path, folder: Path, log: Path, *args: str) -> None:
         self.http, self.grpc, self.metrics = free_ports(3)
@@ -167,14 +207,7 @@ def run_client(python: Path, mode: str, server: Server, data: Path, dst: Path) -
 def test_serve_matches_predictor_rejects_bad_requests_and_stops_cleanly(
     tiny_pare: Path, tmp_path: Path, serve_python: Path, smpl_npz: Path
 ) -> None:
-    rng = np.random.default_rng(0)
-    frames = {
-        "f1": (rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), np.array([[40, 20, 180, 230]], np.float32)),
-        "f3": (rng.integers(0, 255, (360, 480, 3), dtype=np.uint8),
-               np.array([[10, 10, 150, 340], [170, 40, 300, 350], [320, 5, 470, 300]], np.float32)),
-    }
-    data = tmp_path / "frames.npz"
-    np.savez(data, **{f"{k}_{n}": v for k, (im, bx) in frames.items() for n, v in (("image", im), ("boxes", bx))})
+    frames, data = make_frames(tmp_path)
 
     server = Server(serve_python, tiny_pare, tmp_path / "serve.log", "--smpl", str(smpl_npz), "--max-persons", "8",
                     "--instances", "2")
@@ -195,30 +228,8 @@ def test_serve_matches_predictor_rejects_bad_requests_and_stops_cleanly(
     assert rc == 0, server.tail()
     assert not http_ok(f"http://127.0.0.1:{server.http}/v2/health/live")
 
-    # responses = the in-process Predictor's results
-    got = np.load(tmp_path / "out.npz")
-    ref = Predictor.load(tiny_pare, backend="ort", device="cpu", smpl=smpl_npz)
-    for key, (im, bx) in frames.items():
-        people = ref.predict(im, bx)
-        for name in ("pose_rotmat", "pose_axis_angle", "betas", "cam_crop", "transl", "sigma", "sigma_accumulated",
-                     "joint_confidence", "confidence", "score", "focal", "center", "size"):
-            want = np.array([getattr(p, name) for p in people], np.float32)
-            np.testing.assert_allclose(got[f"{key}/{name}"], want, rtol=0, atol=1e-5, err_msg=f"{key} {name}")
-        for name in ("joints3d", "vertices", "joints2d"):  # metres / pixels, through SMPL in float32
-            want = np.array([getattr(p, name) for p in people], np.float32)
-            np.testing.assert_allclose(got[f"{key}/{name}"], want, rtol=1e-5, atol=1e-5, err_msg=f"{key} {name}")
-    np.testing.assert_allclose(got["f3_http/transl"], got["f3/transl"], atol=1e-6)
-    np.testing.assert_allclose(got["after/transl"], got["f1/transl"], atol=1e-6)
-
-    # malformed requests: one clean line each, and the server kept serving
-    assert "UINT8" in errors["dtype"] and "unexpected shape" in errors["shape"]
-    assert "unexpected shape" in errors["rank"] and "FP32" in errors["boxes_dtype"]
-    assert errors["nan"] == "boxes hold NaN or inf values"
-    assert errors["too_many"] == "9 boxes in one request; this server takes at most 8"
-    assert "outside" in errors["outside"]
-    assert all(errors[k] for k in errors if k.endswith("_ready_after"))
-    assert all("Traceback" not in errors[k] for k in errors if not k.endswith("_ready_after"))
-
+    check_responses(tmp_path / "out.npz", frames, Predictor.load(tiny_pare, backend="ort", device="cpu", smpl=smpl_npz))
+    check_errors(errors)
 
 def test_serve_sigint_drains_in_flight_requests(tiny_pare: Path, tmp_path: Path, serve_python: Path) -> None:
     rng = np.random.default_rng(1)

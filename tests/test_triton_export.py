@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any, ClassVar
@@ -264,3 +266,99 @@ def test_python_backend_model_matches_predictor(
     assert not responses[6].has_error()
     assert pb.InferenceRequest.calls[-2:] == [16, 4]
     model.finalize()
+
+
+# ------------------------------------------------------------- the repository on a real tritonserver binary
+#: test-only stand-in for the onnxruntime_onnx network model (PyTriton's tritonserver has only the Python
+#: backend): the same config (I/O, max_batch_size, dynamic batching), run by ONNX Runtime in Python
+STANDIN = r'''
+import json
+from pathlib import Path
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb
+
+class TritonPythonModel:
+    def initialize(self, args):
+        cfg = json.loads(args["model_config"])
+        self.inputs = [i["name"] for i in cfg["input"]]
+        self.outputs = [o["name"] for o in cfg["output"]]
+        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def execute(self, requests):
+        feeds = [{n: pb.get_input_tensor_by_name(r, n).as_numpy() for n in self.inputs} for r in requests]
+        sizes = [next(iter(f.values())).shape[0] for f in feeds]
+        batch = {n: np.concatenate([f[n] for f in feeds]) for n in self.inputs}
+        outs = dict(zip(self.outputs, self.session.run(self.outputs, batch)))
+        responses, start = [], 0
+        for k in sizes:
+            responses.append(pb.InferenceResponse([pb.Tensor(n, outs[n][start:start + k]) for n in self.outputs]))
+            start += k
+        return responses
+'''
+
+
+def test_repository_on_real_tritonserver(
+    tiny_pare: Path, tmp_path: Path, serve_python: Path, smpl_npz: Path
+) -> None:
+    """The repository's `hpsedge` model (config, model.py, BLS) on the tritonserver binary PyTriton bundles;
+    only the network model is a stand-in (same config, Python backend instead of onnxruntime)."""
+    from test_serve import CLIENT, check_errors, check_responses, free_ports, http_ok, make_frames
+
+    repo = tmp_path / "repo"
+    export_triton(tiny_pare, repo, kind="cpu", smpl=smpl_npz, max_persons=8, max_queue_delay_us=1000)
+    net = repo / "poco-pare_onnx"
+    cfg = (net / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in cfg
+    (net / "config.pbtxt").write_text(cfg.replace('platform: "onnxruntime_onnx"', 'backend: "python"'))
+    (net / "1" / "model.py").write_text(STANDIN)
+
+    # the server as PyTriton lays it out: bin/, backends/python/ + the stub for this Python version
+    probe = ("import json, sysconfig, pytriton, pathlib\n"
+             "from hpsedge.serve.server import _stub_path\n"
+             "p = pathlib.Path(pytriton.__file__).parent\n"
+             "print(json.dumps({'ts': str(p / 'tritonserver'), 'libs': str(p.parent / 'nvidia_pytriton.libs'),\n"
+             "  'stub': str(_stub_path()), 'libdir': sysconfig.get_config_var('LIBDIR'),\n"
+             "  'site': sysconfig.get_paths()['purelib'], 'bin': sysconfig.get_paths()['scripts']}))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run([str(serve_python), "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    server_dir = tmp_path / "tritonserver"
+    shutil.copytree(Path(info["ts"]) / "bin", server_dir / "bin")
+    shutil.copytree(Path(info["ts"]) / "backends", server_dir / "backends")
+    shutil.copy(info["stub"], server_dir / "backends" / "python" / "triton_python_backend_stub")
+    http, grpc, metrics = free_ports(3)
+    senv = {
+        **os.environ,
+        "LD_LIBRARY_PATH": f"{info['libdir']}:{info['libs']}",  # this interpreter's libpython first
+        "PYTHONPATH": f"{ROOT / 'src'}:{info['site']}",
+        "PATH": f"{info['bin']}:{os.environ['PATH']}",
+    }
+    log = tmp_path / "tritonserver.log"
+    proc = subprocess.Popen(
+        [str(server_dir / "bin" / "tritonserver"), "--model-repository", str(repo),
+         "--backend-directory", str(server_dir / "backends"), "--http-address", "127.0.0.1",
+         "--grpc-address", "127.0.0.1", "--metrics-address", "127.0.0.1", "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--exit-timeout-secs", "20"],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=senv,
+    )
+    try:
+        end = time.monotonic() + 180
+        while not http_ok(f"http://127.0.0.1:{http}/v2/models/hpsedge/ready"):
+            assert proc.poll() is None and time.monotonic() < end, log.read_text(errors="replace")[-4000:]
+            time.sleep(0.5)
+        frames, data = make_frames(tmp_path)
+        res = subprocess.run(
+            [str(serve_python), "-c", CLIENT, "check", f"127.0.0.1:{grpc}", f"http://127.0.0.1:{http}", str(data),
+             str(tmp_path / "out.npz")], capture_output=True, text=True, env=env, timeout=300,
+        )
+        assert res.returncode == 0, res.stderr[-3000:] + "\n--- server ---\n" + log.read_text(errors="replace")[-3000:]
+        errors = json.loads(res.stdout.strip().splitlines()[-1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=90)
+    assert rc == 0, log.read_text(errors="replace")[-3000:]
+    check_responses(tmp_path / "out.npz", frames, Predictor.load(tiny_pare, backend="ort", device="cpu", smpl=smpl_npz))
+    check_errors(errors)
