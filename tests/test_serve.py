@@ -289,3 +289,23 @@ def test_libpython_fix_makes_the_stub_load_this_interpreter(serve_python: Path) 
         assert r["second"] is None, r
     else:
         assert r["ld"] is None
+
+
+def test_pytriton_handshake_patch_applies_to_the_installed_pytriton(serve_python: Path) -> None:
+    """The 1 s handshake of PyTriton's stubs is lengthened on both ends (fails loudly if PyTriton changes)."""
+    code = (
+        "import pytriton.models.model as pm\n"
+        "from hpsedge.serve.server import patch_pytriton_handshake\n"
+        "assert patch_pytriton_handshake(30.0)\n"
+        "class M(pm.Model):\n"
+        "    def __init__(self): self.model_version = 1\n"
+        "files = M().get_proxy_model_files()\n"
+        "src = files['file:1/communication.py']\n"
+        "assert b'timeout_s: float = 30.0) -> dict:' in src and b'timeout_s: float = 1.0)' not in src\n"
+        "import inspect\n"
+        "assert inspect.signature(pm.get_config_from_handshake_server).parameters['timeout_s'].default == 30.0\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run([str(serve_python), "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
