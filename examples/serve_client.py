@@ -32,8 +32,8 @@ def main() -> None:
             raise SystemExit(f"no ready hpsedge model at {args.url}")
         for i, person in enumerate(client.predict(rgb, boxes)):
             conf = float(person["confidence"]) if "confidence" in person else float("nan")
-            print(f"person {i}: confidence {conf:.2f}, translation {np.round(person['transl'], 2).tolist()} m, "
-                  f"betas[:3] {np.round(person['betas'][:3], 2).tolist()}"
+            print(f"person {i}: confidence {conf:.2f}, translation {np.round(person['transl'].astype(float), 2).tolist()} m, "
+                  f"betas[:3] {np.round(person['betas'][:3].astype(float), 2).tolist()}"
                   + (f", {len(person['joints2d'])} 2D joints" if "joints2d" in person else ""))
 
 
