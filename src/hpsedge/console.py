@@ -28,10 +28,26 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
+class _PlainHandler(logging.StreamHandler):
+    """One line per record on whatever ``sys.stderr`` (or ``sys.stdout``) is when the record is written, as
+    rich's console does (a stream captured once would outlive a test runner's or a caller's redirection)."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr if self._stderr else sys.stdout
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def make_log_handler(console: Console) -> logging.Handler:
     """Rich log rendering in a terminal; elsewhere one ``LEVEL message`` line per record, never wrapped."""
     if console.is_terminal:
         return RichHandler(console=console, show_time=False, show_path=False, markup=False)
-    handler = logging.StreamHandler(sys.stderr if console.stderr else sys.stdout)
-    handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
-    return handler
+    return _PlainHandler(stderr=console.stderr)
