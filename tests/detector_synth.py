@@ -5,7 +5,7 @@ then, per colour channel, a threshold, row/column profiles (ReduceMax) and the f
 (ArgMax, ``select_last_index``) give one box per channel. Channel 0 (red) and channel 1 (green) are
 people (class 0), channel 2 (blue) is a "car" (class 2). Each channel's box also appears shifted by
 (2, 1) px with 0.7× the score (NMS must remove it), and a constant low-score person box (score 0.2 at
-[10, 10, 50, 50] input px) tests the score threshold. So a frame drawn with a red and a green rectangle
+[10, 100, 60, 150] input px) tests the score threshold. So a frame drawn with a red and a green rectangle
 (added, so overlaps keep both) holds two people whose boxes are known exactly.
 """
 
@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 NAMES = {0: "person", 1: "bicycle", 2: "car"}
 CHANNEL_SCORES = (0.9, 0.8, 0.85)
 CHANNEL_CLASSES = (0, 0, 2)
-NOISE_BOX = (10.0, 10.0, 50.0, 50.0)
+NOISE_BOX = (10.0, 100.0, 60.0, 150.0)
 NOISE_SCORE = 0.2
 
 

@@ -205,6 +205,20 @@ def detect_layout(outputs: list[tuple[str, list[Any]]]) -> str:
     )
 
 
+def check_layout(layout: str, outputs: list[tuple[str, list[Any]]]) -> None:
+    """A forced layout must at least fit the graph's output ranks and counts."""
+    ranks = sorted(len(s) for _, s in outputs)
+    want = {"yolo": [3], "end2end": [3], "dets_labels": [2, 3]}.get(layout)
+    if want is None:
+        raise InputError(f"unknown detector layout '{layout}' (known: {', '.join(LAYOUTS)})")
+    last = [_dim(s[-1]) for _, s in outputs if len(s) == 3]
+    fits = ranks == want and (layout != "end2end" or last[0] in (None, 6)) and (layout != "dets_labels" or last[0] in (None, 5))
+    if not fits:
+        desc = ", ".join(f"{n} {s}" for n, s in outputs)
+        raise InputError(f"the detector's outputs ({desc}) do not fit the '{layout}' layout",
+                         hint="leave --detector-layout out to recognise the layout from the outputs")
+
+
 def parse_class_names(text: str | None) -> dict[int, str] | None:
     """Ultralytics' ``names`` metadata (a dict literal ``{0: 'person', ...}``) → dict, or None when absent.
 
@@ -412,8 +426,7 @@ def inspect_graph(session: Any, layout: str | None = None, person_class: int | N
         raise InputError(f"detector input '{ins[0].name}' has shape {shape}; expected [1, 3, H, W]")
     outs = [(o.name, list(o.shape)) for o in session.get_outputs()]
     found = layout or detect_layout(outs)
-    if found not in LAYOUTS:
-        raise InputError(f"unknown detector layout '{found}' (known: {', '.join(LAYOUTS)})")
+    check_layout(found, outs)
     gh, gw = _dim(shape[2]), _dim(shape[3])
     if gh and gw:
         if input_size is not None and tuple(input_size) != (gh, gw):
