@@ -117,7 +117,8 @@ def _container_frames(container: Any, name: str, fps: float, live: bool) -> Iter
             k += 1
     except (av.FFmpegError, OSError) as exc:
         what = "stream" if live else "video"
-        raise SourceStopped(f"{what} {name} stopped after {k} frame(s) ({exc.__class__.__name__}: {exc})",
+        why = _redact(str(exc))
+        raise SourceStopped(f"{what} {name} stopped after {k} frame(s) ({exc.__class__.__name__}: {why})",
                             hint="the connection dropped or the file is truncated; the frames before it were processed") from None
 
 
@@ -128,7 +129,8 @@ def _open_container(target: str, name: str, kind: str, timeout: float, fmt: str 
         container = av.open(target, mode="r", format=fmt, options=options or {}, timeout=timeout)
     except (av.FFmpegError, OSError, ValueError) as exc:
         if kind == "stream":
-            raise InputError(f"cannot reach stream {name} ({exc.__class__.__name__}: {exc})",
+            why = _redact(str(exc))
+            raise InputError(f"cannot reach stream {name} ({exc.__class__.__name__}: {why})",
                              hint=f"check the address, the network and credentials (waited {timeout:g} s)") from None
         if kind == "camera":
             raise InputError(f"cannot open camera {name} ({exc.__class__.__name__}: {exc})",
