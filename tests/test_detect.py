@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from detector_synth import NOISE_BOX, draw_people, make_detector
 
+from detector_synth import NOISE_BOX, draw_people, make_detector
 from hpsedge.runtime.detect import (
     Detector,
     Letterbox,
@@ -135,7 +135,7 @@ def test_letterbox_resize_matches_opencv():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (360, 500, 3), dtype=np.uint8)
     x, meta = letterbox(img, (320, 320))
-    nh, nw = int(round(360 * meta.sy)), int(round(500 * meta.sx))
+    nh, nw = round(360 * meta.sy), round(500 * meta.sx)
     ref = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
     got = x[0].transpose(1, 2, 0)[meta.top : meta.top + nh, meta.left : meta.left + nw]
     assert np.abs(got - ref).max() <= 1.5 / 255  # cv2 rounds to uint8 and uses fixed-point weights

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 import smpl_synth
 from detector_synth import draw_people, make_detector
-
 from hpsedge.runtime.errors import InputError
 from hpsedge.runtime.pipeline import STAGES, Pipeline, run_source
 from hpsedge.runtime.sources import Frame, Source, SourceStopped, open_source, source_kind

@@ -158,9 +158,9 @@ def letterbox(image: np.ndarray, input_hw: tuple[int, int], spec: Letterbox | No
     h, w = img.shape[:2]
     ih, iw = int(input_hw[0]), int(input_hw[1])
     r = min(ih / h, iw / w)
-    nh, nw = max(1, min(ih, int(round(h * r)))), max(1, min(iw, int(round(w * r))))
+    nh, nw = max(1, min(ih, round(h * r))), max(1, min(iw, round(w * r)))
     if spec.center:
-        top, left = int(round((ih - nh) / 2 - 0.1)), int(round((iw - nw) / 2 - 0.1))
+        top, left = round((ih - nh) / 2 - 0.1), round((iw - nw) / 2 - 0.1)
     else:
         top = left = 0
     canvas = np.full((ih, iw, 3), spec.pad_value, dtype=np.float32)

@@ -23,6 +23,7 @@ Frames inside hpsedge are always 0-based video frame indices.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -508,5 +509,5 @@ def identity_switches(assigned: list[list[int]]) -> int:
     switches = 0
     for ids in assigned:
         seen = [i for i in ids if i >= 0]
-        switches += sum(1 for a, b in zip(seen, seen[1:], strict=False) if a != b)
+        switches += sum(1 for a, b in itertools.pairwise(seen) if a != b)
     return switches
