@@ -1,6 +1,6 @@
 """Synthetic person detectors as real ONNX graphs (onnx.helper), in the three layouts hpsedge reads.
 
-The graph finds bright rectangles: a 1×1 convolution (identity weights, so INT8 has something to quantize)
+The graph finds bright rectangles: two 1×1 convolutions (identity weights, so INT8 has something to quantize)
 then, per colour channel, a threshold, row/column profiles (ReduceMax) and the first/last bright index
 (ArgMax, ``select_last_index``) give one box per channel. Channel 0 (red) and channel 1 (green) are
 people (class 0), channel 2 (blue) is a "car" (class 2). Each channel's box also appears shifted by
@@ -36,10 +36,13 @@ def make_detector(path: str | Path, layout: str = "yolo", size: tuple[int, int] 
     h, w = (size if size is not None else ("H", "W"))
     n: list[onnx.NodeProto] = []
     inits = [
-        numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "conv_w"),
-        numpy_helper.from_array(np.zeros(3, np.float32), "conv_b"),
+        numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "conv0_w"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "conv0_b"),
+        numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1), "conv1_w"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "conv1_b"),
     ]
-    n.append(helper.make_node("Conv", ["images", "conv_w", "conv_b"], ["feat"], name="stem"))
+    n.append(helper.make_node("Conv", ["images", "conv0_w", "conv0_b"], ["feat0"], name="stem0"))
+    n.append(helper.make_node("Conv", ["feat0", "conv1_w", "conv1_b"], ["feat"], name="stem1"))
     n.append(_const("thr", np.array(threshold, np.float32)))
     n.append(helper.make_node("Greater", ["feat", "thr"], ["mask_b"]))
     n.append(helper.make_node("Cast", ["mask_b"], ["mask"], to=TensorProto.FLOAT))

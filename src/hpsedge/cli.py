@@ -300,6 +300,23 @@ def export_build_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Trust a pickled checkpoint.")] = False,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
+    detector: Annotated[
+        Path | None, typer.Option("--detector", help="Person-detector ONNX to verify, convert and add to the folder.")
+    ] = None,
+    detector_precision: Annotated[
+        str | None, typer.Option("--detector-precision", help="fp32 | fp16 | int8 (default: the build's; INT8 → fp16).")
+    ] = None,
+    detector_layout: Annotated[
+        str | None, typer.Option("--detector-layout", help="yolo | end2end | dets_labels (default: from its outputs).")
+    ] = None,
+    detector_person_class: Annotated[
+        int | None, typer.Option("--detector-person-class", help="Class index of 'person' (default: from its names).")
+    ] = None,
+    detector_preprocess: Annotated[
+        str | None, typer.Option("--detector-preprocess", help="ultralytics | yolox (needed for dets_labels graphs).")
+    ] = None,
+    detector_score: Annotated[float, typer.Option("--detector-score", help="Detector score threshold.")] = 0.25,
+    detector_iou: Annotated[float, typer.Option("--detector-iou", help="Detector NMS IoU threshold.")] = 0.45,
 ) -> None:
     """The whole chain: export, verify, precision, accuracy report, TensorRT engine, in one folder."""
     from hpsedge.export.build import BuildConfig, export_build, rebuild_on_device
@@ -314,7 +331,13 @@ def export_build_cmd(
         max_batch=max_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
         version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
         require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle,
+        detector=detector, detector_precision=detector_precision,
+        detector_options={"layout": detector_layout, "person_class": detector_person_class,
+                          "preprocess": detector_preprocess, "score_threshold": detector_score,
+                          "iou_threshold": detector_iou},
     )
+    if detector is None and detector_precision is not None:
+        raise HpsedgeError("--detector-precision goes with --detector")
     title = f"build {on_device.name if on_device else model} ({precision})"
     with _progress(title) as step:
         def trt_step(event: object) -> None:
