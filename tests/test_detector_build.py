@@ -1,0 +1,113 @@
+"""A person detector in the build folder: verify, copy, FP16/INT8 with box drift vs FP32, manifest, inspect, run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from detector_synth import draw_people, make_detector
+
+from hpsedge.export.detector import add_detector, box_drift
+from hpsedge.runtime.detect import DetectorConfig
+from hpsedge.runtime.errors import HpsedgeError, InputError
+
+
+@pytest.fixture(scope="module")
+def calib_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("calib_images")
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        x, y = int(rng.integers(20, 400)), int(rng.integers(20, 200))
+        img = draw_people(480, 640, [(x, y, x + 80, y + 220), (x + 150, y + 10, x + 230, y + 240)])
+        Image.fromarray(img).save(folder / f"c{k}.png")
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["yolo", "end2end", "dets_labels"])
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_detector_survives_fp16_and_int8(tmp_path, calib_images, layout, precision):
+    det = make_detector(tmp_path / "det.onnx", layout, size=(320, 320))
+    folder = tmp_path / "f"
+    folder.mkdir()
+    manifest: dict[str, Any] = {"artifacts": {}}
+    opts = {"preprocess": "ultralytics"} if layout == "dets_labels" else {}
+    section = add_detector(folder, manifest, det, precision, calib_images, opts)
+    drift = section["drift"]
+    assert drift["boxes_fp32"] == 12 and drift["matched"] == 12
+    assert drift["min_iou"] >= 0.9 and drift["missing"] == drift["extra"] == 0
+    block = manifest["detector"]
+    assert block["layout"] == layout and block["precision"] == precision
+    assert set(manifest["artifacts"]) == {"detector", f"detector_{precision}"}
+    assert all(chk["ok"] for chk in block["trt_check"].values())
+    DetectorConfig.from_dict(block)  # the runtime reads what export wrote
+    if precision == "int8":
+        text = (folder / f"detector.{precision}.onnx").read_bytes()
+        assert b"QuantizeLinear" in text
+
+
+def test_box_drift_counts_missing_and_extra():
+    ref = [(np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float), np.array([0.9, 0.8]))]
+    got = [(np.array([[0, 0, 10, 11], [50, 50, 60, 60]], float), np.array([0.85, 0.5]))]
+    d = box_drift(ref, got)
+    assert d["matched"] == 1 and d["missing"] == 1 and d["extra"] == 1
+    assert d["min_iou"] == pytest.approx(100 / 110, abs=1e-4) and d["max_score_change"] == pytest.approx(0.05)
+
+
+def test_bad_detectors_are_refused(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    with pytest.raises(InputError, match="known layout"):
+        add_detector(folder, {"artifacts": {}}, make_detector(tmp_path / "x.onnx", "not_a_detector"), "fp32")
+    with pytest.raises(InputError, match="no 'person' class"):
+        add_detector(folder, {"artifacts": {}}, make_detector(tmp_path / "c.onnx", "yolo", names={0: "car"},
+                                                              num_classes=3), "fp32")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(InputError, match="not a valid ONNX"):
+        add_detector(folder, {"artifacts": {}}, junk, "fp32")
+    with pytest.raises(HpsedgeError, match="INT8 detector needs calibration images"):
+        add_detector(folder, {"artifacts": {}}, make_detector(tmp_path / "d.onnx", "yolo"), "int8")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "hpsedge", *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_cli_build_with_detector_inspect_and_run(tmp_path, calib_images):
+    pytest.importorskip("av")
+    from hpsedge.runtime.video import write_video
+
+    det = make_detector(tmp_path / "det.onnx", "yolo", size=(320, 320))
+    out = tmp_path / "b"
+    # not a detector: one error line, no folder
+    bad = make_detector(tmp_path / "bad.onnx", "not_a_detector")
+    res = _cli("export", "build", "--model", "poco-cliff", "--tiny", "--precision", "fp32", "--detector", str(bad),
+               "--out", str(out))
+    assert res.returncode != 0 and "not a person detector" in res.stderr and "Traceback" not in res.stderr
+    assert not out.exists()
+    res = _cli("export", "build", "--model", "poco-cliff", "--tiny", "--precision", "fp16", "--detector", str(det),
+               "--calib-images", str(calib_images), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["detector"]["precision"] == "fp16" and "detector_fp16" in m["artifacts"]
+    report = (out / "report.md").read_text()
+    assert "## Person detector" in report and "Boxes of the fp16 detector against FP32 (6 images, 12 FP32 boxes)" in report
+    assert m["detector"]["verification"]["drift"]["min_iou"] >= 0.9 and "| ok |" in report
+    res = _cli("inspect", str(out))
+    assert res.returncode == 0 and "person detector" in res.stdout and "yolo" in res.stdout, res.stderr
+    # the folder's own detector drives `run --source`
+    frames = [draw_people(360, 640, [(60 + 10 * k, 100, 120 + 10 * k, 260)]) for k in range(8)]
+    video = write_video(tmp_path / "one.mp4", frames, fps=25)
+    res = _cli("run", str(out), "--source", str(video), "--jsonl", "-")
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(recs) == 8 and all([p["track_id"] for p in r["people"]] == [0] for r in recs)
