@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from detector_synth import draw_people, make_detector
 
+from detector_synth import draw_people, make_detector
 from hpsedge.export.detector import add_detector, box_drift
 from hpsedge.runtime.detect import DetectorConfig
 from hpsedge.runtime.errors import HpsedgeError, InputError
