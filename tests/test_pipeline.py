@@ -249,3 +249,26 @@ def test_stream_that_stops_mid_way(av, assets, tmp_path):
     with pytest.raises(SourceStopped):
         for _ in open_source(_serve_and_drop(ts.read_bytes())):
             pass
+
+
+def test_pipeline_imports_only_numpy_onnxruntime_and_av(assets):
+    """Detector, SORT, sources and the Pipeline need no torch, onnx, scipy or OpenCV."""
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from hpsedge.runtime.pipeline import Pipeline, run_source
+        from hpsedge.runtime.sources import open_source
+        pipe = Pipeline.load({str(assets["poco"])!r}, smpl={str(assets["smpl"])!r}, detector={str(assets["det"])!r},
+                             device="cpu")
+        s = run_source(pipe, open_source({str(assets["video"])!r}), max_frames=3)
+        assert s["frames"] == 3 and s["tracks"] == [0, 1], s
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "onnx", "smplx", "scipy", "cv2"))
+        print("HEAVY:", heavy)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "HEAVY: []" in res.stdout, res.stdout
