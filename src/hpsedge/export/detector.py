@@ -156,8 +156,18 @@ def add_detector(folder: Path, manifest: dict[str, Any], detector: Path, precisi
             kwargs = {"flavor": int8_flavor} if int8_flavor else {}
             # the output tail (the last compute layer on every path to an output: box decode, class scores)
             # stays in float, as the regressors' heads do: INT8 box coordinates would cost pixels
-            res = quantize_int8(dst, out, {cfg.input_name: feeds}, batch=1, exclude=[OUTPUT_TAIL], **kwargs)
-            section["conversion"] = {"calibration_images": len(feeds), **res.summary()}
+            try:
+                res = quantize_int8(dst, out, {cfg.input_name: feeds}, batch=1, exclude=[OUTPUT_TAIL], **kwargs)
+                note = None
+            except ValueError as exc:
+                # ONNX Runtime's histogram calibrators fail on a constant activation ("Too many bins for data
+                # range"), e.g. a detector whose scores are all equal on these images: fall back to min/max
+                note = f"percentile calibration failed ({str(exc).splitlines()[0][:120]}); used max calibration"
+                log.warning("detector INT8: %s", note)
+                res = quantize_int8(dst, out, {cfg.input_name: feeds}, batch=1, exclude=[OUTPUT_TAIL], method="max",
+                                    **kwargs)
+            section["conversion"] = {"calibration_images": len(feeds), **res.summary(),
+                                     **({"note": note} if note else {})}
         arts[detector_key(precision)] = {"file": out.name, "sha256": sha256_file(out), "bytes": out.stat().st_size,
                                          "precision": precision}
         step(f"detector: {precision} boxes against FP32")

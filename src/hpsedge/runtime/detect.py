@@ -142,11 +142,15 @@ def _resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 
     y0, y1, fy = taps(h, out_h)
     x0, x1, fx = taps(w, out_w)
-    rows0 = img[y0].astype(np.float32)
-    rows1 = img[y1].astype(np.float32)
-    rows = rows0 + (rows1 - rows0) * fy[:, None, None]
-    left = rows[:, x0]
-    return left + (rows[:, x1] - left) * fx[None, :, None]
+    # gather the four neighbours in uint8 (output-sized), blend in float32
+    r0, r1 = img[y0], img[y1]
+    fx3 = fx[None, :, None]
+    top = r0[:, x0].astype(np.float32)
+    top += (r0[:, x1] - top) * fx3
+    bot = r1[:, x0].astype(np.float32)
+    bot += (r1[:, x1] - bot) * fx3
+    top += (bot - top) * fy[:, None, None]
+    return top
 
 
 def letterbox(image: np.ndarray, input_hw: tuple[int, int], spec: Letterbox | None = None) -> tuple[np.ndarray, LetterboxMeta]:
