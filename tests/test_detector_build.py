@@ -111,3 +111,34 @@ def test_cli_build_with_detector_inspect_and_run(tmp_path, calib_images):
     assert res.returncode == 0, res.stderr
     recs = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(recs) == 8 and all([p["track_id"] for p in r["people"]] == [0] for r in recs)
+
+
+def test_on_device_rebuild_builds_both_engines(tmp_path, monkeypatch):
+    """--on-device builds the regressor's and the detector's engine (TensorRT faked: the decisions and the manifest
+    wiring are what is checked here; the real builder is covered by tests/test_tensorrt_logic.py)."""
+    import hpsedge.export.tensorrt as trt_mod
+    from hpsedge.export.build import BuildConfig, rebuild_on_device
+    from hpsedge.export.onnx import export_onnx, write_manifest
+    from hpsedge.runtime.manifest import load_manifest
+
+    folder = export_onnx("poco-cliff", tmp_path / "f", tiny=True).out_dir
+    raw = load_manifest(folder).raw
+    add_detector(folder, raw, make_detector(tmp_path / "det.onnx", "yolo", size=(320, 320)), "fp16")
+    write_manifest(folder, raw)
+    calls: list[tuple[str, Any]] = []
+
+    def fake_build(onnx_path, engine_path, options, progress=None, *, input_specs=None, **_kw):
+        calls.append((Path(onnx_path).name, (options.min_batch, options.max_batch, options.precision, input_specs)))
+        Path(engine_path).write_bytes(b"plan")
+        return {"file": Path(engine_path).name, "precision": options.precision, "trt_version": "10.3.0",
+                "compute_capability": "8.7", "platform": "jetson"}
+
+    monkeypatch.setattr(trt_mod, "trt_available", lambda device=0: (True, "fake TensorRT"))
+    monkeypatch.setattr(trt_mod, "build_engine", fake_build)
+    res = rebuild_on_device(folder, BuildConfig(model="poco-cliff", out=folder))
+    assert res.engine_built
+    assert [c[0] for c in calls] == ["model.onnx", "detector.fp16.onnx"]
+    assert calls[1][1] == (1, 1, "fp16", [("images", [1, 3, 320, 320])])
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["artifacts"]["detector_engine"]["file"] == "detector.fp16.engine"
+    assert m["artifacts"]["detector_engine"]["on_device"] is True
