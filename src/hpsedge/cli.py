@@ -581,6 +581,8 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
         handle = open(jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below, also on errors)
         stream = handle
     say = err_console if jsonl == "-" else console
+    if jsonl is None and overlay_video is None:
+        say.print("[yellow]no --jsonl or --overlay-video: only a summary will be printed[/yellow]")
     try:
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[fps]}"),
                       TimeElapsedColumn(), console=err_console, transient=True) as progress:
