@@ -326,15 +326,15 @@ def decode(outputs: dict[str, np.ndarray], layout: str, person_class: int, score
         if not all_classes and person_class >= ncls:
             raise InputError(f"person class {person_class} but the detector has {ncls} classes")
         if all_classes:
-            cls_scores = pred[4:]
-            cls = cls_scores.argmax(0)
-            sc = cls_scores[cls, np.arange(pred.shape[1])]
+            sc = pred[4:].max(0)
+            m = sc > score_threshold
+            cls = pred[4:, m].argmax(0).astype(np.int64)  # only for the anchors over the threshold
         else:
             sc = pred[4 + person_class]
-            cls = np.full(pred.shape[1], person_class, dtype=np.int64)
-        m = sc > score_threshold
+            m = sc > score_threshold
+            cls = np.full(int(m.sum()), person_class, dtype=np.int64)
         cxcywh = pred[:4, m].T.astype(np.float64)
-        sc, cls = sc[m].astype(np.float64), cls[m].astype(np.int64)
+        sc = sc[m].astype(np.float64)
         boxes = np.empty_like(cxcywh)
         boxes[:, :2] = cxcywh[:, :2] - cxcywh[:, 2:] / 2
         boxes[:, 2:] = cxcywh[:, :2] + cxcywh[:, 2:] / 2
