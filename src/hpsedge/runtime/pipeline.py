@@ -152,6 +152,11 @@ class Pipeline:
         temporal = TemporalConfig.from_manifest(pred.manifest, fps=fps)
         return cls(pred, det, body, tracker=tracker, temporal=temporal, smooth=smooth)
 
+    def set_fps(self, fps: float) -> None:
+        """The frame rate the temporal filter assumes (a source's nominal rate); applies to new tracks."""
+        if fps and fps > 0:
+            self.temporal = replace(self.temporal, fps=float(fps))
+
     def reset(self) -> None:
         """Forget every track (a new video)."""
         self.tracker.reset()
@@ -263,6 +268,7 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
     stage_sum = dict.fromkeys(STAGES, 0.0)
     interrupted = False
     stopped: SourceStopped | None = None
+    pipeline.set_fps(getattr(source, "fps", 0.0))
     t0 = time.perf_counter()
     try:
         for frame in source:
