@@ -198,8 +198,11 @@ def write_detector_report(folder: Path, section: dict[str, Any]) -> None:
     if d:
         worst = "–" if d["min_iou"] is None else f"{d['min_iou']:.3f}"
         mean = "–" if d["mean_iou"] is None else f"{d['mean_iou']:.3f}"
-        verdict = "ok" if d["boxes_fp32"] == 0 or (d["min_iou"] is not None and d["min_iou"] >= 0.9
-                                                   and d["missing"] == 0 and d["extra"] == 0) else "CHECK"
+        if d["boxes_fp32"] == 0:
+            verdict = "n/a: the FP32 detector found no person on these images"
+        else:
+            verdict = "ok" if (d["min_iou"] is not None and d["min_iou"] >= 0.9 and d["missing"] == 0
+                               and d["extra"] == 0) else "CHECK"
         lines += [
             "", f"Boxes of the {section['precision']} detector against FP32 ({d['images']} images, "
             f"{d['boxes_fp32']} FP32 boxes):", "",
