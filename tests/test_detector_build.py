@@ -142,3 +142,49 @@ def test_on_device_rebuild_builds_both_engines(tmp_path, monkeypatch):
     m = json.loads((folder / "manifest.json").read_text())
     assert m["artifacts"]["detector_engine"]["file"] == "detector.fp16.engine"
     assert m["artifacts"]["detector_engine"]["on_device"] is True
+
+
+def test_detector_runs_on_tensorrt_next_to_a_tensorrt_regressor(tmp_path, monkeypatch):
+    """With the regressor on TensorRT and a detector engine built from the chosen graph, the Pipeline runs the
+    detector through TensorRTBackend (faked here by ONNX Runtime on the same graph); otherwise on ONNX Runtime."""
+    import hpsedge.runtime.backends.tensorrt as trt_backend
+    from hpsedge.export.onnx import export_onnx, write_manifest
+    from hpsedge.runtime.backends.ort import OrtBackend
+    from hpsedge.runtime.manifest import load_manifest
+    from hpsedge.runtime.pipeline import Pipeline, detector_engine_entry
+    from hpsedge.runtime.predictor import Predictor
+
+    folder = export_onnx("poco-cliff", tmp_path / "f", tiny=True).out_dir
+    raw = load_manifest(folder).raw
+    add_detector(folder, raw, make_detector(tmp_path / "det.onnx", "yolo", size=(320, 320)), "fp16")
+    (folder / "detector.fp16.engine").write_bytes(b"plan")
+    raw["artifacts"]["detector_engine"] = {"file": "detector.fp16.engine", "source": "detector.fp16.onnx",
+                                           "precision": "fp16"}
+    write_manifest(folder, raw)
+    m = load_manifest(folder)
+    assert detector_engine_entry(m, "trt", "detector_fp16") is not None
+    assert detector_engine_entry(m, "ort", "detector_fp16") is None
+    assert detector_engine_entry(m, "trt", "detector") is None  # engine built from another graph
+
+    opened: list[str] = []
+
+    class FakeTRT(OrtBackend):
+        name = "trt"
+
+        def __init__(self, path, entry, device=0):
+            opened.append(Path(path).name)
+            super().__init__(Path(path).with_name(entry["source"]), device="cpu", warmup=False)
+
+    real_load = Predictor.load
+
+    def load_as_trt(*a, **k):
+        p = real_load(*a, **k)
+        p.backend.name = "trt"
+        return p
+
+    monkeypatch.setattr(trt_backend, "TensorRTBackend", FakeTRT)
+    monkeypatch.setattr(Predictor, "load", staticmethod(load_as_trt))
+    pipe = Pipeline.load(folder)
+    assert opened == ["detector.fp16.engine"]
+    res = pipe(draw_people(360, 640, [(60, 100, 120, 260), (300, 90, 370, 280)]))
+    assert [p.track_id for p in res.people] == [0, 1]

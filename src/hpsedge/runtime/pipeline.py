@@ -39,7 +39,7 @@ from hpsedge.runtime.tracking import SortTracker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGES", "FrameResult", "Pipeline", "TrackedPerson", "detector_artifact"]
+__all__ = ["STAGES", "FrameResult", "Pipeline", "TrackedPerson", "detector_artifact", "detector_engine_entry"]
 
 STAGES = ("detector", "tracking", "regressor", "filtering", "smpl")
 
@@ -103,6 +103,18 @@ def detector_artifact(manifest: Any, precision: str | None = None) -> str | None
     return key
 
 
+def detector_engine_entry(manifest: Any, regressor_backend: str, key: str) -> dict[str, Any] | None:
+    """The ``detector_engine`` artifact to run the detector with, or None for ONNX Runtime: only when the
+    regressor runs on TensorRT and the engine was built from the detector graph ``key`` that is asked for."""
+    if regressor_backend != "trt":
+        return None
+    entry = manifest.artifacts.get("detector_engine")
+    if not isinstance(entry, dict):
+        return None
+    graph = manifest.artifacts.get(key, {}).get("file")
+    return entry if entry.get("source") == graph else None
+
+
 class Pipeline:
     """Stateful: call it once per frame, in order. Build it with :meth:`load`."""
 
@@ -136,10 +148,19 @@ class Pipeline:
             if key is not None:
                 from hpsedge.runtime.predictor import _check_artifact_size
 
-                path = pred.manifest.artifact_path(key)
-                _check_artifact_size(pred.manifest, key, path)
                 cfg = DetectorConfig.from_dict(pred.manifest.raw["detector"])
-                det = Detector.load(path, config=cfg, threads=threads)
+                engine = detector_engine_entry(pred.manifest, pred.backend.name, key)
+                if engine is not None:
+                    # the regressor runs on TensorRT and the folder has the detector's engine of this precision
+                    # (written against TensorRT 10/11; not run against a real TensorRT in this project's CI)
+                    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+
+                    gpu = int(device) if str(device).isdigit() else 0
+                    det = Detector(TensorRTBackend(pred.manifest.artifact_path("detector_engine"), engine, device=gpu), cfg)
+                else:
+                    path = pred.manifest.artifact_path(key)
+                    _check_artifact_size(pred.manifest, key, path)
+                    det = Detector.load(path, config=cfg, threads=threads)
             elif need_detector:
                 raise ManifestError(f"{folder} has no person detector",
                                     hint="add one with `hpsedge export build ... --detector det.onnx`, pass "
