@@ -5,6 +5,7 @@ Enough for the reports of ``hpsedge val`` and ``hpsedge bench``; not a plotting 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ class Series:
     color: tuple[int, int, int] | None = None
 
 
-def _font(size: int = 14):  # noqa: ANN202 - PIL font type
+def _font(size: int = 14):
     from PIL import ImageFont
 
     try:
@@ -98,7 +99,7 @@ class _Canvas:
         if not dashed:
             self.d.line(pts, fill=color, width=width)
             return
-        for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:], strict=True):
+        for (ax, ay), (bx, by) in itertools.pairwise(pts):
             length = math.hypot(bx - ax, by - ay)
             steps = max(1, int(length // 6))
             for s in range(0, steps, 2):
@@ -184,5 +185,5 @@ def stacked_bar_chart(
         c.d.text((cx, y1 + 8 + (14 if i % 2 else 0)), label[:18], fill="black", font=c.fs, anchor="mt")
     for k, name in enumerate(stage_names):
         c.legend(name, PALETTE[k % len(PALETTE)], box=True)
-    c.legend("total (median)", (0, 0, 0))
+    c.legend("total", (0, 0, 0))
     return c.save(path)

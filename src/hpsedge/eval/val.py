@@ -269,10 +269,7 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
                 pj, p_root = _joints(pv, jreg, cfg.pelvis)
                 unc, kind = _uncertainty(p)
                 uncert_kind.setdefault(t.label, kind)
-                if pve_aligned:
-                    pve = metrics.pve(pv - p_root, gt_v - gt_root)[0]
-                else:
-                    pve = metrics.pve(pv, gt_v)[0]
+                pve = metrics.pve(pv - p_root, gt_v - gt_root)[0] if pve_aligned else metrics.pve(pv, gt_v)[0]
                 rec = {
                     "row": row,
                     "imgname": data.imgname[i],
