@@ -203,3 +203,15 @@ def test_hostile_paths_and_values(setup: dict, tmp_path: Path) -> None:
         run_val(_cfg(s, tmp_path / "x", data=tmp_path / "neg.npz"))
     with pytest.raises(HpsedgeError):
         run_val(_cfg(s, tmp_path / "x", folders=[f"{s['int8']}@fp64"]))
+
+
+def test_uncertainty_source() -> None:
+    """POCO: the official score; TokenHMR: 1 − token confidence; plain regressors: none."""
+    from types import SimpleNamespace
+
+    from hpsedge.eval.val import _uncertainty
+
+    assert _uncertainty(SimpleNamespace(score=0.3, confidence=0.7))[0] == 0.3
+    value, kind = _uncertainty(SimpleNamespace(score=None, confidence=0.8))
+    assert value == pytest.approx(0.2) and "token confidence" in str(kind)
+    assert _uncertainty(SimpleNamespace(score=None, confidence=None)) == (None, None)
