@@ -120,3 +120,16 @@ def test_sparsification_hand_computed() -> None:
     assert metrics.ause(e, u) == pytest.approx((0 + 2 / 3 + 1 + 0) / 4)
     with pytest.raises(ValueError):
         metrics.sparsification(e, u[:3])
+
+
+def test_val_and_bench_import_no_torch() -> None:
+    """The evaluation path is the runtime's: numpy + the backend, never torch/onnx/smplx."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import hpsedge.eval.val, hpsedge.eval.bench, hpsedge.eval.metrics, hpsedge.eval.plots; "
+        "bad = [m for m in ('torch', 'onnx', 'smplx', 'scipy') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr

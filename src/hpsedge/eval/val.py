@@ -109,6 +109,10 @@ def _sha256(path: Path) -> str:
 
 def _graph_file(pred: Any, precision: str | None) -> str:
     """The graph file the Predictor runs (backend attribute when it has one, else the manifest's choice)."""
+    session = getattr(pred.backend, "session", None)  # ONNX Runtime keeps the path it loaded (private attribute)
+    model_path = getattr(session, "_model_path", None)
+    if isinstance(model_path, (str, os.PathLike)):
+        return Path(model_path).name
     for attr in ("path", "graph_path", "onnx_path", "engine_path"):
         p = getattr(pred.backend, attr, None) or getattr(pred, attr, None)
         if p:
