@@ -561,13 +561,14 @@ def val_cmd(
         task = progress.add_task("val", total=None)
         doc = run_val(cfg, progress=lambda done, total, _name: progress.update(task, completed=done, total=total))
     table = Table(title=f"hpsedge val: {doc['samples']} samples (mm)")
-    for col in ("folder", "precision", "MPJPE", "PA-MPJPE", "PVE", "Spearman ρ", "AUSE"):
-        table.add_column(col, no_wrap=True)
+    table.add_column("folder", overflow="fold")
+    for col in ("MPJPE", "PA-MPJPE", "PVE", "ρ (σ, PA)", "AUSE"):
+        table.add_column(col, no_wrap=True, justify="right")
     for f in doc["folders"]:
         r = doc["results"][f["label"]]
         u = r.get("uncertainty") or {}
         rho, ause = u.get("spearman_pa_mpjpe"), u.get("ause_pa_mpjpe")
-        table.add_row(f["label"], f["precision"], f"{r['mpjpe']['mean']:.2f}", f"{r['pa_mpjpe']['mean']:.2f}",
+        table.add_row(f["label"], f"{r['mpjpe']['mean']:.2f}", f"{r['pa_mpjpe']['mean']:.2f}",
                       f"{r['pve']['mean']:.2f}", "-" if rho is None else f"{rho:.3f}", "-" if ause is None else f"{ause:.2f}")
     console.print(table)
     resumed = sum(doc["resumed_samples"].values())
