@@ -423,6 +423,8 @@ def _acc_cell(acc: dict[str, Any] | None) -> str:
         parts.append(f"σ ρ {acc['sigma_rank_corr']:.3f}")
     if acc.get("token_agreement") is not None:
         parts.append(f"tokens {acc['token_agreement']:.3f}")
+    if acc.get("passed") is False:
+        parts.append("over the build's thresholds")
     return ", ".join(parts) or "–"
 
 
