@@ -279,8 +279,6 @@ def _env(cfg: BenchConfig) -> dict[str, Any]:
         env["onnxruntime"] = onnxruntime.__version__
     except ImportError:  # pragma: no cover - the ort extra is missing
         env["onnxruntime"] = None
-    if hasattr(os, "getloadavg"):
-        env["load_before"] = [round(v, 2) for v in os.getloadavg()]
     if cfg.note:
         env["note"] = cfg.note
     return env
@@ -356,6 +354,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     combos = [(i, int(b)) for i in range(len(loaded)) for b in cfg.batches]
     times: dict[tuple[int, int], list[dict[str, float]]] = {c: [] for c in combos}
     rounds = cfg.warmup + cfg.reps
+    load_before = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     try:
         for r in range(rounds):
             step(f"round {r + 1}/{rounds}" + (" (warm-up)" if r < cfg.warmup else ""))
@@ -397,7 +396,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             "built_now": t.built,
         })
     env = _env(cfg)
-    if hasattr(os, "getloadavg"):
+    if load_before is not None:  # around the timed rounds (the builds come before)
+        env["load_before"] = load_before
         env["load_after"] = [round(v, 2) for v in os.getloadavg()]
     env["image_hw"] = list(hw)
     env["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -437,7 +437,8 @@ def markdown(doc: dict[str, Any]) -> str:
             ref.setdefault((r["model"], r["backend"], r["batch"]), r["ms"]["total"])
     load = ""
     if env.get("load_before"):
-        load = f" Load average (1/5/15 min) {env['load_before']} before, {env.get('load_after')} after."
+        load = (f" Load average (1/5/15 min) {env['load_before']} before the timed rounds, {env.get('load_after')} "
+                "after.")
     lines = [
         f"hpsedge bench, {env['date']}: {env['reps']} interleaved rounds ({env['warmup']} warm-up "
         f"dropped), interquartile means, onnxruntime {env.get('onnxruntime')}, {env['cores']} cores, threads {env['threads'] or 'default'}, "
