@@ -195,11 +195,15 @@ def _load_smpl_models(cfg: ValConfig, data: EvalSet) -> tuple[Any, dict[str, Any
     return neutral, gendered, note
 
 
+_POCO_SCORE = "POCO score (official per-person uncertainty)"
+_TOKEN = "1 − token confidence"
+
+
 def _uncertainty(person: Any) -> tuple[float | None, str | None]:
     if person.score is not None:
-        return float(person.score), "POCO score (official per-person uncertainty)"
+        return float(person.score), _POCO_SCORE
     if person.confidence is not None:
-        return 1.0 - float(person.confidence), "1 − token confidence"
+        return 1.0 - float(person.confidence), _TOKEN
     return None, None
 
 
@@ -220,11 +224,18 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
     neutral, gendered, smpl_note = _load_smpl_models(cfg, data)
 
     predictors: dict[str, Any] = {}
+    uncert_kind: dict[str, str | None] = {}
     described: list[dict[str, Any]] = []
     for t in targets:
-        pred = Predictor.load(t.folder, backend=cfg.backend, device=cfg.device, smpl=neutral, threads=cfg.threads,
-                              precision=t.precision)
+        try:
+            pred = Predictor.load(t.folder, backend=cfg.backend, device=cfg.device, smpl=neutral,
+                                  threads=cfg.threads, precision=t.precision)
+        except BaseException:
+            for loaded in predictors.values():
+                loaded.close()
+            raise
         predictors[t.label] = pred
+        uncert_kind[t.label] = _uncertainty_kind(pred)
         described.append({
             "label": t.label,
             "folder": str(t.folder.resolve()),
@@ -247,7 +258,6 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
     resumed = {label: sum(1 for r in data.rows if int(r) in d) for label, d in done.items()}
     n = len(data)
     pve_aligned = cfg.pelvis == "hips"  # TokenHMR's code aligns meshes at the pelvis; POCO's compares them as is
-    uncert_kind: dict[str, str | None] = {}
     boxes = data.boxes()
     handles = {label: open(path, "a", encoding="utf-8") for label, path in files.items()}  # noqa: SIM115
     try:
@@ -271,8 +281,7 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
                 p = people[0]
                 pv = p.vertices[None].astype(np.float64)
                 pj, p_root = _joints(pv, jreg, cfg.pelvis)
-                unc, kind = _uncertainty(p)
-                uncert_kind.setdefault(t.label, kind)
+                unc, _kind = _uncertainty(p)
                 pve = metrics.pve(pv - p_root, gt_v - gt_root)[0] if pve_aligned else metrics.pve(pv, gt_v)[0]
                 rec = {
                     "row": row,
@@ -296,7 +305,7 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
 
     rows = [int(r) for r in data.rows]
     per = {label: [done[label][r] for r in rows] for label in done}
-    summary = {label: _summarise(recs, uncert_kind.get(label) or _kind_from(recs)) for label, recs in per.items()}
+    summary = {label: _summarise(recs, uncert_kind.get(label)) for label, recs in per.items()}
     doc = {
         "command": "val",
         "data": str(cfg.data),
@@ -321,8 +330,13 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
     return doc
 
 
-def _kind_from(recs: list[dict[str, Any]]) -> str | None:
-    return "stored uncertainty" if recs and recs[0].get("uncertainty") is not None else None
+def _uncertainty_kind(pred: Any) -> str | None:
+    """What a folder's per-person uncertainty is (see :func:`_uncertainty`)."""
+    if pred.has_sigma:
+        return _POCO_SCORE
+    if "token_confidence" in pred.backend.output_names:
+        return _TOKEN
+    return None
 
 
 def _safe(label: str) -> str:
