@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -49,6 +50,23 @@ app.add_typer(calib_app, name="calib")
 app.command("curate")(curate_cmd)
 
 _state = {"debug": False}
+
+#: modules of the export side (pip install 'hpsedge[export]'); a command that needs one of them and
+#: finds it missing says so in one line instead of a traceback
+EXPORT_MODULES = frozenset({"torch", "onnx", "onnxscript", "smplx"})
+
+
+@contextlib.contextmanager
+def _export_side(what: str) -> Iterator[None]:
+    """Turn a missing export-side module (torch, onnx) inside the block into one clean error line."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXPORT_MODULES:
+            raise
+        raise HpsedgeError(f"{what} needs the export extras (no module '{top}' here): "
+                           "pip install 'hpsedge[export]'") from exc
 
 
 def _version_callback(value: bool) -> None:
@@ -145,7 +163,8 @@ def _precision_options(
 @app.command("models")
 def models_cmd() -> None:
     """List the model zoo: input size, inputs, outputs, parameter count."""
-    from hpsedge.models.zoo import ZOO, count_parameters
+    with _export_side("`hpsedge models`"):
+        from hpsedge.models.zoo import ZOO, count_parameters
 
     table = Table(title="hpsedge model zoo")
     for col in ("model", "family", "input", "extra", "params"):
@@ -209,10 +228,11 @@ def export_onnx_cmd(
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
 ) -> None:
     """Export MODEL to OUT/model.onnx with a manifest, verified against PyTorch with ONNX Runtime."""
-    from hpsedge.export.onnx import export_onnx
+    with _export_side("`hpsedge export onnx`"):
+        from hpsedge.export.onnx import export_onnx
 
     out_dir = out or Path("build") / model
-    with _progress(f"export {model}") as step:
+    with _progress(f"export {model}") as step, _export_side("`hpsedge export onnx`"):
         result = export_onnx(
             model,
             out_dir,
@@ -324,8 +344,11 @@ def export_build_cmd(
             elif kind == "start":
                 step(f"TensorRT {phase}")
 
-        result = (rebuild_on_device(on_device, cfg, progress=step, trt_progress=trt_step) if on_device
-                  else export_build(cfg, progress=step, trt_progress=trt_step))
+        if on_device:
+            result = rebuild_on_device(on_device, cfg, progress=step, trt_progress=trt_step)
+        else:
+            with _export_side("`hpsedge export build` (without --on-device)"):
+                result = export_build(cfg, progress=step, trt_progress=trt_step)
     m = result.manifest
     console.print(f"[green]✓[/green] {m['model']['name']} ({m.get('precision', 'fp32')}) → [bold]{result.folder}[/bold] "
                   f"in {result.seconds:.1f} s")
@@ -344,6 +367,72 @@ def export_build_cmd(
         console.print(f"[yellow]  no TensorRT engine built: {result.engine_reason}[/yellow] "
                       "(the folder runs on ONNX Runtime; build the engine on the target with --on-device)")
     console.print(f"  next: hpsedge run {result.folder} --image photo.jpg   |   hpsedge inspect {result.folder}")
+
+
+@export_app.command("triton")
+def export_triton_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model repository folder to write.")],
+    name: Annotated[str | None, typer.Option(help="Model-name prefix (default: the manifest's model name).")] = None,
+    precision: Annotated[str | None, typer.Option(help="ONNX graph: fp32 | fp16 | int8 (default: the folder's).")] = None,
+    network: Annotated[str, typer.Option(help="What the hpsedge model calls: auto (TensorRT if an engine) | onnx | trt.")] = "auto",
+    kind: Annotated[str, typer.Option(help="Instance group of the network models: gpu | cpu.")] = "gpu",
+    count: Annotated[int, typer.Option(help="Network model instances (per GPU for gpu).")] = 1,
+    preferred_batch_size: Annotated[
+        list[int] | None, typer.Option("--preferred-batch-size", help="Dynamic batcher's preferred size (repeatable).")
+    ] = None,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
+    max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: the hpsedge model returns joints and vertices.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+) -> None:
+    """Write an NVIDIA Triton model repository (network + the hpsedge pre/post-processing model)."""
+    from hpsedge.export.triton import export_triton
+
+    res = export_triton(
+        export_dir, out, name=name, precision=precision, network=network, kind=kind, count=count,
+        preferred_batch_sizes=preferred_batch_size, max_queue_delay_us=max_queue_delay_us, max_persons=max_persons,
+        smpl=smpl, force=force,
+    )
+    console.print(f"[green]✓[/green] Triton repository → [bold]{res.out_dir}[/bold]: {', '.join(res.models)} "
+                  f"(hpsedge calls {res.network_model}); see {res.readme}")
+
+
+@app.command("serve")
+def serve_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics).")] = 8002,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching", help="Triton's dynamic batcher on the network.")] = True,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
+    instances: Annotated[int, typer.Option(help="Frames pre/post-processed in parallel.")] = 4,
+    max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: responses get joints and vertices.")] = None,
+    device: Annotated[str, typer.Option(help="ONNX Runtime device: cpu | cuda | tensorrt | auto.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder.")] = None,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver's verbose log level (0: off).")] = 0,
+) -> None:
+    """Serve a build folder on Triton Inference Server (PyTriton): HTTP, gRPC, health, metrics."""
+    from hpsedge.serve.server import ServeConfig, serve
+
+    cfg = ServeConfig(
+        host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, batching=batching,
+        max_queue_delay_us=max_queue_delay_us, instances=instances, max_persons=max_persons, device=device,
+        threads=threads, precision=precision, log_verbose=log_verbose,
+    )
+
+    def ready(summary: dict) -> None:
+        console.print(
+            f"[green]✓[/green] serving {summary['model']} ({summary['network_model']}, dynamic batching "
+            f"{'on' if summary['batching'] else 'off'}, max batch {summary['max_batch']}) on {summary['host']}: "
+            f"HTTP {summary['http']}, gRPC {summary['grpc']}, metrics {summary['metrics']}; Ctrl+C stops",
+            highlight=False,
+        )
+
+    raise typer.Exit(serve(export_dir, cfg, smpl=smpl, on_ready=ready))
 
 
 @app.command("inspect")
@@ -632,9 +721,10 @@ def main() -> None:
     except HpsedgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, soft_wrap=True)
+        # escaped: messages hold literal brackets such as pip install 'hpsedge[export]'
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold]hint:[/bold] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -413,8 +413,11 @@ def _histogram_png(path: Path, edges: np.ndarray, all_counts: np.ndarray, kept: 
         return
     w, h = 640, 400
     left, right, top, bottom = 60, 20, 40, 50
+    from hpsedge.runtime.draw import _font, _text
+
     img = Image.new("RGB", (w, h), (255, 255, 255))
     d = ImageDraw.Draw(img)
+    font, greek = _font(12)
     pw, ph = w - left - right, h - top - bottom
     peak = max(int(all_counts.max()) if len(all_counts) else 0, 1)
     nb = len(all_counts)
@@ -429,17 +432,18 @@ def _histogram_png(path: Path, edges: np.ndarray, all_counts: np.ndarray, kept: 
     for v in np.linspace(0, 1, 6):
         x = left + v * pw
         d.line([(x, top + ph), (x, top + ph + 4)], fill=(0, 0, 0))
-        d.text((x - 8, top + ph + 6), f"{v:.1f}", fill=(0, 0, 0))
+        d.text((x - 8, top + ph + 6), f"{v:.1f}", fill=(0, 0, 0), font=font)
     for frac in (0.0, 0.5, 1.0):
         y = top + ph - frac * ph
-        d.text((4, y - 6), f"{round(frac * peak)}", fill=(0, 0, 0))
+        d.text((4, y - 6), f"{round(frac * peak)}", fill=(0, 0, 0), font=font)
     if threshold is not None and 0 <= threshold <= 1:
         x = left + threshold * pw
         d.line([(x, top), (x, top + ph)], fill=(220, 40, 40), width=2)
-        d.text((x + 4, top + 2), f"{threshold:g}", fill=(220, 40, 40))
-    label = "pelvis sigma (raw, joint 0)" if metric == "pelvis_sigma" else metric  # ASCII: default PIL font
-    d.text((left, 10), f"{label}: all (grey) and kept (green) by rule {rule}", fill=(0, 0, 0))
-    d.text((left + pw // 2 - 30, h - 22), label, fill=(0, 0, 0))
+        d.text((x + 4, top + 2), f"{threshold:g}", fill=(220, 40, 40), font=font)
+    label = _text("pelvis σ₀ (raw, joint 0)" if metric == "pelvis_sigma" else metric, greek)
+    d.text((left, 10), f"{label}: all (grey) and kept (green) by rule {_text(rule, greek)}", fill=(0, 0, 0), font=font)
+    d.text((left + pw // 2 - d.textlength(label, font=font) / 2, h - 22), label, fill=(0, 0, 0), font=font)
+    d.text((4, top - 16), "people", fill=(0, 0, 0), font=font)
     img.save(path)
 
 
