@@ -64,7 +64,7 @@ def two_images(tmp_path: Path) -> Path:
 # ------------------------------------------------------------------------------------------------ help
 @pytest.mark.parametrize("command", [["run"], ["export", "onnx"], ["export", "build"], ["calib", "make"],
                                      ["curate"], ["smpl", "convert"], ["inspect"], ["export", "triton"],
-                                     ["serve"]])
+                                     ["serve"], ["val"], ["bench"]])
 def test_help_is_plain_with_flags_defaults_and_literal_brackets(command: list[str]) -> None:
     res = _cli(*command, "--help")
     assert res.returncode == 0, res.stderr

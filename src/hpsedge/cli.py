@@ -825,7 +825,7 @@ def val_cmd(
                     smpl_male=smpl_male, smpl_female=smpl_female, max_samples=max_samples, pelvis=pelvis,
                     backend=backend, device=device, threads=threads, force=force)
     with Progress(SpinnerColumn(), TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as progress:
+                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("val", total=None)
         doc = run_val(cfg, progress=lambda done, total, _name: progress.update(task, completed=done, total=total))
     table = Table(title=f"hpsedge val: {doc['samples']} samples (mm)")
