@@ -567,3 +567,13 @@ def test_move_model_relocates_constant_attributes_too(tmp_path: Path) -> None:
     x = np.zeros((64, 64), np.float32)
     out = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_array_equal(out, np.arange(4096, dtype=np.float32).reshape(64, 64))
+
+
+def test_run_help_tells_which_graph_runs() -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "hpsedge", "run", "--help"], capture_output=True, text=True, timeout=120)
+    text = " ".join(res.stdout.split())
+    assert res.returncode == 0 and "fp32 (default)" not in text
+    assert "the folder's own precision" in text and "CPU Q/DQ graph on the CPU provider" in text
