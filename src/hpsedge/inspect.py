@@ -62,12 +62,19 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
         status = ""
         if "sha256" in art:
             status = "sha256 ok" if sha256_file(path) == art["sha256"] else "sha256 MISMATCH (file changed)"
+        if art.get("data_file") and art.get("data_sha256"):  # external weights (graphs above 2 GB)
+            data = path.parent / str(art["data_file"])
+            if not data.exists():
+                status += f"; {art['data_file']} MISSING"
+            else:
+                ok = sha256_file(data) == art["data_sha256"]
+                status += f"; {art['data_file']} {_size(data.stat().st_size)} " + ("sha256 ok" if ok else "sha256 MISMATCH")
         extra = ""
         if key == "engine":
             extra = (f", TensorRT {art.get('trt_version')}, {art.get('gpu_name')} (sm {art.get('compute_capability')}), "
                      f"profile {art.get('profile')}")
         if art.get("serves"):  # INT8 flavours: which runner takes which graph
-            extra += f", {art.get('qdq_flavor')} Q/DQ for {' / '.join(art['serves'])}"
+            extra += f", INT8 {art.get('qdq_flavor')} for {' / '.join(art['serves'])}"
         arts[key] = f"{art['file']} ({_size(path.stat().st_size)}{', ' + status if status else ''}{extra})"
     ops = raw.get("graph", {}).get("ops", {})
     det = raw.get("detector")
