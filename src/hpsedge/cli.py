@@ -525,20 +525,57 @@ def smpl_check_cmd(path: Annotated[Path, typer.Argument(help="SMPL .pkl or .npz"
 
 
 # -------------------------------------------------------------------------------------------------
+def _print_error(message: str, hint: str | None = None) -> None:
+    """``error: …`` / ``hint: …`` as plain text: a path with ``[`` or ``pip install 'hpsedge[export]'`` is
+    printed as written (no rich markup interpretation), on one line each."""
+    from rich.text import Text
+
+    one_line = " ".join(str(message).split())
+    err_console.print(Text.assemble(("error:", "bold red"), " ", one_line), highlight=False, soft_wrap=True)
+    if hint:
+        err_console.print(Text.assemble(("hint:", "bold"), " ", " ".join(str(hint).split())), highlight=False,
+                          soft_wrap=True)
+
+
 def main() -> None:
-    """Console entry point: run the app, turning user errors into one clean line."""
+    """Console entry point: run the app, turning user errors into one clean line.
+
+    A last-resort handler turns any other exception into one ``error:`` line too (exit code 1), with a
+    pointer to ``--debug`` for the traceback; ``--debug`` re-raises everything.
+    """
+    import signal
+
+    def _sigterm(signum: int, frame: object) -> None:  # handled like Ctrl-C: temp folders are cleaned up
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError, OSError):  # not the main thread / platform without SIGTERM
+        signal.signal(signal.SIGTERM, _sigterm)
+    if "--debug" in sys.argv[1:]:
+        _state["debug"] = True
     try:
         app()
     except HpsedgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err_console.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False, soft_wrap=True)
+        _print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print("interrupted", markup=False, highlight=False)
         sys.exit(130)
+    except SystemExit:
+        raise
+    except MemoryError:
+        if _state["debug"]:
+            raise
+        _print_error("out of memory", "use fewer boxes per image, a smaller --max-batch, or a machine with more RAM")
+        sys.exit(1)
+    except Exception as exc:  # last resort: never a traceback for the user
+        if _state["debug"]:
+            raise
+        text = str(exc).strip().splitlines()
+        detail = f": {text[0][:300]}" if text else ""
+        _print_error(f"unexpected {type(exc).__name__}{detail}", "run with --debug for the traceback")
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

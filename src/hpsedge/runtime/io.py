@@ -24,19 +24,55 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB (Pillow, imported lazily)."""
+    """An image file as H×W×3 uint8 RGB (Pillow, imported lazily).
+
+    Untrusted files: anything but a regular file is refused; images above Pillow's ``MAX_IMAGE_PIXELS``
+    (decompression bombs) are refused before decoding; 16-bit and 32-bit integer images are scaled to 8 bits
+    (not clipped), float images in [0, 1] are scaled by 255.
+    """
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not an image file")
+    if not p.exists():
         raise InputError(f"image not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError as exc:
         raise InputError("reading image files needs Pillow", hint="pip install pillow") from exc
     try:
         with Image.open(p) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            w, h = img.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and w * h > limit:
+                raise InputError(
+                    f"{p} is {w}×{h} pixels, more than the {limit} pixel limit (a decompression bomb?)",
+                    hint="downscale the image first",
+                )
+            return _to_rgb_uint8(img)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"{p}: not enough memory to decode this image") from None
+    except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, struct.error, DecompressionBombError...
         raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__})", hint="is it a JPEG/PNG file?") from None
+
+
+def _to_rgb_uint8(img: Any) -> np.ndarray:
+    """A Pillow image as RGB uint8; high-bit-depth modes are scaled, not clipped."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img)
+        if mode == "F":
+            arr = arr.astype(np.float64)
+            arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+            scale = 255.0 if arr.size and arr.max() <= 1.0 else 255.0 / 65535.0
+        else:
+            scale = 255.0 / 65535.0
+        gray = np.clip(np.rint(arr.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
 def list_images(path: str | Path) -> list[Path]:
