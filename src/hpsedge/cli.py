@@ -9,7 +9,6 @@ traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import hpsedge
 from hpsedge.calib.cli import calib_app
 from hpsedge.curate.cli import curate_cmd
 from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.runtime.manifest import dumps_strict
 
 log = logging.getLogger("hpsedge")
 console = Console()
@@ -476,7 +476,7 @@ def run_cmd(
                 "backend": f"{predictor.backend.name} ({predictor.backend.device})",
                 "persons": [r.to_dict() for r in results],
             }
-            (out / f"{path.stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+            (out / f"{path.stem}.json").write_text(dumps_strict(doc, indent=1) + "\n", encoding="utf-8")
             if results and predictor.smpl is not None:
                 np.savez_compressed(
                     out / f"{path.stem}.npz",

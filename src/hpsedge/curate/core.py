@@ -48,6 +48,7 @@ import numpy as np
 from hpsedge.curate.rules import Rule, metric_values, parse_rule
 from hpsedge.runtime.errors import HpsedgeError, InputError
 from hpsedge.runtime.io import IMAGE_SUFFIXES, load_boxes, parse_boxes, read_image
+from hpsedge.runtime.manifest import dumps_strict
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, A
                       "kept": counts_kept.tolist()},
         "files": [OUTPUT_NAME, "summary.json", png.name, f"{SHARD_DIR}/"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 
@@ -426,7 +427,7 @@ def curate(
     }
     summary = merge_shards(out, len(shards), parsed, meta)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 

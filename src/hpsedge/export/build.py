@@ -39,7 +39,7 @@ from hpsedge.export.onnx import (
     write_manifest,
 )
 from hpsedge.runtime.errors import ExportError, HpsedgeError
-from hpsedge.runtime.manifest import MANIFEST_NAME, load_manifest, validate_manifest
+from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, load_manifest, validate_manifest
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def _write_reports(folder: Path, manifest: dict[str, Any], lint: list[LintReport
     data["trt_check"] = [r.to_dict() for r in lint]
     data["engine"] = manifest.get("engine_status")
     data["build_seconds"] = stage_seconds
-    report_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    report_json.write_text(dumps_strict(data, indent=2) + "\n", encoding="utf-8")
     md_path = folder / REPORT_MD
     head = md_path.read_text() if md_path.exists() else ""
     m = manifest["model"]
@@ -338,7 +338,7 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
     validate_manifest(manifest, source="rebuilt manifest")
     fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2) + "\n")
+        f.write(dumps_strict(manifest, indent=2) + "\n")
     os.replace(tmp_name, folder / MANIFEST_NAME)
     return BuildResult(folder, manifest, built, reason, time.perf_counter() - t0, {"engine": time.perf_counter() - t0})
 

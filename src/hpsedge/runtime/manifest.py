@@ -475,6 +475,29 @@ def load_manifest(path: str | Path) -> Manifest:
     return Manifest(path=p.resolve(), raw=raw)
 
 
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None`` (JSON ``null``), recursively;
+    numpy scalars become Python numbers. JSON has no NaN: ``json.dumps`` would write a bare ``NaN`` that
+    strict readers (browsers, Go, Rust) refuse."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if not isinstance(obj, (str, bytes, int)) and hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
+        return strict_json(obj.item())
+    return obj
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`strict_json` ``(obj)`` with ``allow_nan=False``: always strict JSON."""
+    default = kwargs.pop("default", None)
+    if default is not None:
+        obj = json.loads(json.dumps(obj, default=default))  # resolve custom types first
+    return json.dumps(strict_json(obj), allow_nan=False, **kwargs)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 

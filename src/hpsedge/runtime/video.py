@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.runtime.errors import HpsedgeError, InputError
+from hpsedge.runtime.manifest import dumps_strict
 from hpsedge.runtime.temporal import TemporalConfig, TemporalResult, Track, process
 from hpsedge.runtime.tracking import Tracks, read_tracks, whole_frame_tracks
 
@@ -378,7 +379,7 @@ def run_video(
         "frames_per_second": round(decoded / max(t_predict, 1e-9), 2),
         "files": [*files, "summary.json"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 
