@@ -354,6 +354,7 @@ def inspect_cmd(
     from hpsedge.inspect import inspect_path
 
     info = inspect_path(path)
+    problems = info.pop("problems", None)
     for section, rows in info.items():
         if not rows:
             continue
@@ -363,6 +364,8 @@ def inspect_cmd(
         for key, value in rows.items():
             table.add_row(str(key), str(value))
         console.print(table)
+    if problems:
+        raise HpsedgeError(f"{path} is not usable: " + "; ".join(str(v) for v in problems.values()))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -400,6 +403,9 @@ def run_cmd(
     precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,
+    max_boxes: Annotated[
+        int, typer.Option("--max-boxes", help="Most person boxes per image (more is an error).")
+    ] = 1000,
 ) -> None:
     """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image."""
     import numpy as np
@@ -411,6 +417,10 @@ def run_cmd(
 
     if (image is None) == (video is None):
         raise HpsedgeError("give --image (a file or folder) or --video, one of the two")
+    if threads is not None and threads < 0:
+        raise HpsedgeError(f"--threads must be 0 (ONNX Runtime's default) or more, got {threads}")
+    if max_boxes < 1:
+        raise HpsedgeError(f"--max-boxes must be at least 1, got {max_boxes}")
     if tracks is not None and video is None:
         raise HpsedgeError("--tracks goes with --video")
     if video is not None:
@@ -457,18 +467,34 @@ def run_cmd(
         export_dir, backend=backend, device=device, smpl=smpl, j_regressor_extra=j_regressor_extra,
         threads=threads, precision=precision,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    predictor.max_boxes = max_boxes
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HpsedgeError(f"cannot create the output folder {out} ({exc.strerror or exc})") from None
     faces = predictor.smpl.faces if predictor.smpl is not None else None
     total = 0
+    done: list[str] = []
+    skipped: list[tuple[str, str]] = []  # a bad image is skipped and reported, the others still run
     with Progress(
         SpinnerColumn(), TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True, disable=len(images) == 1,
     ) as progress:
         task = progress.add_task("run", total=len(images))
+        results = []
         for path, bxs in zip(images, per_image, strict=True):
-            rgb = read_image(path)
-            results = predictor.predict(rgb, bxs)
+            try:
+                rgb = read_image(path)
+                results = predictor.predict(rgb, bxs)
+            except HpsedgeError as exc:
+                if len(images) == 1:
+                    raise
+                skipped.append((path.name, exc.message))
+                log.warning("skipped %s: %s", path.name, exc.message)
+                progress.advance(task)
+                continue
             total += len(results)
+            done.append(path.name)
             doc = {
                 "image": path.name,
                 "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
@@ -489,6 +515,13 @@ def run_cmd(
             if overlay:
                 save_overlay(out / f"{path.stem}_overlay.png", rgb, results, faces)
             progress.advance(task)
+    if skipped:
+        shown = "; ".join(f"{n} ({m})" for n, m in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        raise HpsedgeError(
+            f"{len(skipped)} of {len(images)} image(s) skipped: {shown}; the outputs of the other {len(done)} "
+            f"are in {out}",
+            hint="fix or remove the skipped images and run again for them",
+        )
     console.print(
         f"[green]✓[/green] {len(images)} image(s), {total} person(s) → [bold]{out}[/bold] "
         f"({predictor.manifest.model_name} on {predictor.backend.name}: {predictor.backend.device})"
@@ -522,6 +555,8 @@ def smpl_check_cmd(path: Annotated[Path, typer.Argument(help="SMPL .pkl or .npz"
     for key, value in info.items():
         table.add_row(str(key), str(value))
     console.print(table)
+    if not info.get("usable", True):
+        raise HpsedgeError(f"{path} is not usable by hpsedge: {info.get('problem')}")
 
 
 # -------------------------------------------------------------------------------------------------

@@ -242,6 +242,42 @@ def calibration_statistics(folder: Path, manifest: dict[str, Any], calib: Path, 
     return stats
 
 
+HARDWARE_COMPAT = (None, "none", "ampere+")
+
+
+def check_build_options(cfg: BuildConfig) -> None:
+    """Every option in range before any work (one-line errors): model name, precision, batch profile,
+    opset, TensorRT knobs, and that the input files exist."""
+    from hpsedge.export.onnx import MAX_BATCH_LIMIT, MAX_OPSET, check_input_file
+    from hpsedge.models.zoo import get_spec
+
+    get_spec(cfg.model)
+    if cfg.precision not in PRECISIONS:
+        raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
+    if not 1 <= cfg.max_batch <= MAX_BATCH_LIMIT:
+        raise HpsedgeError(f"--max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {cfg.max_batch})")
+    if not 13 <= cfg.opset <= MAX_OPSET:
+        raise HpsedgeError(f"opset must be between 13 and {MAX_OPSET} (got {cfg.opset})")
+    if cfg.opt_batch is not None and not 1 <= cfg.opt_batch <= cfg.max_batch:
+        raise HpsedgeError(f"--opt-batch {cfg.opt_batch} must lie within [1, {cfg.max_batch}] (--max-batch)")
+    if cfg.workspace_mb is not None and cfg.workspace_mb < 1:
+        raise HpsedgeError(f"--workspace-mb must be at least 1 (got {cfg.workspace_mb})")
+    if not 0 <= cfg.opt_level <= 5:
+        raise HpsedgeError(f"--opt-level must be 0 to 5 (got {cfg.opt_level})")
+    if cfg.dla_core is not None and cfg.dla_core < 0:
+        raise HpsedgeError(f"--dla must be a core index ≥ 0 (got {cfg.dla_core})")
+    if cfg.hardware_compat not in HARDWARE_COMPAT:
+        raise HpsedgeError(f"--hardware-compat must be 'ampere+' or 'none' (got {cfg.hardware_compat!r})")
+    if cfg.hardware_compat == "ampere+" and cfg.dla_core is not None:
+        raise HpsedgeError("--hardware-compat ampere+ is for desktop GPUs; it cannot go with --dla (Jetson)")
+    check_input_file(cfg.checkpoint, "--checkpoint")
+    check_input_file(cfg.calib, "--calib")
+    check_input_file(cfg.calib_boxes, "--calib-boxes")
+    for key, value in cfg.extra_model_args.items():
+        if isinstance(value, (str, Path)):
+            check_input_file(value, f"--{key}")
+
+
 def export_build(
     cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
 ) -> BuildResult:
@@ -249,6 +285,7 @@ def export_build(
     from hpsedge.models.checkpoints import build_model
 
     step = progress or (lambda _msg: None)
+    check_build_options(cfg)
     if cfg.precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
     if not 1 <= cfg.min_batch <= cfg.max_batch:

@@ -80,6 +80,24 @@ class ExportResult:
 # ---------------------------------------------------------------------------------------------------
 # atomic output folder
 # ---------------------------------------------------------------------------------------------------
+#: largest --max-batch / newest opset accepted (validated before any work)
+MAX_BATCH_LIMIT = 4096
+MAX_OPSET = 21
+
+
+def check_input_file(path: Path | str | None, option: str) -> None:
+    """An input file option must name an existing regular file (checked before the minutes of work)."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise HpsedgeError(f"{option} {p} is a folder; pass the file itself")
+    if not p.exists():
+        raise HpsedgeError(f"{option} {p}: no such file")
+    if not p.is_file():
+        raise HpsedgeError(f"{option} {p} is not a regular file (a FIFO or device)")
+
+
 # check_target / atomic_folder live in hpsedge.export.outdir (lock, --force rules, stale temp folders,
 # permissions); imported above and re-exported here for existing callers.
 
@@ -444,8 +462,12 @@ def export_onnx(
     out = Path(out_dir)
     if opset < 13:
         raise HpsedgeError(f"opset {opset} is too old; use 13 or newer (17 is the default)")
-    if max_batch < 1:
-        raise HpsedgeError(f"--max-batch must be at least 1 (got {max_batch})")
+    if opset > MAX_OPSET:
+        raise HpsedgeError(f"opset {opset} is newer than this exporter writes (13 to {MAX_OPSET}; 17 is the default)")
+    if not 1 <= max_batch <= MAX_BATCH_LIMIT:
+        raise HpsedgeError(f"--max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {max_batch})")
+    check_input_file(checkpoint, "--checkpoint")
+    check_input_file(tokenizer, "--tokenizer")
     if precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     if precision != "fp32":

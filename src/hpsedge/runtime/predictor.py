@@ -172,6 +172,8 @@ class Predictor:
         """
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        if threads is not None and (not isinstance(threads, int) or threads < 0):
+            raise InputError(f"threads must be an integer ≥ 0 (0: ONNX Runtime's default), got {threads!r}")
         manifest, artifact = resolve_folder(path)
         if artifact == "engine":
             backend = "trt"
