@@ -255,7 +255,7 @@ def check_build_options(cfg: BuildConfig) -> None:
     if cfg.precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
     if not 1 <= cfg.max_batch <= MAX_BATCH_LIMIT:
-        raise HpsedgeError(f"--max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {cfg.max_batch})")
+        raise HpsedgeError(f"batch profile: --max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {cfg.max_batch})")
     if not 13 <= cfg.opset <= MAX_OPSET:
         raise HpsedgeError(f"opset must be between 13 and {MAX_OPSET} (got {cfg.opset})")
     if cfg.opt_batch is not None and not 1 <= cfg.opt_batch <= cfg.max_batch:

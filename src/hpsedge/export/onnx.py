@@ -93,7 +93,7 @@ def check_input_file(path: Path | str | None, option: str) -> None:
     if p.is_dir():
         raise HpsedgeError(f"{option} {p} is a folder; pass the file itself")
     if not p.exists():
-        raise HpsedgeError(f"{option} {p}: no such file")
+        raise HpsedgeError(f"{option.lstrip('-').replace('-', ' ')} not found: {p}")
     if not p.is_file():
         raise HpsedgeError(f"{option} {p} is not a regular file (a FIFO or device)")
 
