@@ -80,6 +80,8 @@ def list_images(path: str | Path) -> list[Path]:
     p = Path(path)
     if p.is_file():
         return [p]
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
     if not p.is_dir():
         raise InputError(f"no such image or folder: {p}")
     files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
