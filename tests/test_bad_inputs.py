@@ -418,6 +418,12 @@ def _load_threads(folder: Path, threads: int) -> Any:
     return Predictor.load(folder, backend="ort", device="cpu", threads=threads)
 
 
+def _video(path: Path) -> Callable[[], Any]:
+    from hpsedge.runtime.video import VideoReader
+
+    return lambda: VideoReader(path)
+
+
 def _read_ckpt(path: Path) -> Callable[[], Any]:
     from hpsedge.models.checkpoints import read_checkpoint
 
@@ -565,6 +571,12 @@ CASES: list[Case] = [
     Case("image-text", lambda c: _run_image(c, c.write("x.jpg", "hello")), 2, "cannot read .*x.jpg as an image"),
     Case("image-fifo", lambda c: _run_image(c, _fifo(c, "f.png")), 2, "not a regular file"),
     Case("multi-image-one-bad", _multi_image_one_bad, 2, r"1 of 2 image\(s\) skipped: b\.png"),
+    Case("video-playlist", lambda c: _video(c.write("v.mp4", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n"
+                                                 f"file://{c.root / 'secret.txt'}\n#EXT-X-ENDLIST\n")),
+         InputError, "video"),
+    Case("video-folder", lambda c: _video(c.root), InputError, "not a regular file"),
+    Case("video-garbage-cli", lambda c: ["run", str(c.cliff), "--video", str(c.write("g.mp4", os.urandom(2000))),
+                                         "--out", str(c.out)], 2, "g.mp4"),
     # ---- outputs -----------------------------------------------------------------------------------
     Case("out-exists", lambda c: (c.out.mkdir(), ["export", "onnx", "--model", "poco-hmr", "--tiny", "--out",
                                                   str(c.out)])[1], 2, "already exists"),

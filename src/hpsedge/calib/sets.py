@@ -175,7 +175,9 @@ def _open_video(path: Path) -> Any:
     if not path.is_file():
         raise InputError(f"video not found: {path}")
     try:
-        container = av.open(str(path))
+        from hpsedge.runtime.video import SAFE_OPEN_OPTIONS
+
+        container = av.open(str(path), container_options=dict(SAFE_OPEN_OPTIONS))
         if not container.streams.video:
             container.close()
             raise InputError(f"{path.name} has no video stream")

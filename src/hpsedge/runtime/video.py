@@ -75,16 +75,26 @@ class VideoInfo:
     codec: str
 
 
+#: FFmpeg options for opening an untrusted local video: only the local-file protocol and common video
+#: containers (no playlists such as HLS/concat that would make FFmpeg open other files or URLs)
+SAFE_OPEN_OPTIONS: dict[str, str] = {
+    "protocol_whitelist": "file",
+    "format_whitelist": "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,gif,mjpeg,h264,hevc,mpeg,"
+                        "mpegvideo,m4v,asf,ogg,image2,image2pipe",
+}
+
 class VideoReader:
     """Iterate over a video's frames as (index, H×W×3 uint8 RGB). A context manager."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise InputError(f"{self.path} is not a regular file (a folder, FIFO or device)")
         if not self.path.is_file():
             raise InputError(f"video not found: {self.path}")
         av = _av()
         try:
-            self._container = av.open(str(self.path), mode="r")
+            self._container = av.open(str(self.path), mode="r", container_options=dict(SAFE_OPEN_OPTIONS))
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise _open_error(self.path, exc) from None
         if not self._container.streams.video:
