@@ -78,6 +78,7 @@ def main() -> None:
                     help="boxes for the 'run' child (default: --boxes); fewer on a slow machine")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--smpl", action="store_true", help="also decode meshes (synthetic SMPL file)")
+    ap.add_argument("--name", default="many_boxes", help="results file stem")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "tests"))
@@ -101,7 +102,7 @@ def main() -> None:
            "cpus": os.cpu_count(), "load_avg_start": start_load, "load_avg_end": os.getloadavg(), "rows": rows,
            "run_under_1_5_GB": rows[2]["peak_rss_mb"] < 1536}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "many_boxes.json").write_text(json.dumps(res, indent=1) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=1) + "\n")
     lines = [
         f"# {args.boxes} person boxes on one 1280×720 image (poco-pare, ONNX Runtime CPU, {args.threads} threads"
         + (", with SMPL meshes)" if args.smpl else ", no SMPL meshes)"),
@@ -122,7 +123,7 @@ def main() -> None:
         lines.append(f"| {r['mode']} | {what} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} |")
     lines += ["", f"Peak RSS of the run ({rows[2].get('persons')} persons) below 1.5 GB: "
               f"{'yes' if res['run_under_1_5_GB'] else 'NO'}."]
-    (RESULTS / "many_boxes.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

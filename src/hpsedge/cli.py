@@ -599,6 +599,13 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
+    except OSError as exc:  # unwritable output, full disk, a folder where a file belongs ...
+        if _state["debug"]:
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        _print_error(f"cannot access{where}: {exc.strerror or exc}",
+                     "check the path, its permissions and the free space; run with --debug for the traceback")
+        sys.exit(1)
     except MemoryError:
         if _state["debug"]:
             raise

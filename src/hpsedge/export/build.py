@@ -370,13 +370,17 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
                            hint="pass --force to rebuild it")
     rebuild = BuildConfig(**{**cfg.__dict__, "precision": precision, "require_engine": True,
                              "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
-    built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress)
-    manifest["artifacts"]["engine"]["on_device"] = True
-    validate_manifest(manifest, source="rebuilt manifest")
-    fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(dumps_strict(manifest, indent=2) + "\n")
-    os.replace(tmp_name, folder / MANIFEST_NAME)
+    from hpsedge.export.outdir import output_lock
+
+    with output_lock(Path(folder)):  # the same lock as `export build` to this folder
+        built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress)
+        manifest["artifacts"]["engine"]["on_device"] = True
+        validate_manifest(manifest, source="rebuilt manifest")
+        fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dumps_strict(manifest, indent=2) + "\n")
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, folder / MANIFEST_NAME)
     return BuildResult(folder, manifest, built, reason, time.perf_counter() - t0, {"engine": time.perf_counter() - t0})
 
 
