@@ -739,3 +739,25 @@ def test_many_boxes_run_in_chunks(models: tuple[Path, Path]) -> None:
     boxes = np.tile([[10.0, 10, 90, 110]], (40, 1))
     res = pred.predict(np.zeros((120, 160, 3), np.uint8), boxes)
     assert len(res) == 40 and max(sizes) <= pred.manifest.max_batch and sum(sizes) == 40
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM during a build: exit 130, no output, no temp folder, no lock left behind."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsedge", "export", "onnx", "--model", "poco-hmr", "--tiny", "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any(p.name.startswith(".out.tmp-") for p in tmp_path.iterdir()):
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the export finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (1, 130), err  # click turns the KeyboardInterrupt into "Aborted!" (1)
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

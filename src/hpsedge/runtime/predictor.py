@@ -5,7 +5,8 @@
     for person in pred.predict(rgb_image, boxes_xyxy):
         print(person.confidence, person.transl, person.joints2d.shape)
 
-All people in a frame run as one batch (split when the engine's batch profile is smaller). Everything
+The people of a frame run in batches of the manifest's ``max_batch`` (at most ``Predictor.max_boxes`` per
+image), so memory does not grow with the number of boxes. Everything
 here is numpy; the backend (ONNX Runtime or TensorRT) is imported lazily when the Predictor is loaded.
 """
 
