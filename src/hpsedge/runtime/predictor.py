@@ -74,6 +74,18 @@ class PersonResult:
     joints45: np.ndarray | None = None  #: [45, 3] 24 + 21 vertex joints (smplx order)
     joints49: np.ndarray | None = None  #: [49, 3] SPIN/POCO set (needs J_regressor_extra)
     joints2d: np.ndarray | None = None  #: [24, 2] skeleton joints projected into the image (pixels)
+    #: the pinhole camera ``joints2d`` are projected with, and overlays draw with (one camera per model):
+    #: ``pixel = view_focal · (P + view_transl)_xy / (P + view_transl)_z + view_center`` for body-frame points P.
+    #: CLIFF/TokenHMR: the full-image camera (``transl``, ``focal``, image centre); PARE/HMR: the crop camera
+    #: (f = 5000·size/crop_size px, principal point at the box centre, POCO's crop translation).
+    view_focal: float | None = None
+    view_center: np.ndarray | None = None  #: [2] principal point (pixels)
+    view_transl: np.ndarray | None = None  #: [3]
+    #: the body's root is at or behind that camera (z ≤ 0): nothing of it can be drawn (untrained weights,
+    #: a bad box); ``joints2d`` are then meaningless
+    behind_camera: bool = False
+    #: [49, 2] the 49-joint set projected with the same camera as ``joints2d`` (pixels; needs J_regressor_extra)
+    joints49_2d: np.ndarray | None = None
 
     def to_dict(self, include_mesh: bool = False) -> dict[str, Any]:
         """JSON-ready dict (lists and floats); the mesh is left out unless asked for (it is 6890×3)."""
@@ -274,11 +286,15 @@ class Predictor:
             score = confidence.official_score(sigma, self.family)
             conf = confidence.confidence(sigma, self.family)
             jconf = confidence.joint_confidence(sigma)
+        view_f, view_c, view_t = self.view_cameras(cam, transl, meta)
+        behind = ~(np.isfinite(view_t).all(axis=1) & (view_t[:, 2] > 1e-6))
         body = None
-        joints2d = None
+        joints2d = joints49_2d = None
         if self.smpl is not None:
             body = self.smpl.forward(betas, pose, return_vertices=True)
             joints2d = self.project(body.joints, cam, transl, meta)
+            if body.joints49 is not None:
+                joints49_2d = self.project(body.joints49, cam, transl, meta)
 
         def pick(arr: np.ndarray | None, i: int) -> np.ndarray | None:
             return None if arr is None else arr[i]
@@ -306,6 +322,11 @@ class Predictor:
                     joints45=None if body is None else body.joints45[i],
                     joints49=None if body is None or body.joints49 is None else body.joints49[i],
                     joints2d=pick(joints2d, i),
+                    joints49_2d=pick(joints49_2d, i),
+                    view_focal=float(view_f[i]),
+                    view_center=view_c[i].astype(np.float32),
+                    view_transl=view_t[i].astype(np.float32),
+                    behind_camera=bool(behind[i]),
                 )
             )
         return results
@@ -321,22 +342,32 @@ class Predictor:
             return crop_focal / self.crop_size * float(max(meta.image_hw))
         return float(meta.focal)
 
-    def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
-        """3D points [K,J,3] in the body frame → image pixels, with each family's official camera.
+    def view_cameras(self, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each person's pinhole camera with the family's official 2D convention: ``(focal [K], center [K,2],
+        transl [K,3])``, pixels = ``focal·(P+t)_xy/(P+t)_z + center``.
 
         CLIFF: the full-image perspective camera (``transl``, focal √(W²+H²)), as POCO-CLIFF's smplcam head.
         TokenHMR: the full-image camera of HMR 2.0's ``cam_crop_to_full`` (``transl``, focal
         5000/256 · max(W, H)), the camera its demo renders the mesh with.
-        PARE/HMR: the crop camera (f=5000) mapped from the crop to the image, as POCO's demo does.
+        PARE/HMR: the crop camera (f=5000, POCO's ``crop_translation``) mapped from the crop to the image, as
+        POCO's demo maps its 2D joints: focal ``5000·size/crop_size`` px, principal point at the box centre
+        (:func:`hpsedge.runtime.camera.project_crop_to_image`, written as one pinhole).
         """
-        if self.family == "cliff":
-            return camera.project_full(points, transl, meta.focal, meta.image_hw).astype(np.float32)
-        if self.family == "tokenhmr" or self.postprocessing.get("projection") == "full_image":
-            return camera.project_full(points, transl, self.full_focal(meta), meta.image_hw).astype(np.float32)
-        focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
-        return camera.project_crop_to_image(points, cam, meta.center, meta.size, self.crop_size, focal).astype(
-            np.float32
-        )
+        k = meta.num_persons
+        h, w = meta.image_hw
+        if self.family == "cliff" or self.family == "tokenhmr" or self.postprocessing.get("projection") == "full_image":
+            focal = meta.focal if self.family == "cliff" else self.full_focal(meta)
+            return (np.full(k, float(focal)), np.tile([w / 2.0, h / 2.0], (k, 1)),
+                    np.asarray(transl, dtype=np.float64).reshape(k, 3))
+        crop_focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
+        t = camera.crop_translation(cam, self.crop_size, crop_focal)
+        focal = crop_focal * np.asarray(meta.size, dtype=np.float64) / self.crop_size
+        return focal, np.asarray(meta.center, dtype=np.float64), t
+
+    def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
+        """3D points [K,J,3] in the body frame → image pixels, with each family's camera (:meth:`view_cameras`)."""
+        focal, center, t = self.view_cameras(cam, transl, meta)
+        return camera.project_pinhole(points, t, focal, center).astype(np.float32)
 
     def close(self) -> None:
         self.backend.close()
