@@ -80,7 +80,7 @@ class VideoInfo:
 SAFE_OPEN_OPTIONS: dict[str, str] = {
     "protocol_whitelist": "file",
     "format_whitelist": "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,gif,mjpeg,h264,hevc,mpeg,"
-                        "mpegvideo,m4v,asf,ogg,image2,image2pipe",
+                        "mpegvideo,m4v,asf,ogg,image2,image2pipe,png_pipe,jpeg_pipe,bmp_pipe,webp_pipe,tiff_pipe",
 }
 
 class VideoReader:
