@@ -36,7 +36,7 @@ import numpy as np
 
 from hpsedge.runtime.errors import HpsedgeError, InputError
 from hpsedge.runtime.io import list_images, load_box_table, read_image
-from hpsedge.runtime.manifest import Manifest, load_manifest, sha256_file
+from hpsedge.runtime.manifest import Manifest, dumps_strict, load_manifest, sha256_file
 from hpsedge.runtime.preprocess import preprocess, validate_boxes
 
 log = logging.getLogger(__name__)
@@ -545,7 +545,7 @@ def make_calibration_set(
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, lambda f: np.savez(f, **arrays))
     meta["npz"]["sha256"] = sha256_file(out)
-    _atomic_write(side, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode("utf-8")))
+    _atomic_write(side, lambda f: f.write((dumps_strict(meta, indent=1) + "\n").encode("utf-8")))
     return CalibrationSet(path=out, sidecar=side, meta=meta)
 
 
