@@ -180,16 +180,23 @@ def read_json_file(path: str | Path, what: str = "JSON file", max_bytes: int = M
         raise InputError(f"{what} {p} is {size} bytes; the limit is {max_bytes}")
     try:
         text = p.read_text(encoding="utf-8")
-        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise InputError(f"{p} is not UTF-8 text (is it a {what}?)") from None
-    except RecursionError:
-        raise InputError(f"{p} nests too deeply to be a {what}") from None
-    except ValueError as exc:  # JSONDecodeError, huge integers, non-finite numbers
-        first = (str(exc).splitlines() or [""])[0][:160]
-        raise InputError(f"{p} is not valid JSON ({first})") from None
     except OSError as exc:
         raise InputError(f"cannot read {p} ({exc.strerror or exc})") from None
+    return loads_strict(text, str(p), what)
+
+
+def loads_strict(text: str, source: str = "JSON", what: str = "JSON file") -> Any:
+    """``json.loads`` for untrusted text: NaN/Infinity, numbers that overflow a float, integers longer than
+    Python allows and absurd nesting are one :class:`InputError` each."""
+    try:
+        return json.loads(text, parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError(f"{source} nests too deeply to be a {what}") from None
+    except ValueError as exc:  # JSONDecodeError, huge integers, non-finite numbers
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise InputError(f"{source} is not valid JSON ({first})") from None
 
 
 def load_box_table(path: str | Path) -> tuple[dict[str, np.ndarray], bool]:
