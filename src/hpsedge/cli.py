@@ -319,6 +319,23 @@ def export_build_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Trust a pickled checkpoint.")] = False,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
+    detector: Annotated[
+        Path | None, typer.Option("--detector", help="Person-detector ONNX to verify, convert and add to the folder.")
+    ] = None,
+    detector_precision: Annotated[
+        str | None, typer.Option("--detector-precision", help="fp32 | fp16 | int8 (default: the build's; INT8 → fp16).")
+    ] = None,
+    detector_layout: Annotated[
+        str | None, typer.Option("--detector-layout", help="yolo | end2end | dets_labels (default: from its outputs).")
+    ] = None,
+    detector_person_class: Annotated[
+        int | None, typer.Option("--detector-person-class", help="Class index of 'person' (default: from its names).")
+    ] = None,
+    detector_preprocess: Annotated[
+        str | None, typer.Option("--detector-preprocess", help="ultralytics | yolox (needed for dets_labels graphs).")
+    ] = None,
+    detector_score: Annotated[float, typer.Option("--detector-score", help="Detector score threshold.")] = 0.25,
+    detector_iou: Annotated[float, typer.Option("--detector-iou", help="Detector NMS IoU threshold.")] = 0.45,
 ) -> None:
     """The whole chain: export, verify, precision, accuracy report, TensorRT engine, in one folder."""
     from hpsedge.export.build import BuildConfig, export_build, rebuild_on_device
@@ -333,7 +350,13 @@ def export_build_cmd(
         max_batch=max_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
         version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
         require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle,
+        detector=detector, detector_precision=detector_precision,
+        detector_options={"layout": detector_layout, "person_class": detector_person_class,
+                          "preprocess": detector_preprocess, "score_threshold": detector_score,
+                          "iou_threshold": detector_iou},
     )
+    if detector is None and detector_precision is not None:
+        raise HpsedgeError("--detector-precision goes with --detector")
     title = f"build {on_device.name if on_device else model} ({precision})"
     with _progress(title) as step:
         def trt_step(event: object) -> None:
@@ -366,6 +389,72 @@ def export_build_cmd(
         console.print(f"[yellow]  no TensorRT engine built: {result.engine_reason}[/yellow] "
                       "(the folder runs on ONNX Runtime; build the engine on the target with --on-device)")
     console.print(f"  next: hpsedge run {result.folder} --image photo.jpg   |   hpsedge inspect {result.folder}")
+
+
+@export_app.command("triton")
+def export_triton_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model repository folder to write.")],
+    name: Annotated[str | None, typer.Option(help="Model-name prefix (default: the manifest's model name).")] = None,
+    precision: Annotated[str | None, typer.Option(help="ONNX graph: fp32 | fp16 | int8 (default: the folder's).")] = None,
+    network: Annotated[str, typer.Option(help="What the hpsedge model calls: auto (TensorRT if an engine) | onnx | trt.")] = "auto",
+    kind: Annotated[str, typer.Option(help="Instance group of the network models: gpu | cpu.")] = "gpu",
+    count: Annotated[int, typer.Option(help="Network model instances (per GPU for gpu).")] = 1,
+    preferred_batch_size: Annotated[
+        list[int] | None, typer.Option("--preferred-batch-size", help="Dynamic batcher's preferred size (repeatable).")
+    ] = None,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
+    max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: the hpsedge model returns joints and vertices.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+) -> None:
+    """Write an NVIDIA Triton model repository (network + the hpsedge pre/post-processing model)."""
+    from hpsedge.export.triton import export_triton
+
+    res = export_triton(
+        export_dir, out, name=name, precision=precision, network=network, kind=kind, count=count,
+        preferred_batch_sizes=preferred_batch_size, max_queue_delay_us=max_queue_delay_us, max_persons=max_persons,
+        smpl=smpl, force=force,
+    )
+    console.print(f"[green]✓[/green] Triton repository → [bold]{res.out_dir}[/bold]: {', '.join(res.models)} "
+                  f"(hpsedge calls {res.network_model}); see {res.readme}")
+
+
+@app.command("serve")
+def serve_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics).")] = 8002,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching", help="Triton's dynamic batcher on the network.")] = True,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
+    instances: Annotated[int, typer.Option(help="Frames pre/post-processed in parallel.")] = 4,
+    max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: responses get joints and vertices.")] = None,
+    device: Annotated[str, typer.Option(help="ONNX Runtime device: cpu | cuda | tensorrt | auto.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder.")] = None,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver's verbose log level (0: off).")] = 0,
+) -> None:
+    """Serve a build folder on Triton Inference Server (PyTriton): HTTP, gRPC, health, metrics."""
+    from hpsedge.serve.server import ServeConfig, serve
+
+    cfg = ServeConfig(
+        host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, batching=batching,
+        max_queue_delay_us=max_queue_delay_us, instances=instances, max_persons=max_persons, device=device,
+        threads=threads, precision=precision, log_verbose=log_verbose,
+    )
+
+    def ready(summary: dict) -> None:
+        console.print(
+            f"[green]✓[/green] serving {summary['model']} ({summary['network_model']}, dynamic batching "
+            f"{'on' if summary['batching'] else 'off'}, max batch {summary['max_batch']}) on {summary['host']}: "
+            f"HTTP {summary['http']}, gRPC {summary['grpc']}, metrics {summary['metrics']}; Ctrl+C stops",
+            highlight=False,
+        )
+
+    raise typer.Exit(serve(export_dir, cfg, smpl=smpl, on_ready=ready))
 
 
 @app.command("inspect")
@@ -425,11 +514,28 @@ def run_cmd(
     precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="Frames: an image, a folder, a video, an rtsp/http stream, or a camera "
+                                            "(/dev/video0 or 0). Detect, track and stream people."),
+    ] = None,
+    jsonl: Annotated[
+        str | None, typer.Option("--jsonl", help="--source: one JSON line per frame to this file, or '-' for stdout.")
+    ] = None,
+    detector: Annotated[
+        Path | None, typer.Option("--detector", help="--source: a person-detector ONNX (default: the folder's).")
+    ] = None,
+    overlay_video: Annotated[
+        Path | None, typer.Option("--overlay-video", help="--source: write an overlay .mp4 here.")
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", help="--source: stop after N frames.")] = None,
     max_boxes: Annotated[
         int, typer.Option("--max-boxes", help="Most person boxes per image (more is an error).")
     ] = 1000,
 ) -> None:
-    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image."""
+    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image.
+
+    With --source: detect (the folder's detector), track and stream people frame by frame (--jsonl)."""
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn
 
@@ -437,6 +543,14 @@ def run_cmd(
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, read_image, stems_unique
     from hpsedge.runtime.predictor import Predictor
 
+    if source is not None:
+        if image is not None or video is not None or tracks is not None:
+            raise HpsedgeError("--source replaces --image/--video/--tracks; give one of them")
+        _run_source(export_dir, source, jsonl, detector, overlay_video, boxes, smpl, j_regressor_extra, backend,
+                    device, threads, precision, force, max_frames)
+        return
+    if jsonl is not None or detector is not None or overlay_video is not None:
+        raise HpsedgeError("--jsonl, --detector and --overlay-video go with --source")
     if (image is None) == (video is None):
         raise HpsedgeError("give --image (a file or folder) or --video, one of the two")
     if threads is not None and threads < 0:
@@ -552,6 +666,72 @@ def run_cmd(
         conf = "-" if r.confidence is None else f"{r.confidence:.2f}"
         console.print(f"  person at {np.round(r.box).astype(int).tolist()}: confidence {conf}, "
                       f"translation {np.round(r.transl.astype(float), 2).tolist()} m")
+
+
+def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path | None, overlay_video: Path | None,
+                boxes: Path | None, smpl: Path | None, j_regressor_extra: Path | None, backend: str, device: str,
+                threads: int | None, precision: str | None, force: bool, max_frames: int | None) -> None:
+    """``hpsedge run --source``: the streaming Pipeline over a source, JSON lines out."""
+    from hpsedge.runtime.io import boxes_for, load_boxes
+    from hpsedge.runtime.pipeline import Pipeline, run_source
+    from hpsedge.runtime.sources import SourceStopped, open_source
+
+    outs = [p for p in (Path(jsonl) if jsonl not in (None, "-") else None, overlay_video) if p is not None]
+    for p in outs:
+        if p.exists() and not force:
+            raise HpsedgeError(f"{p} exists; not overwriting it", hint="pass --force, or choose another path")
+        if not p.parent.is_dir():
+            raise HpsedgeError(f"folder {p.parent} does not exist")
+    if overlay_video is not None and overlay_video.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+        raise HpsedgeError(f"--overlay-video {overlay_video}: use an .mp4 (or .mkv/.mov) name")
+    pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device, threads=threads,
+                         precision=precision, need_detector=boxes is None, j_regressor_extra=j_regressor_extra)
+    src = open_source(source)
+    per_frame = None
+    if boxes is not None:
+        if src.kind not in ("image", "folder"):
+            src.close()
+            raise HpsedgeError("--boxes with --source needs an image or a folder of images",
+                               hint="for videos give --video with --tracks")
+        from hpsedge.runtime.io import list_images
+
+        per_frame = boxes_for(list_images(Path(source)), load_boxes(boxes), str(boxes))
+    stream = sys.stdout if jsonl == "-" else None
+    handle = None
+    if jsonl not in (None, "-"):
+        handle = open(jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below, also on errors)
+        stream = handle
+    say = err_console if jsonl == "-" else console
+    if jsonl is None and overlay_video is None:
+        say.print("[yellow]no --jsonl or --overlay-video: only a summary will be printed[/yellow]")
+    try:
+        with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[fps]}"),
+                      TimeElapsedColumn(), console=err_console, transient=True) as progress:
+            task = progress.add_task(f"run {src.kind}", total=None, fps="")
+
+            def on_progress(done: int, fps: float) -> None:
+                progress.update(task, description=f"run {src.kind}: frame {done}", fps=f"{fps:.1f} frames/s")
+
+            try:
+                summary = run_source(pipe, src, jsonl=stream, overlay=overlay_video, boxes=per_frame,
+                                     progress=on_progress, max_frames=max_frames)
+            except SourceStopped as exc:
+                done = getattr(exc, "summary", {}).get("frames", 0)
+                raise HpsedgeError(exc.message + f"; {done} frame(s) written", hint=exc.hint) from None
+    finally:
+        if handle is not None:
+            handle.close()
+    ms = summary["stage_ms_per_frame"]
+    say.print(
+        f"[green]✓[/green] {summary['frames']} frame(s), {len(summary['tracks'])} track(s), {summary['people']} "
+        f"person-frame(s) from {summary['kind']} {summary['source']}"
+        + (" (interrupted)" if summary["interrupted"] else "")
+        + f", {summary['frames_per_second']:.1f} frames/s; ms/frame: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()),
+        highlight=False,
+    )
+    if summary["overlay"]:
+        say.print(f"  overlay: {summary['overlay']}")
 
 
 @smpl_app.command("convert")

@@ -83,9 +83,28 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
         ops = {}
     if not any(k == "onnx" or k.startswith("onnx_") or k == "engine" for k in m.artifacts):
         problems["graph"] = "the manifest lists no ONNX graph or engine"
+    det = raw.get("detector")
+    detector: dict[str, Any] = {}
+    if isinstance(det, dict):
+        detector = {
+            "layout": det.get("layout"), "precision": det.get("precision"),
+            "input": f"{det.get('input_name')} {det.get('input_size')}",
+            "person class": f"{det.get('person_class')} ({det.get('person_class_source')})",
+            "thresholds": f"score {det.get('score_threshold')}, NMS IoU {det.get('iou_threshold')}, "
+                          f"max {det.get('max_detections')}",
+            "preprocessing": ", ".join(f"{k}={v}" for k, v in (det.get("preprocess") or {}).items()),
+            "source": f"{det.get('source_file')} (sha256 {str(det.get('sha256_source'))[:12]}…)",
+        }
+        drift = (det.get("verification") or {}).get("drift")
+        if drift:
+            detector[f"{det.get('precision')} vs fp32"] = (f"mean IoU {drift.get('mean_iou')}, worst {drift.get('min_iou')}, "
+                                                          f"missing {drift.get('missing')}, extra {drift.get('extra')}")
+        for name, chk in (det.get("trt_check") or {}).items():
+            detector[f"TensorRT check ({name})"] = "ok" if chk.get("ok") else "; ".join(chk.get("errors", []))
     out = {
         "manifest": summary,
         "graph I/O": io,
+        "person detector": detector,
         "artifacts": arts,
         "op histogram (FP32 graph)": dict(sorted(ops.items(), key=lambda kv: -kv[1]))
         if all(isinstance(v, int) for v in ops.values()) else {},
