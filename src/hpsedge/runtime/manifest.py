@@ -314,7 +314,8 @@ def check_artifact_name(name: Any, what: str = "artifact") -> str:
     pure = PurePosixPath(name)
     if pure.is_absolute() or name.startswith("~") or any(part in ("..", "") for part in name.split("/")) or ":" in pure.parts[0]:
         raise ManifestError(
-            f"{what}: file name {name!r} points outside the build folder; refusing it"[:300],
+            f"{what}: file name {name!r} points outside the build folder (artifacts must be plain file names "
+            "inside it); refusing it"[:300],
             hint="artifact names in manifest.json are plain names relative to its folder; re-export the folder",
         )
     return name
