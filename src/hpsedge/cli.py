@@ -16,20 +16,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import hpsedge
 from hpsedge.calib.cli import calib_app
+from hpsedge.console import make_console, make_log_handler
 from hpsedge.curate.cli import curate_cmd
 from hpsedge.runtime.errors import HpsedgeError
 from hpsedge.runtime.manifest import dumps_strict
 
 log = logging.getLogger("hpsedge")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 app = typer.Typer(
     name="hpsedge",
@@ -37,12 +37,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: flags as flags, literal [brackets], defaults shown
 )
 export_app = typer.Typer(
     help="Export a zoo model: `onnx` (verified graph + manifest) or `build` (the whole chain to an engine).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
-smpl_app = typer.Typer(help="Inspect and convert SMPL body-model files.", no_args_is_help=True)
+smpl_app = typer.Typer(help="Inspect and convert SMPL body-model files.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(export_app, name="export")
 app.add_typer(smpl_app, name="smpl")
 app.add_typer(calib_app, name="calib")
@@ -86,7 +88,7 @@ def _main(
     level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
     if verbose >= 2:
         level = logging.DEBUG
-    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
+    handler = make_log_handler(err_console)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     _state["debug"] = debug
 
@@ -100,6 +102,7 @@ def _progress(title: str) -> Iterator[callable]:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # in a log it would only leave a blank line
     ) as progress:
         task = progress.add_task(title, total=None)
 
@@ -201,7 +204,9 @@ def export_onnx_cmd(
     ] = False,
     precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8: also write model.<precision>.onnx.")] = "fp32",
     calib: Annotated[Path | None, typer.Option(help="Calibration set (.npz from `hpsedge calib make`) for int8.")] = None,
-    calib_method: Annotated[str | None, typer.Option(help="INT8 calibration: max | entropy | percentile.")] = None,
+    calib_method: Annotated[
+        str | None, typer.Option(help="INT8 calibration: max | entropy | percentile [default: percentile].")
+    ] = None,
     keep_fp32: Annotated[
         list[str] | None, typer.Option("--keep-fp32", help="FP16: node-name pattern kept in FP32 (repeatable).")
     ] = None,
@@ -209,14 +214,19 @@ def export_onnx_cmd(
         list[str] | None, typer.Option("--exclude-int8", help="INT8: node-name pattern left unquantized (repeatable).")
     ] = None,
     max_drop_deg: Annotated[
-        float | None, typer.Option("--max-drop-deg", help="Fail if the mean pose error vs FP32 exceeds this.")
+        float | None,
+        typer.Option("--max-drop-deg", help="Fail if the mean pose error vs FP32 exceeds this "
+                     "[default: no failure; report.md checks 1° fp16, 5° int8]."),
     ] = None,
     min_sigma_rank_corr: Annotated[
-        float | None, typer.Option("--min-sigma-rank-corr", help="Fail if σ's rank correlation vs FP32 is lower.")
+        float | None,
+        typer.Option("--min-sigma-rank-corr", help="Fail if σ's rank correlation vs FP32 is lower "
+                     "[default: no failure; report.md checks 0.95 fp16, 0.8 int8]."),
     ] = None,
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: adds MPJPE/vertex error (mm) to the report.")] = None,
     int8_flavor: Annotated[
-        str | None, typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, for TensorRT) | ort (u8s8, CPU).")
+        str | None,
+        typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, for TensorRT) | ort (u8s8, CPU) [default: trt]."),
     ] = None,
     tokenizer: Annotated[
         Path | None, typer.Option("--tokenizer", help="TokenHMR: tokenizer.pth (decoder + codebook).")
@@ -286,10 +296,17 @@ def export_build_cmd(
         Path | None, typer.Option("--calib-images", help="INT8 without --calib: make the set from these images.")
     ] = None,
     calib_boxes: Annotated[Path | None, typer.Option("--calib-boxes", help="Person boxes for --calib-images.")] = None,
-    calib_method: Annotated[str | None, typer.Option(help="INT8 calibration: max | entropy | percentile.")] = None,
+    calib_method: Annotated[
+        str | None, typer.Option(help="INT8 calibration: max | entropy | percentile [default: percentile].")
+    ] = None,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Largest person batch (engine profile max).")] = 16,
-    opt_batch: Annotated[int | None, typer.Option("--opt-batch", help="Batch TensorRT tunes for.")] = None,
-    workspace_mb: Annotated[int | None, typer.Option("--workspace-mb", help="TensorRT workspace limit (MiB).")] = None,
+    opt_batch: Annotated[
+        int | None, typer.Option("--opt-batch", help="Batch TensorRT tunes for [default: min(4, max batch)].")
+    ] = None,
+    workspace_mb: Annotated[
+        int | None,
+        typer.Option("--workspace-mb", help="TensorRT workspace limit (MiB) [default: TensorRT's, all GPU memory]."),
+    ] = None,
     opt_level: Annotated[int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0–5.")] = 3,
     dla: Annotated[int | None, typer.Option("--dla", help="Jetson DLA core (GPU fallback on).")] = None,
     version_compatible: Annotated[
@@ -307,9 +324,15 @@ def export_build_cmd(
     require_engine: Annotated[
         bool, typer.Option("--require-engine", help="Fail when no TensorRT engine can be built here.")
     ] = False,
-    max_drop_deg: Annotated[float | None, typer.Option("--max-drop-deg", help="Fail above this pose error.")] = None,
+    max_drop_deg: Annotated[
+        float | None,
+        typer.Option("--max-drop-deg", help="Fail above this pose error (degrees) "
+                     "[default: no failure; report.md checks 1° fp16, 5° int8]."),
+    ] = None,
     min_sigma_rank_corr: Annotated[
-        float | None, typer.Option("--min-sigma-rank-corr", help="Fail below this σ rank correlation.")
+        float | None,
+        typer.Option("--min-sigma-rank-corr", help="Fail below this σ rank correlation "
+                     "[default: no failure; report.md checks 0.95 fp16, 0.8 int8]."),
     ] = None,
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: MPJPE/vertex error in the report.")] = None,
     int8_flavor: Annotated[
@@ -510,9 +533,12 @@ def run_cmd(
     ] = None,
     backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads [default: one per core].")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
+    side_view: Annotated[
+        bool, typer.Option("--side-view", help="--image: add a second overlay panel seen from the side (depth to the right).")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,
     source: Annotated[
         str | None,
@@ -533,13 +559,14 @@ def run_cmd(
         int, typer.Option("--max-boxes", help="Most person boxes per image (more is an error).")
     ] = 1000,
 ) -> None:
-    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image.
+    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image
+    (a folder of images also gets contact_sheet.png).
 
     With --source: detect (the folder's detector), track and stream people frame by frame (--jsonl)."""
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn
 
-    from hpsedge.runtime.draw import save_overlay
+    from hpsedge.runtime.draw import contact_sheet, legend_for, render_overlay
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, read_image, stems_unique
     from hpsedge.runtime.predictor import Predictor
 
@@ -609,18 +636,23 @@ def run_cmd(
     except OSError as exc:
         raise HpsedgeError(f"cannot create the output folder {out} ({exc.strerror or exc})") from None
     faces = predictor.smpl.faces if predictor.smpl is not None else None
-    total = 0
+    manifest = predictor.manifest
+    legend = legend_for(manifest)
+    sheet: list[tuple[str, np.ndarray]] = []  # contact-sheet thumbnails of a folder's overlays
+    total = behind = 0
     done: list[str] = []
     skipped: list[tuple[str, str]] = []  # a bad image is skipped and reported, the others still run
     with Progress(
         SpinnerColumn(), TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=len(images) == 1,
+        console=err_console, transient=True, disable=len(images) == 1 or not err_console.is_terminal,
     ) as progress:
         task = progress.add_task("run", total=len(images))
         results = []
         for path, bxs in zip(images, per_image, strict=True):
             try:
                 rgb = read_image(path)
+                if bxs is None:  # said once above, not once per image
+                    bxs = np.array([[0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])]], dtype=np.float32)
                 results = predictor.predict(rgb, bxs)
             except HpsedgeError as exc:
                 if len(images) == 1:
@@ -630,6 +662,7 @@ def run_cmd(
                 progress.advance(task)
                 continue
             total += len(results)
+            behind += sum(bool(r.behind_camera) for r in results)
             done.append(path.name)
             doc = {
                 "image": path.name,
@@ -649,8 +682,13 @@ def run_cmd(
                     faces=faces,
                 )
             if overlay:
-                save_overlay(out / f"{path.stem}_overlay.png", rgb, results, faces)
+                pic = render_overlay(rgb, results, faces, legend=legend, side_view=side_view)
+                _save_png(out / f"{path.stem}_overlay.png", pic)
+                if len(images) > 1 and len(sheet) < CONTACT_SHEET_MAX:
+                    sheet.append((path.name, _thumbnail(pic, CONTACT_SHEET_THUMB)))
             progress.advance(task)
+    if sheet:
+        _save_png(out / "contact_sheet.png", contact_sheet(sheet, thumb_width=CONTACT_SHEET_THUMB))
     if skipped:
         shown = "; ".join(f"{n} ({m})" for n, m in skipped[:3]) + (" …" if len(skipped) > 3 else "")
         raise HpsedgeError(
@@ -659,13 +697,40 @@ def run_cmd(
             hint="fix or remove the skipped images and run again for them",
         )
     console.print(
-        f"[green]✓[/green] {len(images)} image(s), {total} person(s) → [bold]{out}[/bold] "
+        f"[green]✓[/green] {len(images)} image(s), {total} person(s) → [bold]{escape(str(out))}[/bold] "
         f"({predictor.manifest.model_name} on {predictor.backend.name}: {predictor.backend.device})"
     )
     for r in results[:5] if len(images) == 1 else []:
         conf = "-" if r.confidence is None else f"{r.confidence:.2f}"
         console.print(f"  person at {np.round(r.box).astype(int).tolist()}: confidence {conf}, "
-                      f"translation {np.round(r.transl.astype(float), 2).tolist()} m")
+                      f"translation {np.round(r.transl.astype(float), 2).tolist()} m"
+                      + (" [yellow](behind the camera: not visible)[/yellow]" if r.behind_camera else ""))
+    if behind and len(images) > 1:
+        console.print(f"  [yellow]{behind} person(s) behind the camera: not visible[/yellow] "
+                      '(root at or behind the camera; "behind_camera": true in their JSON)')
+    if sheet:
+        more = f", the first {len(sheet)} of {len(images)} images" if len(sheet) < len(images) else ""
+        console.print(f"  contact sheet{more}: {escape(str(out / 'contact_sheet.png'))}")
+
+
+#: a folder's contact sheet shows at most this many overlays, as thumbnails this wide (pixels)
+CONTACT_SHEET_MAX = 64
+CONTACT_SHEET_THUMB = 360
+
+
+def _save_png(path: Path, pic: object) -> None:
+    from PIL import Image  # present: render_overlay needed it
+
+    Image.fromarray(pic).save(path)
+
+
+def _thumbnail(pic: object, width: int) -> object:
+    """``pic`` scaled to ``width`` pixels wide (kept small: a folder can hold thousands of images)."""
+    import numpy as np
+    from PIL import Image
+
+    im = Image.fromarray(pic)
+    return np.asarray(im.resize((width, max(1, round(im.height * width / im.width)))))
 
 
 def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path | None, overlay_video: Path | None,
@@ -706,7 +771,8 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
         say.print("[yellow]no --jsonl or --overlay-video: only a summary will be printed[/yellow]")
     try:
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[fps]}"),
-                      TimeElapsedColumn(), console=err_console, transient=True) as progress:
+                      TimeElapsedColumn(), console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as progress:
             task = progress.add_task(f"run {src.kind}", total=None, fps="")
 
             def on_progress(done: int, fps: float) -> None:
@@ -774,6 +840,106 @@ def _print_error(message: str, hint: str | None = None) -> None:
                           soft_wrap=True)
 
 
+def _csv(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
+    """Repeatable and/or comma-separated option values (``--batch 1,8 --batch 16``)."""
+    out = [v.strip() for item in (values or []) for v in item.split(",") if v.strip()]
+    return out or list(default)
+
+
+@app.command("val")
+def val_cmd(
+    folders: Annotated[list[str], typer.Argument(help="Build folders (DIR, or DIR@fp32|fp16|int8 for one graph).")],
+    data: Annotated[Path, typer.Option("--data", help="Evaluation .npz (SPIN/PARE/POCO layout, e.g. 3dpw_test.npz).")],
+    images: Annotated[Path, typer.Option("--images", help="Image root the file's imgname paths start from.")],
+    smpl: Annotated[Path, typer.Option("--smpl", help="Neutral SMPL (.npz or official .pkl).")],
+    j_regressor: Annotated[Path, typer.Option("--j-regressor", help="J_regressor_h36m.npy [17, 6890].")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results, per-sample files, plots).")],
+    smpl_male: Annotated[Path | None, typer.Option("--smpl-male", help="Male SMPL for gendered ground truth.")] = None,
+    smpl_female: Annotated[Path | None, typer.Option("--smpl-female", help="Female SMPL for gendered ground truth.")] = None,
+    max_samples: Annotated[int | None, typer.Option("--max-samples", help="Evaluate the first N samples only.")] = None,
+    pelvis: Annotated[str, typer.Option(help="Root joint: h36m (SPIN/PARE/POCO code) | hips (mid-hips).")] = "h36m",
+    backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace another run's results in --out.")] = False,
+) -> None:
+    """Accuracy (MPJPE, PA-MPJPE, PVE in mm) and uncertainty quality of build folders on an evaluation set."""
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    from hpsedge.eval.val import ValConfig, run_val
+
+    cfg = ValConfig(folders=folders, data=data, images=images, smpl=smpl, out=out, j_regressor=j_regressor,
+                    smpl_male=smpl_male, smpl_female=smpl_female, max_samples=max_samples, pelvis=pelvis,
+                    backend=backend, device=device, threads=threads, force=force)
+    with Progress(SpinnerColumn(), TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task("val", total=None)
+        doc = run_val(cfg, progress=lambda done, total, _name: progress.update(task, completed=done, total=total))
+    table = Table(title=f"hpsedge val: {doc['samples']} samples (mm)")
+    table.add_column("folder", overflow="fold")
+    for col in ("MPJPE", "PA-MPJPE", "PVE", "ρ (σ, PA)", "AUSE"):
+        table.add_column(col, no_wrap=True, justify="right")
+    for f in doc["folders"]:
+        r = doc["results"][f["label"]]
+        u = r.get("uncertainty") or {}
+        rho, ause = u.get("spearman_pa_mpjpe"), u.get("ause_pa_mpjpe")
+        table.add_row(f["label"], f"{r['mpjpe']['mean']:.2f}", f"{r['pa_mpjpe']['mean']:.2f}",
+                      f"{r['pve']['mean']:.2f}", "-" if rho is None else f"{rho:.3f}", "-" if ause is None else f"{ause:.2f}")
+    console.print(table)
+    resumed = sum(doc["resumed_samples"].values())
+    console.print(f"  {doc['protocol']['smpl']}")
+    console.print(f"[green]✓[/green] results → [bold]{out}[/bold] (results.md, results.json, samples/, plots)"
+                  + (f"; {resumed} sample result(s) reused from an earlier run" if resumed else ""))
+
+
+@app.command("bench")
+def bench_cmd(
+    folders: Annotated[list[str] | None, typer.Argument(help="Build folders (DIR or DIR@precision).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Zoo model: build/reuse one folder per precision.")] = None,
+    precisions: Annotated[list[str] | None, typer.Option("--precisions", help="With --model: fp32,fp16,int8.")] = None,
+    backends: Annotated[list[str] | None, typer.Option("--backends", help="ort,trt")] = None,
+    batch: Annotated[list[str] | None, typer.Option("--batch", help="Person batch sizes, e.g. 1,8,16.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for bench.json/.md/.png.")] = Path("bench-out"),
+    builds: Annotated[Path | None, typer.Option("--builds", help="Where --model folders live [default: OUT/builds].")] = None,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL file: time the body model too.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Frame to crop from [default: synthetic 1280×720].")] = None,
+    reps: Annotated[int, typer.Option(help="Timed rounds (medians over them).")] = 7,
+    warmup: Annotated[int, typer.Option(help="Rounds dropped first.")] = 1,
+    device: Annotated[str, typer.Option(help="ONNX Runtime device: auto | cpu | cuda | tensorrt.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Checkpoint for --model builds.")] = None,
+    calib_images: Annotated[Path | None, typer.Option("--calib-images", help="INT8 builds: calibration images.")] = None,
+    calib_boxes: Annotated[Path | None, typer.Option("--calib-boxes", help="Person boxes for --calib-images.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Text for the report (e.g. the machine's load).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace bench files already in --out.")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
+) -> None:
+    """Speed of precisions × backends × batch sizes (stages and totals in one loop), with build-report accuracy."""
+    from hpsedge.eval.bench import BenchConfig, run_bench
+
+    try:
+        batches = [int(b) for b in _csv(batch, ("1", "8", "16"))]
+    except ValueError:
+        raise HpsedgeError("--batch takes integers, e.g. --batch 1,8,16") from None
+    cfg = BenchConfig(out=out, folders=folders or [], model=model, precisions=_csv(precisions, ("fp32", "fp16", "int8")),
+                      backends=_csv(backends, ("ort", "trt")), batches=batches, builds=builds, smpl=smpl, image=image,
+                      reps=reps, warmup=warmup, device=device, threads=threads, checkpoint=checkpoint,
+                      calib_images=calib_images, calib_boxes=calib_boxes, note=note, force=force, tiny=tiny)
+    with _progress("bench") as step:
+        doc = run_bench(cfg, progress=step)
+    table = Table(title="hpsedge bench (ms per call, medians)")
+    for col in ("model", "precision", "backend", "batch", "model ms", "total ms", "people/s"):
+        table.add_column(col, no_wrap=True)
+    for r in doc["rows"]:
+        table.add_row(r["model"], r["precision"], r["backend"], str(r["batch"]), f"{r['ms']['model']:.1f}",
+                      f"{r['ms']['total']:.1f}", f"{r['people_per_s']:.1f}")
+    console.print(table)
+    for a in doc["absent"]:
+        console.print(f"  [yellow]{a['target']} on {a['backend']}: absent ({a['reason']})[/yellow]")
+    console.print(f"[green]✓[/green] {len(doc['rows'])} row(s) → [bold]{out}[/bold] (bench.md, bench.json, bench.png)")
+
+
+# -------------------------------------------------------------------------------------------------
 def main() -> None:
     """Console entry point: run the app, turning user errors into one clean line.
 
