@@ -515,9 +515,14 @@ def test_bad_inputs_are_named(smpl_model: SMPL) -> None:
 
 
 def test_runtime_smpl_files_never_import_heavy_packages() -> None:
-    """smpl.py must not import torch/onnx/smplx/scipy anywhere; safe_pickle.py neither scipy nor chumpy."""
+    """smpl.py (and the modules it is split into) must not import torch/onnx/smplx/scipy anywhere; safe_pickle.py
+    neither scipy nor chumpy."""
+    heavy = {"torch", "onnx", "smplx", "scipy", "chumpy"}
     for name, banned in (
-        ("smpl.py", {"torch", "onnx", "smplx", "scipy", "chumpy"}),
+        ("smpl.py", heavy),
+        ("smpl_io.py", heavy),
+        ("smpl_core.py", heavy),
+        ("blas.py", heavy | {"threadpoolctl"}),
         ("safe_pickle.py", {"torch", "smplx", "scipy", "chumpy"}),
     ):
         tree = ast.parse((SRC / name).read_text())
