@@ -118,27 +118,35 @@ class _Job:
         self._done = threading.Event()
         self.error: BaseException | None = None
 
+    def claim(self) -> int | None:
+        """The next unclaimed task's index (the caller must then run it and call :meth:`finish`), or None."""
+        with self._lock:
+            if self._claimed >= self._n or self.error is not None:
+                return None
+            i = self._claimed
+            self._claimed += 1
+            self._pending += 1
+            return i
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """A claimed task is done (``error``: it failed; the first failure is re-raised by :meth:`wait`)."""
+        with self._lock:
+            if error is not None and self.error is None:
+                self.error = error
+            self._pending -= 1
+            if self._pending == 0:
+                self._done.set()
+
     def work(self) -> None:
         """Claim and run tasks until none are left (the caller's thread and every helper run this)."""
-        fn, lock = self._fn, self._lock
-        while True:
-            with lock:
-                if self._claimed >= self._n or self.error is not None:
-                    return
-                i = self._claimed
-                self._claimed += 1
-                self._pending += 1
+        fn = self._fn
+        while (i := self.claim()) is not None:
             try:
                 fn(i)
             except BaseException as exc:
-                with lock:
-                    if self.error is None:
-                        self.error = exc
-            finally:
-                with lock:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._done.set()
+                self.finish(exc)
+            else:
+                self.finish()
 
     def wait(self) -> None:
         """Wait for every claimed task (a helper that never woke up claimed none), then re-raise a failure."""

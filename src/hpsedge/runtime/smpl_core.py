@@ -428,8 +428,9 @@ class SMPL:
         """Vertices [B, 6890, 3] and skeleton joints [B, 24, 3].
 
         The helpers (if any) start on their tasks at once: a task's first step, the posed rest mesh of its
-        vertices (the big GEMM), needs only ``coeff``; they wait for the affines only after it, while this thread
-        runs the kinematics and then claims tasks too.
+        vertices (the big GEMM), needs only ``coeff``; they wait for the affines only after it. This thread runs
+        the kinematics meanwhile (for a small batch, after the GEMM of its own first task, so that it lets go
+        of the GIL at once), then claims tasks too.
         """
         batch, vpad = rot.shape[0], self._vpad
         out = np.empty((batch, vpad, 3), dtype=np.float32)
@@ -438,23 +439,38 @@ class SMPL:
         if threads == 1 or len(tasks) == 1:
             joints, a2 = self._kinematics(coeff, rot, transl)
             for c0, c1 in tasks:
-                self._skin_range(coeff, a2, out, c0, c1)
+                self._blend(self._rest_mesh(coeff, c0, c1), a2, out, c0, c1)
         else:
             affines = _Affines()
 
             def task(i: int) -> None:
                 c0, c1 = tasks[i]
-                self._skin_range(coeff, affines, out, c0, c1)
+                x = self._rest_mesh(coeff, c0, c1)
+                self._blend(x, affines.get(), out, c0, c1)
 
             job = worker_pool(threads).start(task, len(tasks))
+            first = x_first = None
             try:
-                joints, a2 = self._kinematics(coeff, rot, transl)  # while the helpers start their GEMMs
+                if batch < self.parallel_min_batch:
+                    first = job.claim()
+                    if first is not None:
+                        x_first = self._rest_mesh(coeff, *tasks[first])
+                joints, a2 = self._kinematics(coeff, rot, transl)  # while the helpers run their GEMMs
             except BaseException:
                 affines.set(None)  # the helpers' tasks fail fast
+                if first is not None:
+                    job.finish()
                 with contextlib.suppress(BaseException):
                     job.wait()  # they write into `out`: never return before they are done
                 raise
             affines.set(a2)
+            if first is not None:
+                try:
+                    self._blend(x_first, a2, out, *tasks[first])
+                except BaseException as exc:
+                    job.finish(exc)
+                else:
+                    job.finish()
             job.work()
             job.wait()
         if vpad != NUM_VERTS:
@@ -481,15 +497,14 @@ class SMPL:
         v += t[3]
         return v.transpose(1, 2, 0)
 
-    def _skin_range(
-        self, coeff: np.ndarray, affines: np.ndarray | _Affines, out: np.ndarray, c0: int, c1: int
-    ) -> None:
-        """Vertices of chunks [c0, c1) into ``out`` [B, Vpad, 3]. ``affines``: [12·B, 25], or the hand-over
-        object it is fetched from after the posed-rest-mesh GEMM (so that GEMM overlaps the kinematics)."""
-        B, vc = coeff.shape[0], self._vc
-        n = c1 - c0
-        x = (coeff @ self._basis[:, c0 * 3 * vc : c1 * 3 * vc]).reshape(B, n, 3, vc)  # posed rest mesh
-        a2 = affines.get() if isinstance(affines, _Affines) else affines
+    def _rest_mesh(self, coeff: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        """Posed rest mesh (template + shape + pose blend shapes) of chunks [c0, c1): [B, n, 3, Vc]."""
+        vc = self._vc
+        return (coeff @ self._basis[:, c0 * 3 * vc : c1 * 3 * vc]).reshape(coeff.shape[0], c1 - c0, 3, vc)
+
+    def _blend(self, x: np.ndarray, a2: np.ndarray, out: np.ndarray, c0: int, c1: int) -> None:
+        """Skin the rest mesh ``x`` [B, n, 3, Vc] of chunks [c0, c1) with the affines [12·B, 25] into ``out``."""
+        B, n, vc = x.shape[0], c1 - c0, self._vc
         t = (a2 @ self._skin[:, c0 * vc : c1 * vc]).reshape(4, 3, B, n, vc)  # blended affines, column k first
         acc = np.multiply(t[0], x[:, :, 0])  # [3(i), B, n, vc]
         tmp = np.multiply(t[1], x[:, :, 1])
