@@ -44,18 +44,21 @@ def _ray() -> Any:
 class ShardWorker:
     """Ray Data actor: loads the Predictor once, then turns shard rows into shard files' bytes."""
 
-    def __init__(self, export_dir: str, load_kwargs: dict[str, Any], root: str, shard_size: int) -> None:
+    def __init__(self, export_dir: str, load_kwargs: dict[str, Any], root: str, shard_size: int,
+                 round_boxes: bool = False) -> None:
         from hpsedge.runtime.predictor import Predictor
 
         self.predictor = Predictor.load(export_dir, **load_kwargs)
         self.root = Path(root)
         self.shard_size = shard_size
+        self.round_boxes = round_boxes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
         for idx, payload in zip(batch["shard"].tolist(), batch["items"].tolist(), strict=True):
             items: list[Item] = [(name, np.asarray(b, dtype=np.float64).reshape(-1, 4)) for name, b in json.loads(payload)]
-            arrays = process_items(self.predictor, self.root, items, first_index=int(idx) * self.shard_size)
+            arrays = process_items(self.predictor, self.root, items, first_index=int(idx) * self.shard_size,
+                                   round_boxes=self.round_boxes)
             out.append(shard_to_bytes(arrays))
         return {"shard": batch["shard"], "data": np.array(out, dtype=object)}
 
@@ -71,6 +74,7 @@ def run_ray(
     out: Path,
     num_actors: int | None,
     progress: ProgressFn | None,
+    round_boxes: bool = False,
 ) -> None:
     """Compute shards ``todo`` on Ray Data and write them under ``out`` (see the module docstring)."""
     ray = _ray()
@@ -99,7 +103,8 @@ def run_ray(
         ds = ds.map_batches(
             ShardWorker,
             fn_constructor_kwargs={"export_dir": str(Path(export_dir).resolve()), "load_kwargs": kwargs,
-                                   "root": str(Path(root).resolve()), "shard_size": shard_size},
+                                   "root": str(Path(root).resolve()), "shard_size": shard_size,
+                                   "round_boxes": round_boxes},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,

@@ -70,6 +70,8 @@ class PersonResult:
     joints45: np.ndarray | None = None  #: [45, 3] 24 + 21 vertex joints (smplx order)
     joints49: np.ndarray | None = None  #: [49, 3] SPIN/POCO set (needs J_regressor_extra)
     joints2d: np.ndarray | None = None  #: [24, 2] skeleton joints projected into the image (pixels)
+    #: [49, 2] the 49-joint set projected with the same camera as ``joints2d`` (pixels; needs J_regressor_extra)
+    joints49_2d: np.ndarray | None = None
 
     def to_dict(self, include_mesh: bool = False) -> dict[str, Any]:
         """JSON-ready dict (lists and floats); the mesh is left out unless asked for (it is 6890×3)."""
@@ -244,10 +246,12 @@ class Predictor:
             conf = confidence.confidence(sigma, self.family)
             jconf = confidence.joint_confidence(sigma)
         body = None
-        joints2d = None
+        joints2d = joints49_2d = None
         if self.smpl is not None:
             body = self.smpl.forward(betas, pose, return_vertices=True)
             joints2d = self.project(body.joints, cam, transl, meta)
+            if body.joints49 is not None:
+                joints49_2d = self.project(body.joints49, cam, transl, meta)
 
         def pick(arr: np.ndarray | None, i: int) -> np.ndarray | None:
             return None if arr is None else arr[i]
@@ -275,6 +279,7 @@ class Predictor:
                     joints45=None if body is None else body.joints45[i],
                     joints49=None if body is None or body.joints49 is None else body.joints49[i],
                     joints2d=pick(joints2d, i),
+                    joints49_2d=pick(joints49_2d, i),
                 )
             )
         return results

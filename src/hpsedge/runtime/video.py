@@ -200,7 +200,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
 # ============================================================================================ run_video
 def _compact(r: Any) -> Any:
     """A PersonResult without the heavy mesh arrays (kept per frame for the whole video)."""
-    return replace(r, vertices=None, joints3d=None, joints45=None, joints49=None, joints2d=None)
+    return replace(r, vertices=None, joints3d=None, joints45=None, joints49=None, joints2d=None, joints49_2d=None)
 
 
 def _track_npz(path: Path, tid: int, frames: list[int], raws: list[Any], res: TemporalResult, fps: float) -> None:
