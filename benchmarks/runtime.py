@@ -28,6 +28,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,30 @@ class _Neighbours:
             t = os.times()
             other = (self._busy() - self._b0) - ((t.user + t.system) * self.tck - self._s0)
             self.fraction = max(0.0, other / self.tck / max(time.perf_counter() - self._w0, 1e-9))
+
+
+def _thread_ids() -> set[int]:
+    try:
+        return {int(t.name) for t in Path("/proc/self/task").iterdir()}
+    except OSError:
+        return set()
+
+
+def _cpu_ns(tids: set[int]) -> int:
+    """CPU time (ns) the given threads of this process have used so far (Linux schedstat; 0 elsewhere)."""
+    total = 0
+    for tid in tids:
+        try:
+            total += int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+# OpenBLAS starts its worker threads when numpy loads it: the threads present now, other than this one, are
+# those workers (ONNX Runtime and the decoder's helpers start later). Their CPU time during a loop is the
+# root cause of the stall, measured directly: it does not depend on how busy the machine is.
+BLAS_THREADS = _thread_ids() - {threading.get_native_id()}
 
 
 class _Stages:
@@ -140,6 +165,7 @@ def measure_model(folder: Path, smpl_path: Path, extra: Path, args: argparse.Nam
             "decoder_only_blas": lambda b=betas, p=pose: decoders["blas"].forward(b, p, return_vertices=True),
         }
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in loops}
+        blas_ns: dict[str, int] = dict.fromkeys(loops, 0)
         busy: list[float] = []
         order = list(loops)
         for block in range(args.blocks):
@@ -147,6 +173,7 @@ def measure_model(folder: Path, smpl_path: Path, extra: Path, args: argparse.Nam
                 fn = loops[name]
                 time.sleep(args.settle)
                 fn()  # one discarded call: the first after a pause
+                ns0 = _cpu_ns(BLAS_THREADS)
                 with _Neighbours() as nb:
                     for _ in range(args.calls):
                         stages.now = {}
@@ -154,6 +181,7 @@ def measure_model(folder: Path, smpl_path: Path, extra: Path, args: argparse.Nam
                         fn()
                         total = (time.perf_counter() - t0) * 1e3
                         samples[name].append({"total": total, **stages.now})
+                blas_ns[name] += _cpu_ns(BLAS_THREADS) - ns0
                 busy.append(nb.fraction)
         row: dict[str, Any] = {"people": k, "calls_per_loop": len(samples["predict"])}
         for name, recs in samples.items():
@@ -164,6 +192,9 @@ def measure_model(folder: Path, smpl_path: Path, extra: Path, args: argparse.Nam
         row["ratio_blas"] = round(row["predict_blas"]["total"] / (row["model_only"]["total"] +
                                                                   row["decoder_only_blas"]["total"]), 3)
         row["neighbour_cores_mean"] = round(float(np.nanmean(busy)), 2)
+        row["openblas_worker_cpu_ms_per_call"] = {
+            name: round(ns / 1e6 / max(1, len(samples[name])), 3) for name, ns in blas_ns.items()
+        }
         rows.append(row)
         p, pb = row["predict"], row["predict_blas"]
         print(
@@ -171,7 +202,9 @@ def measure_model(folder: Path, smpl_path: Path, extra: Path, args: argparse.Nam
             f"post {p.get('post', 0):5.1f} of which decoder {p.get('decoder', 0):5.2f})  model alone "
             f"{row['model_only']['total']:6.1f}  decoder alone {row['decoder_only']['total']:5.2f}  "
             f"ratio {row['ratio']:.3f}  | blas-mode predict {pb['total']:7.1f} (model {pb.get('model', 0):6.1f}) "
-            f"ratio {row['ratio_blas']:.3f}  neighbours {row['neighbour_cores_mean']:.2f} core",
+            f"ratio {row['ratio_blas']:.3f}  neighbours {row['neighbour_cores_mean']:.2f} core  OpenBLAS workers' CPU "
+            f"per call: {row['openblas_worker_cpu_ms_per_call']['predict']:.2f} ms (blas mode "
+            f"{row['openblas_worker_cpu_ms_per_call']['predict_blas']:.2f})",
             flush=True,
         )
     manifest = pred.manifest
@@ -190,22 +223,27 @@ def _markdown(doc: dict[str, Any]) -> str:
         f"SMPL (vertices + 49 joints); stages and totals from the same calls; medians of {env['blocks']} interleaved "
         f"blocks × {env['calls']} calls ({env['date']}, load average {env['loadavg_start']} at the start, "
         f"{env['loadavg_end']} at the end). **ratio** = predict() total / (model alone + decoder alone), "
-        f"target ≤ {TARGET:.2f}; *blas* = the decoder letting OpenBLAS thread its GEMMs (the behaviour before the fix).",
+        f"target ≤ {TARGET:.2f}; *blas* = the decoder letting OpenBLAS thread its GEMMs (the behaviour before the fix). "
+        f"**OpenBLAS workers' CPU / call**: CPU time numpy's {env['openblas_worker_threads']} OpenBLAS worker thread(s) "
+        "used per predict() call (per-thread /proc schedstat): the stall's cause, measured directly, whatever the "
+        "machine's load.",
         "",
         "| model | people | predict (ms) | pre | model | post | of which decoder | model alone | decoder alone "
-        "| ratio | blas: predict (ms) | blas: model in predict | blas: ratio | neighbours (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ratio | OpenBLAS workers' CPU / call | blas: predict (ms) | blas: model in predict | blas: ratio "
+        "| blas: OpenBLAS workers' CPU / call | neighbours (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in doc["models"]:
         name = f"{m['model']} {m['precision']}"
         for r in m["rows"]:
-            p, pb = r["predict"], r["predict_blas"]
+            p, pb, w = r["predict"], r["predict_blas"], r["openblas_worker_cpu_ms_per_call"]
             ok = "✓" if r["ratio"] <= TARGET else "✗"
             lines.append(
                 f"| {name} | {r['people']} | {p['total']:.1f} | {p.get('pre', 0):.1f} | {p.get('model', 0):.1f} | "
                 f"{p.get('post', 0):.1f} | {p.get('decoder', 0):.2f} | {r['model_only']['total']:.1f} | "
-                f"{r['decoder_only']['total']:.2f} | {r['ratio']:.2f} {ok} | {pb['total']:.1f} | "
-                f"{pb.get('model', 0):.1f} | {r['ratio_blas']:.2f} | {r['neighbour_cores_mean']:.2f} |"
+                f"{r['decoder_only']['total']:.2f} | {r['ratio']:.2f} {ok} | {w['predict']:.2f} ms | {pb['total']:.1f} | "
+                f"{pb.get('model', 0):.1f} | {r['ratio_blas']:.2f} | {w['predict_blas']:.2f} ms | "
+                f"{r['neighbour_cores_mean']:.2f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -250,6 +288,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "cpu": _cpu_model(),
         "numpy": np.__version__,
+        "openblas_worker_threads": len(BLAS_THREADS),
         "blocks": args.blocks,
         "calls": args.calls,
         "settle_s": args.settle,

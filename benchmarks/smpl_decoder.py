@@ -7,7 +7,8 @@ change hits both alike; reports the median per call. A second table alternates t
 what two thread pools in one process do to each other (hpsedge as shipped, ``thread_mode="auto"``, and in the
 old ``thread_mode="blas"``, where OpenBLAS threads the decoder's GEMMs). Cases: B = 1 and 64, rotation-matrix and
 axis-angle input, vertices + joints and joints only (smplx has no joints-only path: it always skins the mesh).
-Both use 2 threads (torch.set_num_threads, OpenBLAS's default on a 2-core machine).
+Both use 2 threads (torch.set_num_threads; hpsedge: the calling thread plus one helper, OpenBLAS held at one
+thread).
 
 Then repeats B=1/64 with a busy neighbour process spinning on one core, and runs the main measurement again
 in a child process with ``OPENBLAS_CORETYPE`` changed (Haswell, i.e. AVX2
@@ -201,6 +202,7 @@ def measure(
     warm: int = 3,
     settle_s: float = 0.2,
 ) -> dict[str, Any]:
+    load_start = os.getloadavg()
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "tests"))
     import smplx
@@ -318,6 +320,9 @@ def measure(
             "python": platform.python_version(),
             "cpu": _cpu_model(),
             "cores": os.cpu_count(),
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         },
     }
 
@@ -366,7 +371,8 @@ def write_report(main: dict[str, Any], variant: dict[str, Any] | None, out_dir: 
         f"Machine: {env['cpu']}, {env['cores']} cores; numpy {env['numpy']} with "
         f"{env['openblas'].get('config', 'unknown BLAS')} (core: {env['openblas'].get('corename', '?')}), "
         f"torch {env['torch']}, smplx {env['smplx']}, Python {env['python']}. "
-        f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE'] or 'unset'}.",
+        f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE'] or 'unset'}. Run {env.get('date_utc', '?')} UTC; load average "
+        f"(1, 5, 15 min) {env.get('loadavg_start')} at the start, {env.get('loadavg_end')} at the end (a shared machine).",
         "",
         *_table(main["rows"]),
         "",

@@ -560,14 +560,14 @@ def test_single_threaded_blas_nests_across_threads() -> None:
 def test_worker_pool_never_waits_for_a_busy_helper_and_reraises() -> None:
     pool = blas.WorkerPool(1)
     release = threading.Event()
-    stuck = pool.start(lambda i: release.wait(10), 2)  # the helper claims one task and blocks on it
+    stuck = pool.start(lambda i, private: release.wait(10), 2)  # the helper claims one task and blocks on it
     time.sleep(0.05)
     done: list[int] = []
     pool.run(done.append, 6)  # the caller runs every task itself: the helper is busy
     assert sorted(done) == list(range(6))
     release.set()
     stuck.work()
-    stuck.wait()
+    stuck.finish()
 
     def fail(i: int) -> None:
         if i == 3:
@@ -575,6 +575,33 @@ def test_worker_pool_never_waits_for_a_busy_helper_and_reraises() -> None:
 
     with pytest.raises(ValueError, match="task 3"):
         pool.run(fail, 8)
+    pool.close()
+
+
+def test_stealable_job_runs_a_late_helpers_task_itself_and_drops_its_commit() -> None:
+    """A helper kept off the CPU must not stall the caller: after the grace period the caller runs the helper's
+    task itself, and the helper's result, committed late, is dropped (never written after finish())."""
+    pool = blas.WorkerPool(1)
+    release = threading.Event()
+    written: list[tuple[int, str]] = []
+
+    def task(i: int, private: bool) -> Any:
+        if private:
+            release.wait(10)  # the helper is "descheduled"
+            return lambda: written.append((i, "helper"))
+        written.append((i, "caller"))
+        return None
+
+    job = pool.start(task, 3, stealable=True)
+    time.sleep(0.05)  # the helper has claimed task 0
+    t0 = time.perf_counter()
+    job.work()
+    job.finish(grace=0.01)
+    assert time.perf_counter() - t0 < 5
+    assert sorted(written) == [(0, "caller"), (1, "caller"), (2, "caller")]
+    release.set()
+    time.sleep(0.05)
+    assert len(written) == 3  # the late commit was dropped
     pool.close()
 
 

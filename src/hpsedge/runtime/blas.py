@@ -105,67 +105,94 @@ class single_threaded_blas:
                 _saved = None
 
 
+#: A task: ``fn(i, private)``. With ``private`` False it writes its results in place and returns None; with
+#: ``private`` True (helpers of a stealable job) it computes into its own buffers and returns a ``commit``
+#: callable that copies them into place, or None when it already wrote in place.
+TaskFn = Callable[[int, bool], "Callable[[], None] | None"]
+
+
 class _Job:
-    """``n`` tasks claimed one at a time by whichever thread asks first."""
+    """``n`` tasks claimed one at a time by whichever thread asks first.
 
-    __slots__ = ("_claimed", "_done", "_fn", "_lock", "_n", "_pending", "error")
+    The calling thread runs :meth:`work` then :meth:`finish`. A *stealable* job never makes the caller wait long
+    for a helper: a helper computes privately and commits under the job's lock, and :meth:`finish` waits at most
+    ``grace`` seconds for the helpers' running tasks before it closes the job and runs those tasks itself (a
+    helper descheduled by a busy machine, or by another library's spinning threads, then costs one task, not a
+    time slice); a late helper's commit is dropped.
+    """
 
-    def __init__(self, fn: Callable[[int], None], n: int) -> None:
-        self._fn, self._n = fn, n
+    __slots__ = ("_claimed", "_closed", "_fn", "_idle", "_lock", "_n", "_running", "error", "stealable")
+
+    def __init__(self, fn: TaskFn, n: int, stealable: bool) -> None:
+        self._fn, self._n, self.stealable = fn, n, stealable
         self._lock = threading.Lock()
         self._claimed = 0
-        self._pending = 0  # claimed, not yet finished
-        self._done = threading.Event()
+        self._closed = False
+        self._running: set[int] = set()  # claimed by helpers, not finished
+        self._idle = threading.Event()
+        self._idle.set()
         self.error: BaseException | None = None
 
-    def claim(self) -> int | None:
-        """The next unclaimed task's index (the caller must then run it and call :meth:`finish`), or None."""
+    def claim(self, helper: bool = False) -> int | None:
+        """The next unclaimed task's index, or None. The caller's thread must run what it claims."""
         with self._lock:
-            if self._claimed >= self._n or self.error is not None:
+            if self._claimed >= self._n or self._closed or self.error is not None:
                 return None
             i = self._claimed
             self._claimed += 1
-            self._pending += 1
+            if helper:
+                self._running.add(i)
+                self._idle.clear()
             return i
 
-    def finish(self, error: BaseException | None = None) -> None:
-        """A claimed task is done (``error``: it failed; the first failure is re-raised by :meth:`wait`)."""
-        with self._lock:
-            if error is not None and self.error is None:
-                self.error = error
-            self._pending -= 1
-            if self._pending == 0:
-                self._done.set()
+    def _helper_work(self) -> None:
+        while (i := self.claim(helper=True)) is not None:
+            commit = error = None
+            try:
+                commit = self._fn(i, self.stealable)
+            except BaseException as exc:
+                error = exc
+            with self._lock:
+                if not self._closed:
+                    if error is not None:
+                        if self.error is None:
+                            self.error = error
+                    elif commit is not None:
+                        commit()
+                self._running.discard(i)
+                if not self._running:
+                    self._idle.set()
 
     def work(self) -> None:
-        """Claim and run tasks until none are left (the caller's thread and every helper run this)."""
-        fn = self._fn
+        """Claim and run tasks on the calling thread until none are left."""
         while (i := self.claim()) is not None:
-            try:
-                fn(i)
-            except BaseException as exc:
-                self.finish(exc)
-            else:
-                self.finish()
+            self._fn(i, False)
 
-    def wait(self) -> None:
-        """Wait for every claimed task (a helper that never woke up claimed none), then re-raise a failure."""
+    def finish(self, grace: float | None = None) -> None:
+        """No more claims; wait for the helpers' running tasks (stealable: at most ``grace`` seconds, then run the
+        unfinished ones here), then re-raise a helper's failure. After this no helper writes anything."""
         with self._lock:
-            self._claimed = max(self._claimed, self._n)  # nothing new gets claimed from here on
-            busy = self._pending > 0
-            if busy:
-                self._done.clear()
-        if busy:
-            self._done.wait()
-        if self.error is not None:
-            raise self.error
+            self._claimed = self._n
+        if self.stealable:
+            self._idle.wait(grace)
+        else:
+            self._idle.wait()
+        with self._lock:
+            self._closed = True
+            left = sorted(self._running) if self.stealable else []
+            error = self.error
+        if error is not None:
+            raise error
+        for i in left:
+            self._fn(i, False)
 
 
 class WorkerPool:
     """``workers`` daemon helper threads that block on a queue when idle (they never spin).
 
-    ``pool.start(fn, n)`` hands out tasks ``fn(0) .. fn(n-1)``; the caller may do other work, then must call
-    ``job.work()`` (it runs tasks itself until none are left) and ``job.wait()``. :meth:`run` does all three.
+    ``job = pool.start(fn, n)`` offers tasks ``fn(0, ·) .. fn(n-1, ·)`` to the helpers; the caller may do other
+    work, then must call ``job.work()`` (it runs tasks itself until none are left) and ``job.finish()``.
+    :meth:`run` does all three for a plain ``fn(i)``.
     """
 
     def __init__(self, workers: int) -> None:
@@ -191,11 +218,11 @@ class WorkerPool:
             job = q.get()
             if job is None:
                 return
-            job.work()
+            job._helper_work()
 
-    def start(self, fn: Callable[[int], None], n: int) -> _Job:
+    def start(self, fn: TaskFn, n: int, stealable: bool = False) -> _Job:
         """Offer ``n`` tasks to the helpers (at most ``n - 1`` of them are woken: the caller takes one too)."""
-        job = _Job(fn, n)
+        job = _Job(fn, n, stealable)
         wake = min(self.workers, n - 1)
         if wake > 0:
             self._ensure_threads()
@@ -204,9 +231,12 @@ class WorkerPool:
         return job
 
     def run(self, fn: Callable[[int], None], n: int) -> None:
-        job = self.start(fn, n)
-        job.work()
-        job.wait()
+        """Run ``fn(0) .. fn(n-1)`` (in place, not stealable) on the caller's thread and the helpers."""
+        job = self.start(lambda i, _private: fn(i), n)
+        try:
+            job.work()
+        finally:
+            job.finish()
 
     def close(self) -> None:
         """Stop the helper threads (a pool is normally kept for the life of the process)."""

@@ -32,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -439,43 +440,75 @@ class SMPL:
         if threads == 1 or len(tasks) == 1:
             joints, a2 = self._kinematics(coeff, rot, transl)
             for c0, c1 in tasks:
-                self._blend(self._rest_mesh(coeff, c0, c1), a2, out, c0, c1)
+                self._blend(self._rest_mesh(coeff, c0, c1), a2, self._dst(out, c0, c1), c0, c1)
         else:
-            affines = _Affines()
-
-            def task(i: int) -> None:
-                c0, c1 = tasks[i]
-                x = self._rest_mesh(coeff, c0, c1)
-                self._blend(x, affines.get(), out, c0, c1)
-
-            job = worker_pool(threads).start(task, len(tasks))
-            first = x_first = None
-            try:
-                if batch < self.parallel_min_batch:
-                    first = job.claim()
-                    if first is not None:
-                        x_first = self._rest_mesh(coeff, *tasks[first])
-                joints, a2 = self._kinematics(coeff, rot, transl)  # while the helpers run their GEMMs
-            except BaseException:
-                affines.set(None)  # the helpers' tasks fail fast
-                if first is not None:
-                    job.finish()
-                with contextlib.suppress(BaseException):
-                    job.wait()  # they write into `out`: never return before they are done
-                raise
-            affines.set(a2)
-            if first is not None:
-                try:
-                    self._blend(x_first, a2, out, *tasks[first])
-                except BaseException as exc:
-                    job.finish(exc)
-                else:
-                    job.finish()
-            job.work()
-            job.wait()
+            joints = self._mesh_threaded(coeff, rot, transl, tasks, threads, out)
         if vpad != NUM_VERTS:
             out = np.ascontiguousarray(out[:, :NUM_VERTS])
         return out, joints
+
+    def _mesh_threaded(
+        self,
+        coeff: np.ndarray,
+        rot: np.ndarray,
+        transl: np.ndarray | None,
+        tasks: list[tuple[int, int]],
+        threads: int,
+        out: np.ndarray,
+    ) -> np.ndarray:
+        """The chunk runs over this thread and the pool's helpers; returns the joints, fills ``out``.
+
+        Small batches are *stealable*: a helper skins into its own buffer and commits it under the job's lock,
+        and this thread waits for a helper's unfinished task only about as long as a task takes before running it
+        itself, so a helper kept off the CPU (a busy machine, another library's spinning threads right after its
+        own call) never stalls the decode.
+        """
+        batch, vc = coeff.shape[0], self._vc
+        affines = _Affines()
+        spent = [0.0, 0]  # time and count of the tasks this thread ran (for the grace period)
+
+        def task(i: int, private: bool) -> Callable[[], None] | None:
+            c0, c1 = tasks[i]
+            t0 = time.perf_counter()
+            x = self._rest_mesh(coeff, c0, c1)
+            a2 = affines.get()
+            if private:
+                buf = np.empty((3, batch, c1 - c0, vc), dtype=np.float32)
+                self._blend(x, a2, buf, c0, c1)
+                dst = self._dst(out, c0, c1)
+                return lambda: np.copyto(dst, buf)
+            self._blend(x, a2, self._dst(out, c0, c1), c0, c1)
+            spent[0] += time.perf_counter() - t0
+            spent[1] += 1
+            return None
+
+        small = batch < self.parallel_min_batch
+        job = worker_pool(threads).start(task, len(tasks), stealable=small)
+        first = x_first = None
+        try:
+            t_first = time.perf_counter()
+            if small:  # run this thread's first GEMM before the kinematics: it lets go of the GIL at once
+                first = job.claim()
+                if first is not None:
+                    x_first = self._rest_mesh(coeff, *tasks[first])
+            t_first = time.perf_counter() - t_first
+            joints, a2 = self._kinematics(coeff, rot, transl)  # while the helpers run their GEMMs
+        except BaseException:
+            affines.set(None)  # the helpers' tasks fail fast
+            with contextlib.suppress(BaseException):
+                job.finish(0.0)  # no helper writes into `out` after this
+            raise
+        affines.set(a2)
+        try:
+            if first is not None:
+                t0 = time.perf_counter()
+                self._blend(x_first, a2, self._dst(out, *tasks[first]), *tasks[first])
+                spent[0] += time.perf_counter() - t0 + t_first
+                spent[1] += 1
+            job.work()
+        finally:
+            job.finish(max(2e-4, 2.0 * spent[0] / max(1, spent[1])))
+        return joints
 
     def _empty(self, return_vertices: bool, n_extra: int) -> SMPLOutput:
         z = np.zeros
@@ -502,8 +535,13 @@ class SMPL:
         vc = self._vc
         return (coeff @ self._basis[:, c0 * 3 * vc : c1 * 3 * vc]).reshape(coeff.shape[0], c1 - c0, 3, vc)
 
-    def _blend(self, x: np.ndarray, a2: np.ndarray, out: np.ndarray, c0: int, c1: int) -> None:
-        """Skin the rest mesh ``x`` [B, n, 3, Vc] of chunks [c0, c1) with the affines [12·B, 25] into ``out``."""
+    def _dst(self, out: np.ndarray, c0: int, c1: int) -> np.ndarray:
+        """The [3, B, n, Vc] view of ``out`` [B, Vpad, 3] for chunks [c0, c1)."""
+        return out.reshape(out.shape[0], self._nch, self._vc, 3)[:, c0:c1].transpose(3, 0, 1, 2)
+
+    def _blend(self, x: np.ndarray, a2: np.ndarray, dst: np.ndarray, c0: int, c1: int) -> None:
+        """Skin the rest mesh ``x`` [B, n, 3, Vc] of chunks [c0, c1) with the affines [12·B, 25] into ``dst``
+        [3, B, n, Vc]."""
         B, n, vc = x.shape[0], c1 - c0, self._vc
         t = (a2 @ self._skin[:, c0 * vc : c1 * vc]).reshape(4, 3, B, n, vc)  # blended affines, column k first
         acc = np.multiply(t[0], x[:, :, 0])  # [3(i), B, n, vc]
@@ -511,5 +549,4 @@ class SMPL:
         acc += tmp
         np.multiply(t[2], x[:, :, 2], out=tmp)
         acc += tmp
-        dst = out.reshape(B, self._nch, vc, 3)[:, c0:c1].transpose(3, 0, 1, 2)  # [3, B, n, vc] view of out
         np.add(acc, t[3], out=dst)
