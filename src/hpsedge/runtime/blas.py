@@ -153,15 +153,19 @@ class _Job:
             except BaseException as exc:
                 error = exc
             with self._lock:
-                if not self._closed:
-                    if error is not None:
-                        if self.error is None:
+                try:
+                    if not self._closed:
+                        if error is None and self.stealable and callable(commit):
+                            try:
+                                commit()
+                            except BaseException as exc:
+                                error = exc
+                        if error is not None and self.error is None:
                             self.error = error
-                    elif commit is not None:
-                        commit()
-                self._running.discard(i)
-                if not self._running:
-                    self._idle.set()
+                finally:
+                    self._running.discard(i)
+                    if not self._running:
+                        self._idle.set()
 
     def work(self) -> None:
         """Claim and run tasks on the calling thread until none are left."""
