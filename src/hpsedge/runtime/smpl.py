@@ -28,6 +28,9 @@ from hpsedge.runtime.smpl_io import (
     load_smpl_data,
 )
 
+# pickles and reprs keep naming the public module these classes have always lived in
+SMPL.__module__ = SMPLOutput.__module__ = __name__
+
 __all__ = [
     "JOINT_MAP_49",
     "NUM_JOINTS",
