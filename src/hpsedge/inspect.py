@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpsedge.runtime.errors import HpsedgeError
-from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from hpsedge.runtime.errors import HpsedgeError, ManifestError
+from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 
 def _fmt_shape(shape: Any) -> str:
@@ -44,7 +44,9 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
     if ver:
         summary["verification"] = f"worst relative error {ver['worst_rel_error']:.2e} vs PyTorch (N={ver['batches']})"
     if "accuracy" in raw:
-        summary["accuracy vs fp32"] = raw["accuracy"]
+        acc = raw["accuracy"]
+        verdict = "within thresholds" if acc.get("passed") else "OVER THRESHOLDS"
+        summary["accuracy vs fp32"] = f"{verdict} (table below; {acc.get('report', 'report.json')})"
     for name, chk in raw.get("trt_check", {}).items():
         summary[f"TensorRT check ({name})"] = "ok" if chk["ok"] else "; ".join(chk["errors"])
     io = {f"input {t.name}": f"{_fmt_shape(t.shape)} {t.dtype}" for t in m.inputs}
@@ -52,27 +54,129 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
     pre = raw.get("preprocessing", {})
     io["preprocessing"] = ", ".join(f"{k}={v}" for k, v in pre.items())
     arts: dict[str, Any] = {}
+    problems: dict[str, str] = {}
     for key, art in m.artifacts.items():
-        path = (m.folder or Path(".")) / art["file"]
+        try:
+            path = m.artifact_path(key)  # plain names inside the folder, regular files only
+        except ManifestError as exc:
+            arts[key] = f"{art['file']}: REFUSED"
+            problems[key] = exc.message
+            continue
         if not path.exists():
             arts[key] = f"{art['file']}: MISSING"
+            if key != "report":
+                problems[key] = f"artifact '{key}' ({art['file']}) is missing"
             continue
         status = ""
         if "sha256" in art:
-            status = "sha256 ok" if sha256_file(path) == art["sha256"] else "sha256 MISMATCH (file changed)"
+            try:
+                m.verified_artifact(key)
+                status = "sha256 ok"
+            except ManifestError as exc:
+                status = "sha256 MISMATCH (file changed)" if "sha256" in exc.message else "MISMATCH"
+                problems[key] = exc.message
         extra = ""
         if key == "engine":
             extra = (f", TensorRT {art.get('trt_version')}, {art.get('gpu_name')} (sm {art.get('compute_capability')}), "
                      f"profile {art.get('profile')}")
         arts[key] = f"{art['file']} ({_size(path.stat().st_size)}{', ' + status if status else ''}{extra})"
     ops = raw.get("graph", {}).get("ops", {})
-    return {
+    if not isinstance(ops, dict):
+        ops = {}
+    if not any(k == "onnx" or k.startswith("onnx_") or k == "engine" for k in m.artifacts):
+        problems["graph"] = "the manifest lists no ONNX graph or engine"
+    det = raw.get("detector")
+    detector: dict[str, Any] = {}
+    if isinstance(det, dict):
+        detector = {
+            "layout": det.get("layout"), "precision": det.get("precision"),
+            "input": f"{det.get('input_name')} {det.get('input_size')}",
+            "person class": f"{det.get('person_class')} ({det.get('person_class_source')})",
+            "thresholds": f"score {det.get('score_threshold')}, NMS IoU {det.get('iou_threshold')}, "
+                          f"max {det.get('max_detections')}",
+            "preprocessing": ", ".join(f"{k}={v}" for k, v in (det.get("preprocess") or {}).items()),
+            "source": f"{det.get('source_file')} (sha256 {str(det.get('sha256_source'))[:12]}…)",
+        }
+        drift = (det.get("verification") or {}).get("drift")
+        if drift:
+            detector[f"{det.get('precision')} vs fp32"] = (f"mean IoU {drift.get('mean_iou')}, worst {drift.get('min_iou')}, "
+                                                          f"missing {drift.get('missing')}, extra {drift.get('extra')}")
+        for name, chk in (det.get("trt_check") or {}).items():
+            detector[f"TensorRT check ({name})"] = "ok" if chk.get("ok") else "; ".join(chk.get("errors", []))
+    out = {
         "manifest": summary,
+        **({f"accuracy vs fp32 ({raw['accuracy'].get('precision', '?')})": _accuracy_rows(raw["accuracy"])}
+           if isinstance(raw.get("accuracy"), dict) else {}),
         "graph I/O": io,
+        "person detector": detector,
         "artifacts": arts,
-        "op histogram (FP32 graph)": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        "op histogram (FP32 graph)": dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+        if all(isinstance(v, int) for v in ops.values()) else {},
         "this machine": _machine(m),
     }
+    if problems:
+        out["problems"] = problems
+    return out
+
+
+def _checked_sections(m: Manifest) -> dict[str, dict[str, Any]]:
+    """:func:`_manifest_sections`, with an odd optional field (a string where a number belongs) reported as
+    one ManifestError line instead of a traceback."""
+    try:
+        return _manifest_sections(m)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ManifestError(f"{m.path}: a manifest field has an unexpected type or value ({type(exc).__name__}: "
+                            f"{str(exc)[:120]})", hint="re-export the folder") from None
+
+
+def _num(v: Any, unit: str = "") -> str:
+    """A figure with 3 significant digits (exponent form when tiny), or "–"."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+        return f"{v:.2e}{unit}"
+    return f"{v:.3g}{unit}"
+
+
+#: manifest["accuracy"] keys (written by hpsedge.calib.report.summary) → row label and unit
+_ACCURACY_ROWS = {
+    "inputs": ("inputs", ""),
+    "persons": ("persons", ""),
+    "pose_deg_mean": ("pose error, mean", "°"),
+    "pose_deg_p95": ("pose error, p95", "°"),
+    "pose_deg_worst_joint": ("pose error, worst joint (mean)", "°"),
+    "worst_joint": ("worst joint", ""),
+    "betas_abs_max": ("betas, max |Δ|", ""),
+    "cam_abs_max": ("camera, max |Δ|", ""),
+    "sigma_abs_max": ("σ, max |Δ|", ""),
+    "sigma_rank_corr": ("σ score rank correlation", "corr"),
+    "token_agreement": ("token agreement", "corr"),
+    "mpjpe_mm": ("MPJPE Δ", " mm"),
+    "vertex_error_mm": ("vertex error Δ", " mm"),
+}
+
+
+def _accuracy_rows(acc: dict[str, Any]) -> dict[str, str]:
+    """manifest["accuracy"] (the short form of report.json) as labelled rows, one figure each."""
+    rows: dict[str, str] = {"precision": f"{acc.get('precision', '?')} vs fp32"}
+    for key, (label, unit) in _ACCURACY_ROWS.items():
+        if key in acc:
+            corr = unit == "corr" and isinstance(acc[key], int | float) and not isinstance(acc[key], bool)
+            rows[label] = f"{acc[key]:.3f}" if corr else _num(acc[key], "" if unit == "corr" else unit)
+    lat = acc.get("latency_ms")
+    if isinstance(lat, dict):
+        rows[f"latency, ONNX Runtime CPU, N={lat.get('batch')}"] = ", ".join(
+            f"{k} {_num(v, ' ms')}" for k, v in lat.items() if k != "batch")
+    th = acc.get("thresholds")
+    if isinstance(th, dict):
+        rows["thresholds"] = ", ".join(f"{k} {_num(v)}" for k, v in th.items())
+    rows["verdict"] = "within thresholds" if acc.get("passed") else "OVER THRESHOLDS"
+    known = {"precision", "latency_ms", "thresholds", "passed", "report", *_ACCURACY_ROWS}
+    rows.update({k: _num(v) for k, v in acc.items() if k not in known})
+    rows["report"] = str(acc.get("report", "report.json")) + " (report.md beside it)"
+    return rows
 
 
 def _machine(m: Manifest) -> dict[str, Any]:
@@ -97,10 +201,20 @@ def _machine(m: Manifest) -> dict[str, Any]:
 
 
 def _bare_onnx(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        raise HpsedgeError(f"{path} is not a regular file")
+    if path.stat().st_size == 0:
+        raise HpsedgeError(f"{path} is empty (0 bytes): not an ONNX model")
     try:
         import onnx
 
-        proto = onnx.load(str(path), load_external_data=False)
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # DecodeError on truncated/garbage protobuf
+            raise HpsedgeError(f"{path} is not a readable ONNX model ({type(exc).__name__})",
+                               hint="the file may be truncated; copy or export it again") from None
+        if not proto.graph.node or not proto.graph.output:
+            raise HpsedgeError(f"{path} holds no graph (no nodes or no outputs): not a usable ONNX model")
         from hpsedge.export.lint import check_trt_support, op_histogram
 
         def dims(vi: Any) -> str:
@@ -116,22 +230,33 @@ def _bare_onnx(path: Path) -> dict[str, dict[str, Any]]:
         pass
     import onnxruntime
 
-    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise HpsedgeError(f"ONNX Runtime cannot load {path}: {first}") from None
     io = {f"input {i.name}": f"{i.shape} {i.type}" for i in sess.get_inputs()}
     io.update({f"output {o.name}": f"{o.shape} {o.type}" for o in sess.get_outputs()})
-    return {"graph I/O": io}
+    return {"graph I/O": io,
+            "TensorRT static check": {"not run": "the op histogram and static check read the graph with the "
+                                                 "`onnx` package: pip install 'hpsedge[export]' (build folders "
+                                                 "carry the check's result in manifest.json / report.md)"}}
 
 
 def inspect_path(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Sections of what ``path`` holds; a ``"problems"`` section (artifact name → why) is present when what
+    it describes cannot be used (missing, refused or changed artifacts), and the CLI then exits non-zero."""
     p = Path(path)
     if not p.exists():
         raise HpsedgeError(f"{p} does not exist")
     if p.is_dir() or p.name == MANIFEST_NAME:
-        return _manifest_sections(load_manifest(p))
+        return _checked_sections(load_manifest(p))
     if (p.parent / MANIFEST_NAME).exists():
         m = load_manifest(p.parent)
         if any(Path(a["file"]).name == p.name for a in m.artifacts.values()):
-            return _manifest_sections(m)
+            return _checked_sections(m)
+    if not p.is_file():
+        raise HpsedgeError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
     if p.suffix == ".onnx":
         return _bare_onnx(p)
     if p.suffix in (".engine", ".plan", ".trt"):

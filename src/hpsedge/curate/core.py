@@ -62,7 +62,8 @@ import numpy as np
 
 from hpsedge.curate.rules import Rule, metric_values, parse_rule
 from hpsedge.runtime.errors import HpsedgeError, InputError
-from hpsedge.runtime.io import IMAGE_SUFFIXES, load_boxes, parse_boxes, read_image
+from hpsedge.runtime.io import IMAGE_SUFFIXES, load_boxes, read_image
+from hpsedge.runtime.manifest import dumps_strict
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +96,7 @@ def _boxes_from_dir(root: Path, images: list[Path], box_dir: Path) -> list[Item]
         if path is None:
             missing.append(rel.as_posix())
             continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path} is not valid JSON ({exc})") from None
-        if isinstance(data, dict) and "boxes" in data:
-            data = data["boxes"]
-        if not isinstance(data, list):
-            raise InputError(f"{path}: a per-image boxes file holds a list [[x1, y1, x2, y2], ...] or {{'boxes': [...]}}")
-        items.append((rel.as_posix(), parse_boxes(data, str(path))[""]))
+        items.append((rel.as_posix(), load_boxes(path, per_image=True)[""]))
     if missing:
         raise InputError(
             f"{box_dir} has no boxes file for {len(missing)} of {len(images)} images: {', '.join(missing[:3])}"
@@ -400,7 +393,7 @@ def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, A
                f"{OUTPUT_NAME} has no rows, and a training loader fed with it fails")
         summary["warnings"].append(msg)
         log.warning(msg)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 
@@ -413,8 +406,11 @@ def _histogram_png(path: Path, edges: np.ndarray, all_counts: np.ndarray, kept: 
         return
     w, h = 640, 400
     left, right, top, bottom = 60, 20, 40, 50
+    from hpsedge.runtime.draw import _font, _text
+
     img = Image.new("RGB", (w, h), (255, 255, 255))
     d = ImageDraw.Draw(img)
+    font, greek = _font(12)
     pw, ph = w - left - right, h - top - bottom
     peak = max(int(all_counts.max()) if len(all_counts) else 0, 1)
     nb = len(all_counts)
@@ -429,17 +425,18 @@ def _histogram_png(path: Path, edges: np.ndarray, all_counts: np.ndarray, kept: 
     for v in np.linspace(0, 1, 6):
         x = left + v * pw
         d.line([(x, top + ph), (x, top + ph + 4)], fill=(0, 0, 0))
-        d.text((x - 8, top + ph + 6), f"{v:.1f}", fill=(0, 0, 0))
+        d.text((x - 8, top + ph + 6), f"{v:.1f}", fill=(0, 0, 0), font=font)
     for frac in (0.0, 0.5, 1.0):
         y = top + ph - frac * ph
-        d.text((4, y - 6), f"{round(frac * peak)}", fill=(0, 0, 0))
+        d.text((4, y - 6), f"{round(frac * peak)}", fill=(0, 0, 0), font=font)
     if threshold is not None and 0 <= threshold <= 1:
         x = left + threshold * pw
         d.line([(x, top), (x, top + ph)], fill=(220, 40, 40), width=2)
-        d.text((x + 4, top + 2), f"{threshold:g}", fill=(220, 40, 40))
-    label = "pelvis sigma (raw, joint 0)" if metric == "pelvis_sigma" else metric  # ASCII: default PIL font
-    d.text((left, 10), f"{label}: all (grey) and kept (green) by rule {rule}", fill=(0, 0, 0))
-    d.text((left + pw // 2 - 30, h - 22), label, fill=(0, 0, 0))
+        d.text((x + 4, top + 2), f"{threshold:g}", fill=(220, 40, 40), font=font)
+    label = _text("pelvis σ₀ (raw, joint 0)" if metric == "pelvis_sigma" else metric, greek)
+    d.text((left, 10), f"{label}: all (grey) and kept (green) by rule {_text(rule, greek)}", fill=(0, 0, 0), font=font)
+    d.text((left + pw // 2 - d.textlength(label, font=font) / 2, h - 22), label, fill=(0, 0, 0), font=font)
+    d.text((4, top - 16), "people", fill=(0, 0, 0), font=font)
     img.save(path)
 
 
@@ -575,7 +572,7 @@ def curate(
     summary = merge_shards(out, len(shards), parsed, meta, write_var=write_var, part=part,
                            trainer_threshold=trainer_threshold)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     if strict and summary["kept"] == 0:
         raise HpsedgeError(summary["warnings"][0], hint="loosen --rule, or check the images and boxes")
     return summary

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +79,14 @@ def run_ray(
 ) -> None:
     """Compute shards ``todo`` on Ray Data and write them under ``out`` (see the module docstring)."""
     ray = _ray()
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "progress bars disabled" chatter
     started = False
     if not ray.is_initialized():
         try:
             if address in LOCAL:
-                ray.init(include_dashboard=False, log_to_driver=False)
+                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # connection refused, bad address, ...
             raise HpsedgeError(f"cannot start or reach Ray at {address or 'local'} ({exc.__class__.__name__}: {exc})") from None
         started = True
@@ -100,16 +102,23 @@ def run_ray(
             {"shard": i, "items": json.dumps([(name, np.asarray(b).tolist()) for name, b in shards[i]])} for i in todo
         ]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map_batches(
-            ShardWorker,
-            fn_constructor_kwargs={"export_dir": str(Path(export_dir).resolve()), "load_kwargs": kwargs,
-                                   "root": str(Path(root).resolve()), "shard_size": shard_size,
-                                   "round_boxes": round_boxes},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=1,
-            batch_format="numpy",
-        )
+        with warnings.catch_warnings():
+            # Ray ≥ 2.5x warns that extra actor options (max_restarts) go through `ray_remote_args`
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ds = ds.map_batches(
+                ShardWorker,
+                fn_constructor_kwargs={"export_dir": str(Path(export_dir).resolve()), "load_kwargs": kwargs,
+                                       "root": str(Path(root).resolve()), "shard_size": shard_size,
+                                       "round_boxes": round_boxes},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                # no actor restarts: Ray's core worker otherwise prints an error-looking warning on every run
+                # (constructor arguments in the object store); a lost actor fails the job, and running it again
+                # resumes from the shards already written
+                max_restarts=0,
+                num_cpus=1,
+                batch_format="numpy",
+            )
         total = sum(len(shards[i]) for i in todo)
         done = 0
         t0 = time.perf_counter()

@@ -28,24 +28,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export.lint import LintReport, check_trt_support
-from hpsedge.export.onnx import (
-    ONNX_NAME,
-    PRECISIONS,
-    ProgressFn,
-    atomic_folder,
-    check_target,
-    write_export,
-    write_manifest,
-)
-from hpsedge.runtime.errors import ExportError, HpsedgeError
-from hpsedge.runtime.manifest import MANIFEST_NAME, load_manifest, validate_manifest
+from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, load_manifest, validate_manifest
 
 log = logging.getLogger(__name__)
 
 TIMING_CACHE = "timing.cache"
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+TRTEXEC_SCRIPT = "trtexec.sh"
+
+#: progress callback (one line of text per step); the same type as hpsedge.export.onnx.ProgressFn
+ProgressFn = Callable[[str], None]
+
+
+def __getattr__(name: str) -> Any:
+    # the exporter's names (hpsedge.export.onnx imports torch) resolve on first use, so that
+    # `rebuild_on_device` (the on-device engine build) imports without torch
+    if name == "ONNX_NAME":
+        from hpsedge.export.onnx import ONNX_NAME
+
+        return ONNX_NAME
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -77,6 +82,9 @@ class BuildConfig:
     tiny: bool = False
     unsafe_pickle: bool = False
     extra_model_args: dict[str, Any] = field(default_factory=dict)
+    detector: Path | None = None  #: a person-detector ONNX to verify, convert and add (hpsedge.export.detector)
+    detector_precision: str | None = None  #: default: the build's precision (FP16 for an INT8 build)
+    detector_options: dict[str, Any] = field(default_factory=dict)  #: layout, person class, thresholds...
 
 
 @dataclass
@@ -137,7 +145,8 @@ def lint_graph(path: Path, trt_majors: tuple[int, ...]) -> list[LintReport]:
 
 
 def _engine_step(
-    cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn, trt_progress: Callable | None
+    cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn, trt_progress: Callable | None,
+    *, on_device: bool = False,
 ) -> tuple[bool, str]:
     """Build the engine into ``folder`` if TensorRT and a GPU are here; return (built, reason)."""
     from hpsedge.export.tensorrt import build_engine, trt_available
@@ -146,7 +155,10 @@ def _engine_step(
     if not ok:
         manifest["engine_status"] = {"built": False, "reason": reason}
         if cfg.require_engine:
-            raise ExportError(f"no TensorRT engine could be built: {reason}", hint="drop --require-engine to build the rest")
+            hint = ("an on-device build needs TensorRT >= 10 and cuda-python here (pip install 'hpsedge[trt]'; "
+                    f"TensorRT itself comes with JetPack), or run {TRTEXEC_SCRIPT} in the folder"
+                    if on_device else "drop --require-engine to build the rest")
+            raise ExportError(f"no TensorRT engine could be built: {reason}", hint=hint)
         return False, reason
     key = graph_key(cfg.precision)
     graph = folder / manifest["artifacts"][key]["file"]
@@ -161,6 +173,47 @@ def _engine_step(
     return True, manifest["engine_status"]["reason"]
 
 
+def _detector_engine(cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn,
+                     trt_progress: Callable | None) -> None:
+    """The person detector's engine (batch 1, its graph's static input), beside the regressor's.
+
+    Written against TensorRT 10.x/11.x like the regressor's engine; not run against a real TensorRT here."""
+    from hpsedge.export.detector import detector_engine_name, detector_key
+    from hpsedge.export.tensorrt import BuildOptions, build_engine
+
+    det = manifest["detector"]
+    precision = str(det.get("precision", "fp32"))
+    graph = folder / manifest["artifacts"][detector_key(precision)]["file"]
+    h, w = det["input_size"]
+    step(f"building the detector's TensorRT engine from {graph.name}")
+    opts = BuildOptions(precision=precision, min_batch=1, opt_batch=1, max_batch=1,
+                        workspace_bytes=cfg.workspace_mb * (1 << 20) if cfg.workspace_mb else None,
+                        opt_level=cfg.opt_level, timing_cache=folder / TIMING_CACHE, dla_core=cfg.dla_core,
+                        version_compatible=cfg.version_compatible, hardware_compat=cfg.hardware_compat,
+                        weak_typing=cfg.weak_typing)
+    entry = build_engine(graph, folder / detector_engine_name(precision), opts, progress=trt_progress,
+                         input_specs=[(det["input_name"], [1, 3, int(h), int(w)])])
+    manifest["artifacts"]["detector_engine"] = entry
+
+
+def write_trtexec(cfg: BuildConfig, folder: Path, manifest: dict[str, Any]) -> Path:
+    """``trtexec.sh``: the stock trtexec command for this folder's engine, from the same build plan.
+
+    With an engine built here the plan carries this machine's TensorRT and platform (what build_engine
+    planned); otherwise the target is unknown and the version checks are left to it."""
+    from hpsedge.runtime.trt.builder import plan_build, write_trtexec_script
+
+    engine = manifest["artifacts"].get("engine") or {}
+    plan = plan_build(
+        _trt_options(cfg, folder), engine.get("trt_version"), engine.get("platform"), None,
+        [(t["name"], t["shape"]) for t in manifest["inputs"]],
+    )
+    graph = manifest["artifacts"][graph_key(cfg.precision)]["file"]
+    path = write_trtexec_script(folder, plan, graph, engine_name(cfg.precision), name=TRTEXEC_SCRIPT)
+    manifest["artifacts"]["trtexec"] = {"file": TRTEXEC_SCRIPT}
+    return path
+
+
 def _write_reports(folder: Path, manifest: dict[str, Any], lint: list[LintReport], stage_seconds: dict[str, float]) -> None:
     """Merge the build's own sections into report.md/report.json (the precision step may have begun them)."""
     report_json = folder / REPORT_JSON
@@ -169,7 +222,7 @@ def _write_reports(folder: Path, manifest: dict[str, Any], lint: list[LintReport
     data["trt_check"] = [r.to_dict() for r in lint]
     data["engine"] = manifest.get("engine_status")
     data["build_seconds"] = stage_seconds
-    report_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    report_json.write_text(dumps_strict(data, indent=2) + "\n", encoding="utf-8")
     md_path = folder / REPORT_MD
     head = md_path.read_text() if md_path.exists() else ""
     m = manifest["model"]
@@ -204,6 +257,7 @@ def _make_calibration(cfg: BuildConfig, folder: Path, manifest: dict[str, Any], 
             hint="pass --calib calib.npz (from `hpsedge calib make`) or --calib-images DIR [--calib-boxes JSON]",
         )
     from hpsedge.calib.sets import make_calibration_set
+    from hpsedge.export.onnx import write_manifest
 
     step(f"calibration set from {cfg.calib_images}")
     write_manifest(folder, manifest)  # the calibration code reads the FP32 folder like any export folder
@@ -242,13 +296,51 @@ def calibration_statistics(folder: Path, manifest: dict[str, Any], calib: Path, 
     return stats
 
 
+HARDWARE_COMPAT = (None, "none", "ampere+")
+
+
+def check_build_options(cfg: BuildConfig) -> None:
+    """Every option in range before any work (one-line errors): model name, precision, batch profile,
+    opset, TensorRT knobs, and that the input files exist."""
+    from hpsedge.export.onnx import MAX_BATCH_LIMIT, MAX_OPSET, PRECISIONS, check_input_file
+    from hpsedge.models.zoo import get_spec
+
+    get_spec(cfg.model)
+    if cfg.precision not in PRECISIONS:
+        raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
+    if not 1 <= cfg.max_batch <= MAX_BATCH_LIMIT:
+        raise HpsedgeError(f"batch profile: --max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {cfg.max_batch})")
+    if not 13 <= cfg.opset <= MAX_OPSET:
+        raise HpsedgeError(f"opset must be between 13 and {MAX_OPSET} (got {cfg.opset})")
+    if cfg.opt_batch is not None and not 1 <= cfg.opt_batch <= cfg.max_batch:
+        raise HpsedgeError(f"--opt-batch {cfg.opt_batch} must lie within [1, {cfg.max_batch}] (--max-batch)")
+    if cfg.workspace_mb is not None and cfg.workspace_mb < 1:
+        raise HpsedgeError(f"--workspace-mb must be at least 1 (got {cfg.workspace_mb})")
+    if not 0 <= cfg.opt_level <= 5:
+        raise HpsedgeError(f"--opt-level must be 0 to 5 (got {cfg.opt_level})")
+    if cfg.dla_core is not None and cfg.dla_core < 0:
+        raise HpsedgeError(f"--dla must be a core index ≥ 0 (got {cfg.dla_core})")
+    if cfg.hardware_compat not in HARDWARE_COMPAT:
+        raise HpsedgeError(f"--hardware-compat must be 'ampere+' or 'none' (got {cfg.hardware_compat!r})")
+    if cfg.hardware_compat == "ampere+" and cfg.dla_core is not None:
+        raise HpsedgeError("--hardware-compat ampere+ is for desktop GPUs; it cannot go with --dla (Jetson)")
+    check_input_file(cfg.checkpoint, "--checkpoint")
+    check_input_file(cfg.calib, "--calib")
+    check_input_file(cfg.calib_boxes, "--calib-boxes")
+    for key, value in cfg.extra_model_args.items():
+        if isinstance(value, (str, Path)):
+            check_input_file(value, f"--{key}")
+
+
 def export_build(
     cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
 ) -> BuildResult:
     """Run the whole chain into ``cfg.out`` atomically (see the module docstring)."""
+    from hpsedge.export.onnx import PRECISIONS, atomic_folder, check_target, write_export, write_manifest
     from hpsedge.models.checkpoints import build_model
 
     step = progress or (lambda _msg: None)
+    check_build_options(cfg)
     if cfg.precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
     if not 1 <= cfg.min_batch <= cfg.max_batch:
@@ -260,6 +352,8 @@ def export_build(
             "INT8 needs calibration data",
             hint="pass --calib calib.npz (from `hpsedge calib make`) or --calib-images DIR [--calib-boxes JSON]",
         )
+    if cfg.detector is not None and not Path(cfg.detector).is_file():
+        raise HpsedgeError(f"detector file not found: {cfg.detector}")
     check_target(cfg.out, cfg.force)
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
@@ -297,11 +391,22 @@ def export_build(
         step("TensorRT static check")
         installed = installed_trt_major()
         majors = (installed,) if installed in (10, 11) else (10, 11)
+        det_section = None
+        if cfg.detector is not None:
+            from hpsedge.export.detector import add_detector
+
+            det_precision = cfg.detector_precision or ("fp16" if cfg.precision == "int8" else cfg.precision)
+            det_section = timed("detector", lambda: add_detector(
+                tmp, manifest, cfg.detector, det_precision, cfg.calib_images, cfg.detector_options,
+                cfg.precision_options.get("flavor"), majors, step))
         graph = tmp / manifest["artifacts"][graph_key(cfg.precision)]["file"]
         lint = timed("trt-check", lambda: lint_graph(graph, majors))
         if not all(r.ok for r in lint):
             log.warning("TensorRT static check: %s", "; ".join(e for r in lint for e in r.errors))
         built, reason = timed("engine", lambda: _engine_step(cfg, tmp, manifest, step, trt_progress))
+        if built and cfg.detector is not None:
+            timed("detector-engine", lambda: _detector_engine(cfg, tmp, manifest, step, trt_progress))
+        write_trtexec(cfg, tmp, manifest)
         manifest["build"] = {
             "command": "export build",
             "precision": cfg.precision,
@@ -309,6 +414,10 @@ def export_build(
             "seconds": {k: round(v, 2) for k, v in stages.items()},
         }
         _write_reports(tmp, manifest, lint, stages)
+        if det_section is not None:
+            from hpsedge.export.detector import write_detector_report
+
+            write_detector_report(tmp, det_section)
         write_manifest(tmp, manifest)
         step("writing the folder")
     return BuildResult(cfg.out, manifest, built, reason, time.perf_counter() - t0, stages)
@@ -333,14 +442,22 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
                            hint="pass --force to rebuild it")
     rebuild = BuildConfig(**{**cfg.__dict__, "precision": precision, "require_engine": True,
                              "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
-    built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress)
-    manifest["artifacts"]["engine"]["on_device"] = True
-    validate_manifest(manifest, source="rebuilt manifest")
-    fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp_name, folder / MANIFEST_NAME)
+    from hpsedge.export.outdir import output_lock
+
+    with output_lock(Path(folder)):  # the same lock as `export build` to this folder
+        built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress, on_device=True)
+        manifest["artifacts"]["engine"]["on_device"] = True
+        if isinstance(manifest.get("detector"), dict):
+            _detector_engine(rebuild, folder, manifest, step, trt_progress)
+            manifest["artifacts"]["detector_engine"]["on_device"] = True
+        write_trtexec(rebuild, folder, manifest)
+        validate_manifest(manifest, source="rebuilt manifest")
+        fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dumps_strict(manifest, indent=2) + "\n")
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, folder / MANIFEST_NAME)
     return BuildResult(folder, manifest, built, reason, time.perf_counter() - t0, {"engine": time.perf_counter() - t0})
 
 
-__all__ = ["ONNX_NAME", "BuildConfig", "BuildResult", "export_build", "graph_key", "lint_graph", "rebuild_on_device"]
+__all__ = ["BuildConfig", "BuildResult", "export_build", "graph_key", "lint_graph", "rebuild_on_device"]

@@ -5,7 +5,8 @@
     for person in pred.predict(rgb_image, boxes_xyxy):
         print(person.confidence, person.transl, person.joints2d.shape)
 
-All people in a frame run as one batch (split when the engine's batch profile is smaller). Everything
+The people of a frame run in batches of the manifest's ``max_batch`` (at most ``Predictor.max_boxes`` per
+image), so memory does not grow with the number of boxes. Everything
 here is numpy; the backend (ONNX Runtime or TensorRT) is imported lazily when the Predictor is loaded.
 """
 
@@ -31,11 +32,14 @@ from hpsedge.runtime.preprocess import (
     crop_images,
     normalize,
     preprocess,
+    validate_boxes,
 )
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "ort", "trt")
+#: default per-image person-box limit of :meth:`Predictor.predict`
+DEFAULT_MAX_BOXES = 1000
 
 
 @dataclass
@@ -70,6 +74,16 @@ class PersonResult:
     joints45: np.ndarray | None = None  #: [45, 3] 24 + 21 vertex joints (smplx order)
     joints49: np.ndarray | None = None  #: [49, 3] SPIN/POCO set (needs J_regressor_extra)
     joints2d: np.ndarray | None = None  #: [24, 2] skeleton joints projected into the image (pixels)
+    #: the pinhole camera ``joints2d`` are projected with, and overlays draw with (one camera per model):
+    #: ``pixel = view_focal · (P + view_transl)_xy / (P + view_transl)_z + view_center`` for body-frame points P.
+    #: CLIFF/TokenHMR: the full-image camera (``transl``, ``focal``, image centre); PARE/HMR: the crop camera
+    #: (f = 5000·size/crop_size px, principal point at the box centre, POCO's crop translation).
+    view_focal: float | None = None
+    view_center: np.ndarray | None = None  #: [2] principal point (pixels)
+    view_transl: np.ndarray | None = None  #: [3]
+    #: the body's root is at or behind that camera (z ≤ 0): nothing of it can be drawn (untrained weights,
+    #: a bad box); ``joints2d`` are then meaningless
+    behind_camera: bool = False
     #: [49, 2] the 49-joint set projected with the same camera as ``joints2d`` (pixels; needs J_regressor_extra)
     joints49_2d: np.ndarray | None = None
 
@@ -171,6 +185,8 @@ class Predictor:
         """
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        if threads is not None and (not isinstance(threads, int) or threads < 0):
+            raise InputError(f"threads must be an integer ≥ 0 (0: ONNX Runtime's default), got {threads!r}")
         manifest, artifact = resolve_folder(path)
         if artifact == "engine":
             backend = "trt"
@@ -201,13 +217,38 @@ class Predictor:
         return cls(manifest, engine, model)
 
     # --------------------------------------------------------------------------------------- predict
+    #: most person boxes one :meth:`predict` call accepts (work and memory stay bounded); set per instance
+    max_boxes: int = DEFAULT_MAX_BOXES
+
     def predict(self, image: Any, boxes: Any | None = None, bgr: bool = False) -> list[PersonResult]:
-        """Run every person box of one image. ``boxes``: [K,4] x1,y1,x2,y2 pixels (None: whole image)."""
+        """Run every person box of one image. ``boxes``: [K,4] x1,y1,x2,y2 pixels (None: whole image).
+
+        At most :attr:`max_boxes` boxes (an :class:`InputError` beyond); they run in chunks of the backend's
+        ``max_batch`` (the manifest's), crops and outputs included, so memory does not grow with K.
+        """
+        if boxes is not None:
+            n = int(np.shape(boxes)[0]) if np.ndim(boxes) >= 1 else 0
+            if n > self.max_boxes:
+                raise InputError(
+                    f"{n} person boxes for one image; the limit is {self.max_boxes}",
+                    hint="filter the detections (score, size, NMS), or raise the limit (--max-boxes / "
+                    "Predictor.max_boxes)",
+                )
+            step = self.backend.max_batch or self.manifest.max_batch or 16
+            if n > step:
+                arr = validate_boxes(boxes, as_rgb_uint8(image, bgr=bgr).shape[:2])  # indices of all K
+                out: list[PersonResult] = []
+                for i in range(0, n, step):
+                    out += self._predict_one(image, arr[i : i + step], bgr)
+                return out
+        return self._predict_one(image, boxes, bgr)
+
+    def _predict_one(self, image: Any, boxes: Any | None, bgr: bool) -> list[PersonResult]:
         if boxes is None:
             arr = np.asarray(image)
             if arr.ndim < 2:
                 raise InputError(f"image must be H×W×3 uint8, got shape {arr.shape}")
-            log.info("no boxes given: the whole image is one person box")
+            log.debug("no boxes given: the whole image is one person box")
             boxes = np.array([[0.0, 0.0, float(arr.shape[1]), float(arr.shape[0])]], dtype=np.float32)
         feeds, meta = preprocess(image, boxes, self.preprocessing, bgr=bgr)
         k = meta.num_persons
@@ -245,6 +286,8 @@ class Predictor:
             score = confidence.official_score(sigma, self.family)
             conf = confidence.confidence(sigma, self.family)
             jconf = confidence.joint_confidence(sigma)
+        view_f, view_c, view_t = self.view_cameras(cam, transl, meta)
+        behind = ~(np.isfinite(view_t).all(axis=1) & (view_t[:, 2] > 1e-6))
         body = None
         joints2d = joints49_2d = None
         if self.smpl is not None:
@@ -280,6 +323,10 @@ class Predictor:
                     joints49=None if body is None or body.joints49 is None else body.joints49[i],
                     joints2d=pick(joints2d, i),
                     joints49_2d=pick(joints49_2d, i),
+                    view_focal=float(view_f[i]),
+                    view_center=view_c[i].astype(np.float32),
+                    view_transl=view_t[i].astype(np.float32),
+                    behind_camera=bool(behind[i]),
                 )
             )
         return results
@@ -295,22 +342,32 @@ class Predictor:
             return crop_focal / self.crop_size * float(max(meta.image_hw))
         return float(meta.focal)
 
-    def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
-        """3D points [K,J,3] in the body frame → image pixels, with each family's official camera.
+    def view_cameras(self, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each person's pinhole camera with the family's official 2D convention: ``(focal [K], center [K,2],
+        transl [K,3])``, pixels = ``focal·(P+t)_xy/(P+t)_z + center``.
 
         CLIFF: the full-image perspective camera (``transl``, focal √(W²+H²)), as POCO-CLIFF's smplcam head.
         TokenHMR: the full-image camera of HMR 2.0's ``cam_crop_to_full`` (``transl``, focal
         5000/256 · max(W, H)), the camera its demo renders the mesh with.
-        PARE/HMR: the crop camera (f=5000) mapped from the crop to the image, as POCO's demo does.
+        PARE/HMR: the crop camera (f=5000, POCO's ``crop_translation``) mapped from the crop to the image, as
+        POCO's demo maps its 2D joints: focal ``5000·size/crop_size`` px, principal point at the box centre
+        (:func:`hpsedge.runtime.camera.project_crop_to_image`, written as one pinhole).
         """
-        if self.family == "cliff":
-            return camera.project_full(points, transl, meta.focal, meta.image_hw).astype(np.float32)
-        if self.family == "tokenhmr" or self.postprocessing.get("projection") == "full_image":
-            return camera.project_full(points, transl, self.full_focal(meta), meta.image_hw).astype(np.float32)
-        focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
-        return camera.project_crop_to_image(points, cam, meta.center, meta.size, self.crop_size, focal).astype(
-            np.float32
-        )
+        k = meta.num_persons
+        h, w = meta.image_hw
+        if self.family == "cliff" or self.family == "tokenhmr" or self.postprocessing.get("projection") == "full_image":
+            focal = meta.focal if self.family == "cliff" else self.full_focal(meta)
+            return (np.full(k, float(focal)), np.tile([w / 2.0, h / 2.0], (k, 1)),
+                    np.asarray(transl, dtype=np.float64).reshape(k, 3))
+        crop_focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
+        t = camera.crop_translation(cam, self.crop_size, crop_focal)
+        focal = crop_focal * np.asarray(meta.size, dtype=np.float64) / self.crop_size
+        return focal, np.asarray(meta.center, dtype=np.float64), t
+
+    def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
+        """3D points [K,J,3] in the body frame → image pixels, with each family's camera (:meth:`view_cameras`)."""
+        focal, center, t = self.view_cameras(cam, transl, meta)
+        return camera.project_pinhole(points, t, focal, center).astype(np.float32)
 
     def close(self) -> None:
         self.backend.close()
@@ -406,23 +463,10 @@ def _onnx_key(manifest: Manifest, precision: str | None) -> str:
 
 
 def _check_artifact_size(manifest: Manifest, key: str, path: Path) -> None:
-    """A cheap consistency check (a full sha256 of a 300 MB graph is left to `hpsedge inspect`).
-
-    A graph with external weights (``data_file``, e.g. TokenHMR's ``model.onnx.data``) has that file
-    checked the same way (``data_bytes``).
-    """
-    entry = manifest.artifacts[key]
-    checks = [(path, entry.get("bytes"))]
-    if entry.get("data_file"):
-        checks.append((path.parent / str(entry["data_file"]), entry.get("data_bytes")))
-    for file, want in checks:
-        if not file.exists():
-            raise ManifestError(f"{file} is missing (listed in the manifest as '{key}')", hint="re-export the folder")
-        if want is not None and file.stat().st_size != int(want):
-            raise ManifestError(
-                f"{file.name} does not match the manifest: {file.stat().st_size} bytes on disk, {want} listed",
-                hint="the file was replaced or truncated; re-export the folder",
-            )
+    """The artifact (and its external ``data_file``) must match the manifest's size and sha256: a build
+    folder is untrusted, and a swapped graph must not run under the manifest's name. The hash of a verified
+    file is cached by (inode, size, mtime, ctime), so warm starts cost a ``stat``."""
+    manifest.verified_artifact(key)  # names, sizes and sha256 (cached per file), external data included
 
 
 def _make_ort(manifest: Manifest, onnx_path: Path, device: str, threads: int | None) -> Backend:

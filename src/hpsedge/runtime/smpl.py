@@ -15,6 +15,8 @@ Only numpy is imported.
 
 from __future__ import annotations
 
+from hpsedge.runtime.blas import find_openblas as _find_openblas  # noqa: F401  (old private names)
+from hpsedge.runtime.blas import single_threaded_blas as _blas_single_thread  # noqa: F401  (hpsedge.curate)
 from hpsedge.runtime.smpl_core import SMPL, SMPLOutput
 from hpsedge.runtime.smpl_io import (
     JOINT_MAP_49,

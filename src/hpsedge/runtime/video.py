@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.runtime.errors import HpsedgeError, InputError
+from hpsedge.runtime.manifest import dumps_strict
 from hpsedge.runtime.temporal import TemporalConfig, TemporalResult, Track, process
 from hpsedge.runtime.tracking import Tracks, read_tracks, whole_frame_tracks
 
@@ -74,16 +75,26 @@ class VideoInfo:
     codec: str
 
 
+#: FFmpeg options for opening an untrusted local video: only the local-file protocol and common video
+#: containers (no playlists such as HLS/concat that would make FFmpeg open other files or URLs)
+SAFE_OPEN_OPTIONS: dict[str, str] = {
+    "protocol_whitelist": "file",
+    "format_whitelist": "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,gif,mjpeg,h264,hevc,mpeg,"
+                        "mpegvideo,m4v,asf,ogg,image2,image2pipe,png_pipe,jpeg_pipe,bmp_pipe,webp_pipe,tiff_pipe",
+}
+
 class VideoReader:
     """Iterate over a video's frames as (index, H×W×3 uint8 RGB). A context manager."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise InputError(f"{self.path} is not a regular file (a folder, FIFO or device)")
         if not self.path.is_file():
             raise InputError(f"video not found: {self.path}")
         av = _av()
         try:
-            self._container = av.open(str(self.path), mode="r")
+            self._container = av.open(str(self.path), mode="r", container_options=dict(SAFE_OPEN_OPTIONS))
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise _open_error(self.path, exc) from None
         if not self._container.streams.video:
@@ -378,7 +389,7 @@ def run_video(
         "frames_per_second": round(decoded / max(t_predict, 1e-9), 2),
         "files": [*files, "summary.json"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 
@@ -386,10 +397,11 @@ def _write_overlay(predictor: Any, video_path: Path, path: Path, info: VideoInfo
                    per_track: dict[int, tuple[list[int], list[Any]]], processed: dict[int, TemporalResult],
                    progress: ProgressFn | None) -> None:
     from hpsedge.runtime import camera
-    from hpsedge.runtime.draw import render_overlay
+    from hpsedge.runtime.draw import legend_for, render_overlay
 
     smpl = getattr(predictor, "smpl", None)
     faces = smpl.faces if smpl is not None else None
+    legend = legend_for(predictor.manifest) if getattr(predictor, "manifest", None) is not None else None
     # frame -> [(track id, index in track)]
     index: dict[int, list[tuple[int, int]]] = {}
     for tid, (frames, _) in per_track.items():
@@ -403,19 +415,25 @@ def _write_overlay(predictor: Any, video_path: Path, path: Path, info: VideoInfo
             for tid, i in index.get(k, []):
                 raw = per_track[tid][1][i]
                 res = processed[tid]
+                transl = res.transl[i].astype(np.float32)
+                view_t = raw.view_transl
+                if view_t is not None and np.allclose(view_t, raw.transl):  # full-image camera: follow the filter
+                    view_t = transl
                 person = replace(raw, pose_rotmat=res.rotmat[i].astype(np.float32),
-                                 betas=res.betas[i].astype(np.float32), transl=res.transl[i].astype(np.float32))
+                                 betas=res.betas[i].astype(np.float32), transl=transl, view_transl=view_t)
                 shown.append(person)
                 marks.append((person, bool(res.inpainted_frames[i]), int(res.inpainted_joints[i].sum()),
                               bool(res.flagged_frames[i] or res.flagged_joints[i].any())))
             if shown and smpl is not None:
                 body = smpl.forward(np.stack([p.betas for p in shown]), np.stack([p.pose_rotmat for p in shown]))
-                j2d = camera.project_full(body.joints, np.stack([p.transl for p in shown]),
-                                          np.array([p.focal for p in shown]), rgb.shape[:2])
+                # the camera each result reports its joints2d with (crop camera for PARE/HMR), as `hpsedge run`
+                j2d = camera.project_pinhole(body.joints, np.stack([p.view_transl for p in shown]),
+                                             np.array([p.view_focal for p in shown]),
+                                             np.stack([p.view_center for p in shown]))
                 shown = [replace(p, vertices=body.vertices[n], joints3d=body.joints[n], joints2d=j2d[n].astype(np.float32))
                          for n, p in enumerate(shown)]
                 marks = [(shown[n], *m[1:]) for n, m in enumerate(marks)]
-            frame = render_overlay(rgb, shown, faces)
+            frame = render_overlay(rgb, shown, faces, legend=legend)
             if marks:
                 frame = _annotate(np.ascontiguousarray(frame), marks)
             writer.write(frame)
