@@ -456,6 +456,8 @@ def load_tokenhmr(
 ) -> LoadedCheckpoint:
     """Load TokenHMR's model checkpoint and tokenizer into ``model`` strictly, or raise :class:`CheckpointError`.
 
+    Used for every spec with ``checkpoint_reader == "inert"`` (Lightning ``.ckpt`` files); drops come from the spec.
+
     * ``checkpoint``: the official Lightning ``.ckpt`` (``state_dict`` → ``backbone.*``, ``smpl_head.*``; an
       optional ``model.`` prefix is removed) or an hpsedge checkpoint (a full state dict of this network,
       ``tokenizer.*`` included, in which case ``tokenizer`` may be omitted).
@@ -508,7 +510,8 @@ def load_tokenhmr(
     if missing or unexpected or mismatched:
         raise _mismatch_error(
             f"{p} + {tokenizer}" if tokenizer is not None else str(p), spec, sd, missing, unexpected, mismatched,
-            "is this TokenHMR's tokenhmr_model_latest.ckpt (with tokenizer.pth as --tokenizer)?",
+            f"is this the official {spec.official_checkpoint or spec.name + ' checkpoint'}"
+            + (f" (with its {spec.aux_option} file as --{spec.aux_option})" if spec.aux_option else "") + "?",
         )
     target = model.state_dict()
     model.load_state_dict({k: v.to(dtype=target[k].dtype) for k, v in kept.items()}, strict=True)
