@@ -229,3 +229,31 @@ def tokenhmr() -> ModelSpec:
         int8_exclude=("@output-tail",),
         params=687_636_837,
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# HMR 2.0 (4D-Humans)
+# ---------------------------------------------------------------------------------------------------
+@register_model
+def hmr2() -> ModelSpec:
+    """HMR 2.0: ViT-H/16 + SMPL transformer-decoder head (``models/hmr2.py``); no uncertainty output."""
+    return ModelSpec(
+        name="hmr2",
+        family="hmr2",
+        description="HMR 2.0 (4D-Humans): ViT-H/16 + SMPL transformer-decoder head; no uncertainty output",
+        network="hpsedge.models.hmr2:HMR2Network",
+        backbone="vit_h",
+        input_size=(256, 192),
+        preprocess=vitdet_preprocessing(),
+        postprocess=vitdet_postprocessing("columns", None),
+        official_checkpoint="epoch=35-step=1000000.ckpt",
+        checkpoint_reader="inert",
+        # discriminator.* is training-only; smpl.* (body-model buffers) and initialized are rebuilt/unused
+        drop_prefixes=("smpl.", "discriminator."),
+        drop_keys=("initialized",),
+        golden_keys=(("hmr2_release_state_dict.json", "", "state_dict"),),
+        # LayerNorm/softmax (FP16_KEEP_OPS) and 6D→rotation (eps 1e-12) stay FP32; the ViT's matmuls run in FP16
+        fp16_keep=("@output-tail", "/rot6d/", *FP16_KEEP_OPS),
+        int8_exclude=("@output-tail",),
+        params=670_459_037,
+    )
