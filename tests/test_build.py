@@ -30,7 +30,10 @@ def _cfg(tmp_path: Path, **kw: object) -> BuildConfig:
 def test_fp32_build_folder_without_tensorrt(tmp_path: Path) -> None:
     res = export_build(_cfg(tmp_path, max_batch=8, opt_batch=2))
     names = sorted(p.name for p in res.folder.iterdir())
-    assert names == ["manifest.json", "model.onnx", "report.json", "report.md"]
+    assert names == ["manifest.json", "model.onnx", "report.json", "report.md", "trtexec.sh"]
+    script = (res.folder / "trtexec.sh").read_text()  # the stock trtexec command for the same build plan
+    assert "--onnx=model.onnx" in script and "--saveEngine=model.fp32.engine" in script
+    assert "--optShapes=image:2x3x" in script and "--maxShapes=image:8x3x" in script and "--stronglyTyped" in script
     m = load_manifest(res.folder)
     raw = m.raw
     assert raw["artifacts"]["onnx"]["sha256"] == sha256_file(res.folder / "model.onnx")
@@ -203,7 +206,7 @@ def test_precision_build_folders(tmp_path: Path, precision: str) -> None:
         kw["calib_images"] = EXAMPLE.parent  # the calibration set is made by the build itself
     res = export_build(_cfg(tmp_path, **kw))
     names = sorted(p.name for p in res.folder.iterdir())
-    expected = ["manifest.json", "model.onnx", f"model.{precision}.onnx", "report.json", "report.md"]
+    expected = ["manifest.json", "model.onnx", f"model.{precision}.onnx", "report.json", "report.md", "trtexec.sh"]
     if precision == "int8":
         expected += ["calib.json", "calib.npz"]
     assert names == sorted(expected)
@@ -212,6 +215,7 @@ def test_precision_build_folders(tmp_path: Path, precision: str) -> None:
     assert art["sha256"] == sha256_file(res.folder / art["file"]) and art["precision"] == precision
     assert m.raw["precision"] == precision and m.raw["accuracy"]["passed"] is True
     assert m.raw["trt_check"]["trt10"]["ok"], m.raw["trt_check"]
+    assert f"--onnx=model.{precision}.onnx" in (res.folder / "trtexec.sh").read_text()
     report = (res.folder / "report.md").read_text()
     assert "Accuracy vs FP32" in report and "TensorRT static check" in report
     if precision == "int8":

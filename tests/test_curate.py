@@ -23,6 +23,7 @@ from hpsedge.runtime.predictor import Predictor
 
 TWO = [[4, 4, 60, 90], [50, 10, 120, 92]]
 LOAD = {"backend": "ort", "device": "cpu"}
+CUR = {**LOAD, "part": False}  # curation without the SMPL files (zero keypoints)
 
 
 @pytest.fixture(scope="module")
@@ -70,55 +71,66 @@ def test_rule_parsing_and_metrics() -> None:
 
 
 # ============================================================================================= curation
-def test_output_layout_matches_the_training_loaders(export: Path, dataset: tuple[Path, Path], tmp_path: Path) -> None:
+def test_output_layout_matches_the_training_loaders(export: Path, dataset: tuple[Path, Path], tmp_path: Path,
+                                                   smpl_npz: Path, j_regressor_extra_path: Path) -> None:
     images, boxes = dataset
-    summary = curate(export, images, boxes, tmp_path / "out", rule="all", shard_size=4, **LOAD)
+    summary = curate(export, images, boxes, tmp_path / "out", rule="all", shard_size=4, smpl=smpl_npz,
+                     j_regressor_extra=j_regressor_extra_path, write_var=True, **LOAD)
     z = np.load(tmp_path / "out" / OUTPUT_NAME)
     n = 9  # 3 images × (0 + 1 + 2) boxes
     expected = {"imgname": (n,), "center": (n, 2), "scale": (n,), "pose": (n, 72), "shape": (n, 10), "var": (n, 24),
-                "has_smpl": (n,), "part": (n, 24, 3), "person_id": (n,), "bbox": (n, 4), "score": (n,),
-                "confidence": (n,)}
+                "sigma": (n, 24), "has_smpl": (n,), "part": (n, 24, 3), "gender": (n,), "person_id": (n,),
+                "bbox": (n, 4), "score": (n,), "confidence": (n,)}
     assert {k: z[k].shape for k in z.files} == expected  # every key has the person axis first
     assert z["imgname"].tolist()[:3] == ["img1.jpg", "img2.jpg", "img2.jpg"] and "sub/img3.jpg" not in z["imgname"]
     assert summary["people"] == summary["kept"] == n and summary["images"] == 9 and summary["shards"] == 3
-    assert not z["part"].any() and (z["has_smpl"] == 1).all()
+    assert (z["has_smpl"] == 1).all() and z["gender"].tolist() == ["n"] * n
+    assert np.isin(z["part"][..., 2], (0.0, 1.0)).all() and z["part"][..., :2].any()
+    np.testing.assert_array_equal(z["var"], z["sigma"])
 
-    # the values are the Predictor's, in the SPIN conventions
-    pred = Predictor.load(export, **LOAD)
-    people = pred.predict(np.asarray(Image.open(images / "img2.jpg").convert("RGB")), TWO[:2])
+    # the values are the Predictor's, in the SPIN conventions, predicted on the trainer's integer crop
+    pred = Predictor.load(export, smpl=smpl_npz, j_regressor_extra=j_regressor_extra_path, **LOAD)
+    rgb = np.asarray(Image.open(images / "img2.jpg").convert("RGB"))
+    people = pred.predict(rgb, core.trainer_boxes(np.array(TWO[:2], float)))
     for pid, p in enumerate(people):
         i = 1 + pid
         np.testing.assert_allclose(z["pose"][i], p.pose_axis_angle.reshape(72), atol=1e-6)
         np.testing.assert_allclose(z["shape"][i], p.betas, atol=1e-6)
-        np.testing.assert_allclose(z["var"][i], p.sigma, atol=1e-7)  # raw σ (the loader accumulates it)
-        np.testing.assert_allclose(z["center"][i], p.center)
-        assert z["scale"][i] == pytest.approx(max(TWO[pid][2] - TWO[pid][0], TWO[pid][3] - TWO[pid][1]) / 200.0)
+        np.testing.assert_allclose(z["sigma"][i], p.sigma, atol=1e-7)  # raw σ (the loader accumulates it)
+        np.testing.assert_allclose(z["center"][i], np.rint(p.center))
+        side = max(TWO[pid][2] - TWO[pid][0], TWO[pid][3] - TWO[pid][1])
+        assert z["scale"][i] == pytest.approx(round(side) / 200.0)
         assert z["person_id"][i] == pid
+        np.testing.assert_array_equal(z["bbox"][i], np.array(TWO[pid], np.float32))  # the box as given
+        np.testing.assert_allclose(z["part"][i, :, :2], p.joints49_2d[25:], atol=1e-3)
 
     # what pocolib/dataset/base_dataset.py does with it: get_confident_frames, then index every key
     var = accumulate_sigma(z["var"])
     idx = (var[:, 0] < 0.3).nonzero()[0]
     subset = {k: z[k][idx] for k in z.files}
     assert all(len(v) == len(idx) for v in subset.values())
+    assert summary["trainer"] == {"var_written": True, "uncert_threshold": 0.3,
+                                  "rows_the_default_threshold_would_drop": n - len(idx),
+                                  "rows_the_trainer_uses": len(idx)}
 
 
 def test_rule_threshold_selects_and_is_recorded(export: Path, dataset: tuple[Path, Path], tmp_path: Path) -> None:
     images, boxes = dataset
-    everyone = np.load(curate(export, images, boxes, tmp_path / "a", rule="all", **LOAD) and tmp_path / "a" / OUTPUT_NAME)
-    s0 = np.sort(everyone["var"][:, 0])
+    everyone = np.load(curate(export, images, boxes, tmp_path / "a", rule="all", **CUR) and tmp_path / "a" / OUTPUT_NAME)
+    s0 = np.sort(everyone["sigma"][:, 0])
     thr = float((s0[3] + s0[4]) / 2)  # between the 4th and 5th pelvis σ: exactly 4 kept
     rule = f"pelvis_sigma<{thr!r}"
-    summary = curate(export, images, boxes, tmp_path / "b", rule=rule, **LOAD)
+    summary = curate(export, images, boxes, tmp_path / "b", rule=rule, **CUR)
     z = np.load(tmp_path / "b" / OUTPUT_NAME)
     assert summary["kept"] == len(z["imgname"]) == 4 and summary["people"] == 9
-    assert (z["var"][:, 0] < thr).all()
+    assert (z["sigma"][:, 0] < thr).all() and "var" not in z.files  # σ under a key the official loader ignores
     recorded = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert recorded["rule"] == parse_rule(rule).text and recorded["kept_fraction"] == pytest.approx(4 / 9, abs=1e-6)
     assert sum(recorded["histogram"]["all"]) == 9 and sum(recorded["histogram"]["kept"]) == 4
     with Image.open(tmp_path / "b" / "sigma_hist.png") as png:
         assert png.size == (640, 400)
     # the rule is applied at merge time: a new rule on the same folder re-uses every shard
-    again = curate(export, images, boxes, tmp_path / "b", rule="all", **LOAD)
+    again = curate(export, images, boxes, tmp_path / "b", rule="all", **CUR)
     assert again["shards_reused"] == again["shards"] and again["kept"] == 9
 
 
@@ -126,22 +138,22 @@ def test_restart_skips_written_shards(export: Path, dataset: tuple[Path, Path], 
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     images, boxes = dataset
     out = tmp_path / "out"
-    first = curate(export, images, boxes, out, shard_size=2, **LOAD)
+    first = curate(export, images, boxes, out, shard_size=2, **CUR)
     ref = np.load(out / OUTPUT_NAME)
     (out / "shards" / "shard-00002.npz").unlink()  # as if the job had stopped there
     calls: list[int] = []
     real = core.process_items
-    monkeypatch.setattr(core, "process_items", lambda p, r, items, first_index=0: calls.append(first_index) or real(
-        p, r, items, first_index))
-    second = curate(export, images, boxes, out, shard_size=2, **LOAD)
+    monkeypatch.setattr(core, "process_items", lambda p, r, items, first_index=0, **kw: calls.append(first_index) or real(
+        p, r, items, first_index, **kw))
+    second = curate(export, images, boxes, out, shard_size=2, **CUR)
     assert calls == [4] and second["shards_reused"] == first["shards"] - 1
     z = np.load(out / OUTPUT_NAME)
     for k in ref.files:
         np.testing.assert_array_equal(z[k], ref[k])
     with pytest.raises(HpsedgeError, match="different curation job"):
-        curate(export, images, boxes, out, shard_size=3, **LOAD)
+        curate(export, images, boxes, out, shard_size=3, **CUR)
     calls.clear()
-    third = curate(export, images, boxes, out, shard_size=3, force=True, **LOAD)
+    third = curate(export, images, boxes, out, shard_size=3, force=True, **CUR)
     assert third["shards_reused"] == 0 and len(calls) == 3
 
 
@@ -168,25 +180,25 @@ def test_bad_input_gives_clear_errors(export: Path, dataset: tuple[Path, Path], 
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="holds no images"):
-        curate(export, empty, boxes, tmp_path / "o", **LOAD)
+        curate(export, empty, boxes, tmp_path / "o", **CUR)
     (tmp_path / "none.json").write_text("{}")
     with pytest.raises(InputError, match="image set is empty"):
-        curate(export, images, tmp_path / "none.json", tmp_path / "o", **LOAD)
+        curate(export, images, tmp_path / "none.json", tmp_path / "o", **CUR)
     (tmp_path / "other.json").write_text(json.dumps({"img1.jpg": TWO, "elsewhere/cat.jpg": TWO, "dog.jpg": []}))
     with pytest.raises(InputError, match=r"does not match .*2 of its 3 images are not there: elsewhere/cat.jpg, dog.jpg"):
-        curate(export, images, tmp_path / "other.json", tmp_path / "o", **LOAD)
+        curate(export, images, tmp_path / "other.json", tmp_path / "o", **CUR)
     (tmp_path / "bare.json").write_text(json.dumps(TWO))
     with pytest.raises(InputError, match="bare list"):
-        curate(export, images, tmp_path / "bare.json", tmp_path / "o", **LOAD)
+        curate(export, images, tmp_path / "bare.json", tmp_path / "o", **CUR)
     per = tmp_path / "per"
     per.mkdir()
     (per / "img1.json").write_text("[]")
     with pytest.raises(InputError, match="no boxes file for 8 of 9 images"):
-        curate(export, images, per, tmp_path / "o", **LOAD)
+        curate(export, images, per, tmp_path / "o", **CUR)
     with pytest.raises(InputError, match="images folder not found"):
-        curate(export, tmp_path / "missing", boxes, tmp_path / "o", **LOAD)
+        curate(export, tmp_path / "missing", boxes, tmp_path / "o", **CUR)
     with pytest.raises(InputError, match="cannot parse rule"):
-        curate(export, images, boxes, tmp_path / "o", rule="sigma", **LOAD)
+        curate(export, images, boxes, tmp_path / "o", rule="sigma", **CUR)
 
 
 def test_unreadable_image_is_skipped_and_listed(export: Path, tmp_path: Path) -> None:
@@ -195,20 +207,22 @@ def test_unreadable_image_is_skipped_and_listed(export: Path, tmp_path: Path) ->
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(images / "ok.png")
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "b.json").write_text(json.dumps({"ok.png": [[0, 0, 60, 60]], "broken.jpg": [[0, 0, 10, 10]]}))
-    s = curate(export, images, tmp_path / "b.json", tmp_path / "o", rule="all", **LOAD)
+    s = curate(export, images, tmp_path / "b.json", tmp_path / "o", rule="all", **CUR)
     assert s["people"] == 1 and s["images_skipped"] == 1 and s["skipped"][0].startswith("broken.jpg: cannot read")
 
 
 # ================================================================================================= Ray
-def test_ray_and_local_give_identical_output(export: Path, dataset: tuple[Path, Path], tmp_path: Path) -> None:
+def test_ray_and_local_give_identical_output(export: Path, dataset: tuple[Path, Path], tmp_path: Path,
+                                             smpl_npz: Path, j_regressor_extra_path: Path) -> None:
     import ray
 
     images, boxes = dataset
-    local = curate(export, images, boxes, tmp_path / "local", rule="pelvis_sigma<0.5", shard_size=2, **LOAD)
+    kw = {"smpl": smpl_npz, "j_regressor_extra": j_regressor_extra_path, **LOAD}  # keypoints (`part`) included
+    local = curate(export, images, boxes, tmp_path / "local", rule="pelvis_sigma<0.5", shard_size=2, **kw)
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
     try:
         dist = curate(export, images, boxes, tmp_path / "ray", rule="pelvis_sigma<0.5", shard_size=2, ray="local",
-                      **LOAD)
+                      **kw)
     finally:
         ray.shutdown()
     assert dist["engine"] == "ray (local)" and dist["shards"] == local["shards"] == 5
@@ -242,7 +256,8 @@ def _app() -> typer.Typer:
 def test_curate_command(export: Path, dataset: tuple[Path, Path], tmp_path: Path) -> None:
     images, boxes = dataset
     res = CliRunner().invoke(_app(), ["curate", str(export), "-i", str(images), "-b", str(boxes), "-o",
-                                      str(tmp_path / "o"), "--rule", "all", "--backend", "ort", "--device", "cpu"])
+                                      str(tmp_path / "o"), "--rule", "all", "--backend", "ort", "--device", "cpu",
+                                      "--no-part"])
     assert res.exit_code == 0, res.output
     assert "kept 9 of 9 people" in res.output and "rule 'all'" in res.output
     assert (tmp_path / "o" / OUTPUT_NAME).is_file()

@@ -12,6 +12,7 @@ import ctypes
 import enum
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import types
@@ -82,21 +83,60 @@ def test_plan_dla_on_desktop_is_refused():
         plan(platform="desktop", has_dla=False, dla_core=0, precision="fp16")
 
 
-def test_plan_dla_on_jetson_sets_gpu_fallback_and_core():
+def test_plan_dla_on_trt10_jetson_uses_precision_flags_and_gpu_fallback():
+    # TensorRT 10: DLA is set up with the precision builder flags + GPU fallback (not strongly typed)
     p = plan(has_dla=True, dla_core=1, precision="fp16")
     assert p.device_type == "DLA" and p.dla_core == 1
-    assert "GPU_FALLBACK" in p.builder_flags
-    assert p.network_flags == ["STRONGLY_TYPED"]
+    assert p.network_flags == [] and p.builder_flags == ["FP16", "GPU_FALLBACK"]
+    assert not p.strongly_typed and any("11.4.1" in n for n in p.notes)
+    p8 = plan("10.7.0", has_dla=True, dla_core=0, precision="int8")
+    assert p8.builder_flags == ["INT8", "FP16", "GPU_FALLBACK"]
+
+
+def test_plan_dla_on_11_4_1_is_strongly_typed():
+    p = plan("11.4.1", has_dla=True, dla_core=0, precision="int8")
+    assert p.device_type == "DLA" and p.network_flags == ["STRONGLY_TYPED"]
+    assert p.builder_flags == ["GPU_FALLBACK"] and p.strongly_typed
+
+
+@pytest.mark.parametrize(
+    ("version", "match"),
+    [
+        ("10.8.0", r"10\.7 was the last 10\.x release"),
+        ("10.16.2", r"10\.7 was the last 10\.x release"),
+        ("11.0.0", r"11\.0 to 11\.3"),
+        ("11.3.0", r"11\.0 to 11\.3"),
+        ("11.4.0", "Windows on ARM"),
+    ],
+)
+def test_plan_dla_gated_by_trt_release(version, match):
+    with pytest.raises(ExportError, match=match):
+        plan(version, has_dla=True, dla_core=0, precision="fp16")
+
+
+def test_dla_support_table():
+    from hpsedge.runtime.trt.compat import dla_strongly_typed, dla_support
+
+    assert [dla_support(v)[0] for v in ("10.0", "10.3.0.30", "10.7.0", "10.8.0", "11.2.1", "11.4.0",
+                                        "11.4.1", "11.5.0")] == [True, True, True, False, False, False, True, True]
+    assert not dla_strongly_typed("10.3") and dla_strongly_typed("11.4.1")
 
 
 def test_plan_dla_refusals():
     with pytest.raises(ExportError, match="no DLA cores"):
         plan(has_dla=False, dla_core=0, precision="fp16")
-    with pytest.raises(ExportError, match=r"11\.0 to 11\.3"):
-        plan("11.2.0", has_dla=True, dla_core=0, precision="fp16")
     with pytest.raises(ExportError, match="GPU fallback"):
         plan(has_dla=True, dla_core=0, precision="fp32", gpu_fallback=False)
-    assert plan("11.4.1", has_dla=True, dla_core=0, precision="int8").device_type == "DLA"
+    with pytest.raises(ExportError, match="strongly typed networks only"):
+        plan("11.4.1", has_dla=True, dla_core=0, precision="fp16", weak_typing=True)
+
+
+def test_plan_without_trt_here_skips_version_gates():
+    # trtexec.sh planned on a workstation without TensorRT: DLA plans the TensorRT 10 path
+    p = plan_build(BuildOptions(precision="fp16", dla_core=0), None, None, None, SPECS)
+    assert p.trt_version is None and p.builder_flags == ["FP16", "GPU_FALLBACK"]
+    assert any("without TensorRT" in n for n in p.notes)
+    assert plan_build(BuildOptions(), None, None, None, SPECS).network_flags == ["STRONGLY_TYPED"]
 
 
 def test_plan_hardware_compat():
@@ -112,11 +152,9 @@ def test_plan_hardware_compat():
 
 
 def test_plan_version_compatible_flags():
+    # the lean runtime stays in the plan: the runtime never calls IRuntime.load_runtime()
     assert plan(version_compatible=True).builder_flags == ["VERSION_COMPATIBLE"]
-    p = plan(version_compatible=True, exclude_lean_runtime=True)
-    assert p.builder_flags == ["VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]
-    with pytest.raises(ExportError, match="version-compatible"):
-        plan(exclude_lean_runtime=True)
+    assert not hasattr(BuildOptions(), "exclude_lean_runtime")
 
 
 @pytest.mark.parametrize(
@@ -941,8 +979,11 @@ def test_build_engine_dla_on_jetson(tmp_path, monkeypatch):
     e = build_engine(onnx_file(tmp_path), tmp_path / "m.engine",
                      BuildOptions(precision="fp16", dla_core=1), platform="jetson")
     assert fake.config.default_device_type.name == "DLA" and fake.config.DLA_core == 1
-    assert fake.config.flags == ["GPU_FALLBACK"]
+    # TensorRT 10.x (the fake reports 10.3): precision builder flags, weakly typed network
+    assert fake.config.flags == ["FP16", "GPU_FALLBACK"]
+    assert ("create_network", 0) in fake.calls
     assert e["dla_core"] == 1 and e["gpu_fallback"] is True and e["platform"] == "jetson"
+    assert e["strongly_typed"] is False and e["builder_flags"] == ["FP16", "GPU_FALLBACK"]
 
 
 def test_build_engine_timing_cache_mismatch_starts_fresh(tmp_path, monkeypatch):
@@ -1062,6 +1103,7 @@ def _tiny_export_folder(folder: Path) -> None:
 
 def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
     """The whole smoke script against fake TensorRT/CUDA and real ONNX Runtime on a tiny graph."""
+    import importlib.machinery
     import importlib.util
 
     import onnxruntime  # noqa: F401
@@ -1070,17 +1112,205 @@ def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
     _tiny_export_folder(folder)
     install_trt(monkeypatch)
     install_cuda(monkeypatch)
+    # the runtime's probe asks importlib whether tensorrt and cuda-python are installed
+    sys.modules["tensorrt"].__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    cuda_pkg = types.ModuleType("cuda")
+    cuda_pkg.__spec__ = importlib.machinery.ModuleSpec("cuda", None, is_package=True)
+    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
     spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
     smoke = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(smoke)
     out = tmp_path / "smoke.json"
-    rc = smoke.main([str(folder), "--iters", "2", "--warmup", "0", "--json", str(out)])
+    # end to end (on-device build into a copy, Predictor backend="auto"): with the fakes it gets as far as
+    # TensorRT being chosen and fed, which this toy graph (no real preprocessing) cannot satisfy
+    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out)]) == 1
+    assert "missing input(s) bbox_info (the engine takes image, bbox_info)" in capsys.readouterr().err
+    rc = smoke.main([str(folder), "--iters", "2", "--warmup", "0", "--json", str(out), "--no-predictor"])
     assert rc == 0, capsys.readouterr()
     res = json.loads(out.read_text())
-    assert set(res["batches"]) == {"1", "8"}
+    assert set(res["batches"]) == {"1", "4", "8"}  # batch 1, the profile's opt and max
     for b in res["batches"].values():
         assert b["trt_ms"] >= 0 and b["ort_cpu_ms"] >= 0
         for e in b["errors"].values():
             assert e["max_abs"] < 1e-5 and e["finite"]
-    assert res["engine"]["file"] == "model.fp32.engine"
+    assert res["engine"]["file"] == "model.fp32.engine" and res["failures"] == []
+    assert "PASS" in out.with_suffix(".md").read_text()
     assert not (folder / "model.fp32.engine").exists()  # built in a temporary folder by default
+    # a disagreement beyond the precision's tolerance fails the run (exit 1)
+    monkeypatch.setitem(smoke.TOLERANCE, "fp32", -1.0)
+    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out), "--no-predictor"]) == 1
+    assert json.loads(out.read_text())["failures"] and "FAIL" in out.with_suffix(".md").read_text()
+
+
+# ==== cuda-python facts: native handles, non-IntEnum errors ======================================
+class PlainErr(enum.Enum):  # cuda-bindings' error enum is not assumed to be an IntEnum
+    cudaSuccess = 0
+    cudaErrorMemoryAllocation = 2
+
+
+class Handle:
+    """A cuda-python style handle object: ``int()`` works but is deprecated."""
+
+    def __init__(self, addr):
+        self.addr = addr
+
+    def __int__(self):
+        return self.addr
+
+
+def test_check_with_plain_enum_errors():
+    assert cudamod.check((PlainErr.cudaSuccess, 7), "f") == 7
+    with pytest.raises(BackendError, match="cudaErrorMemoryAllocation"):
+        cudamod.check((PlainErr.cudaErrorMemoryAllocation, None), "cudaMalloc")
+
+
+def test_native_handle_prefers_get_cuda_native_handle(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "cuda", None)  # no cuda-bindings: the int() fallback
+    assert cudamod.native_handle(Handle(77)) == 77 and cudamod.native_handle(5) == 5
+    utils = types.ModuleType("cuda.bindings.utils")
+    seen = []
+    utils.get_cuda_native_handle = lambda obj: seen.append(obj) or 4242
+    pkg, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    pkg.bindings, bindings.utils = bindings, utils
+    monkeypatch.setitem(sys.modules, "cuda", pkg)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.utils", utils)
+    h = Handle(77)
+    assert cudamod.native_handle(h) == 4242 and seen == [h]
+
+
+def test_compat_refuses_engine_without_lean_runtime():
+    with pytest.raises(BackendError, match="lean runtime"):
+        check_engine_compat(entry(version_compatible=True, exclude_lean_runtime=True), "10.3.0.30", "8.6", "desktop")
+
+
+# ==== trtexec.sh: the same plan as a stock trtexec command =======================================
+def _trtexec(p, onnx="model.fp16.onnx", engine="model.fp16.engine"):
+    from hpsedge.runtime.trt.builder import trtexec_args
+
+    args = trtexec_args(p, onnx, engine)
+    assert args[0] == "trtexec" and len(args) == len(set(args))
+    return args[1:]
+
+
+def test_trtexec_default_plan_flags():
+    p = plan(precision="fp16", timing_cache="/x/timing.cache")
+    assert _trtexec(p) == [
+        "--onnx=model.fp16.onnx", "--saveEngine=model.fp16.engine",
+        "--minShapes=image:1x3x224x224,bbox_info:1x3",
+        "--optShapes=image:4x3x224x224,bbox_info:4x3",
+        "--maxShapes=image:16x3x224x224,bbox_info:16x3",
+        "--stronglyTyped", "--timingCacheFile=timing.cache", "--builderOptimizationLevel=3", "--skipInference",
+    ]
+
+
+def test_trtexec_every_plan_option_maps_to_its_flag():
+    p = plan("10.3.0.30", "desktop", min_batch=2, opt_batch=3, max_batch=8, workspace_bytes=1536 << 20,
+             opt_level=1, version_compatible=True, hardware_compat="ampere+")
+    args = _trtexec(p)
+    assert "--minShapes=image:2x3x224x224,bbox_info:2x3" in args
+    assert "--optShapes=image:3x3x224x224,bbox_info:3x3" in args
+    assert "--maxShapes=image:8x3x224x224,bbox_info:8x3" in args
+    assert "--stronglyTyped" in args and "--versionCompatible" in args
+    assert "--hardwareCompatibilityLevel=ampere+" in args
+    assert "--memPoolSize=workspace:1536" in args and "--builderOptimizationLevel=1" in args
+    assert not any(a.startswith("--timingCacheFile") for a in args)  # no cache in this plan
+    assert not any(a in ("--fp16", "--int8", "--allowGPUFallback") or a.startswith("--useDLACore") for a in args)
+
+
+def test_trtexec_weak_typing_and_dla_on_trt10():
+    args = _trtexec(plan(has_dla=True, dla_core=1, precision="int8"), "model.int8.onnx", "model.int8.engine")
+    assert "--stronglyTyped" not in args
+    assert {"--int8", "--fp16", "--allowGPUFallback", "--useDLACore=1"} <= set(args)
+    assert "--onnx=model.int8.onnx" in args and "--saveEngine=model.int8.engine" in args
+    args = _trtexec(plan(precision="fp16", weak_typing=True))
+    assert "--fp16" in args and "--int8" not in args and "--stronglyTyped" not in args
+
+
+def test_trtexec_dla_on_11_4_1_is_strongly_typed():
+    args = _trtexec(plan("11.4.1", has_dla=True, dla_core=0, precision="fp16"))
+    assert "--stronglyTyped" in args and "--fp16" not in args
+    assert "--useDLACore=0" in args and "--allowGPUFallback" in args
+
+
+def test_trtexec_workspace_not_whole_mib_and_bad_names():
+    from hpsedge.runtime.trt.builder import trtexec_args
+
+    assert "--memPoolSize=workspace:1025K" in _trtexec(plan(workspace_bytes=(1 << 20) + 1))
+    with pytest.raises(ExportError, match="cannot be written"):
+        trtexec_args(plan(specs=[("im;rm -rf /", ["N", 3])]), "m.onnx", "m.engine")
+    with pytest.raises(ExportError, match="no batch profile"):
+        trtexec_args(plan(specs=None), "m.onnx", "m.engine")
+
+
+def test_trtexec_script_is_valid_shell(tmp_path):
+    """The script runs (with a stand-in trtexec that prints its argv) and passes exactly trtexec_args."""
+    from hpsedge.runtime.trt.builder import trtexec_args, write_trtexec_script
+
+    p = plan(has_dla=True, dla_core=0, precision="fp16", timing_cache="timing.cache")
+    script = write_trtexec_script(tmp_path, p, "model.fp16.onnx", "model.fp16.engine")
+    assert os.access(script, os.X_OK) and "--fp16/--int8 are TensorRT 10 options" in script.read_text()
+    fake = tmp_path / "fake-trtexec"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake.chmod(0o755)
+    res = subprocess.run(["sh", str(script)], capture_output=True, text=True, env={**os.environ, "TRTEXEC": str(fake)},
+                         cwd="/", check=True)
+    assert res.stdout.splitlines() == trtexec_args(p, "model.fp16.onnx", "model.fp16.engine")[1:]
+
+
+# ==== static check: TensorRT 10 vs 11 tables ======================================================
+def _one_op_graph(op, opset=17, n_inputs=1, **attrs):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(op, ["x"] * n_inputs, ["y"], **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("op", ["Swish", "DFT", "Attention"])
+def test_ops_added_after_10_1_fail_on_10_pass_on_11(op):
+    from hpsedge.export.lint import check_trt_support
+
+    model = _one_op_graph(op, opset=20)
+    r10, r11 = check_trt_support(model, 10), check_trt_support(model, 11)
+    assert not r10.ok and op in r10.errors[0]
+    assert r11.ok, r11.errors
+
+
+def test_ops_unsupported_by_both_and_opset_ranges():
+    from hpsedge.export.lint import TRT_OPSET_RANGE, TRT_SUPPORTED_OPS, check_trt_support
+
+    for op in ("MatMulInteger", "Col2Im", "Unique"):  # "N" in the 10.1 matrix, not added since
+        assert not check_trt_support(_one_op_graph(op), 11).ok
+    assert TRT_OPSET_RANGE == {10: (9, 20), 11: (9, 25)}
+    assert TRT_SUPPORTED_OPS[10] < TRT_SUPPORTED_OPS[11] and len(TRT_SUPPORTED_OPS[10]) == 150
+    relu21 = _one_op_graph("Relu", opset=21)
+    assert not check_trt_support(relu21, 10).ok and check_trt_support(relu21, 11).ok
+    r25 = check_trt_support(_one_op_graph("Relu", opset=25), 11)
+    assert r25.ok and any("11.5" in f.message for f in r25.findings)
+    assert not check_trt_support(_one_op_graph("Relu", opset=26), 11).ok
+    assert "96e781103cfc" in check_trt_support(relu21, 10).to_markdown()
+
+
+def test_on_device_rebuild_writes_engine_and_matching_trtexec(tmp_path, monkeypatch):
+    """`export build --on-device` on a (fake) Jetson with DLA: the engine entry and trtexec.sh come from one plan."""
+    from hpsedge.export.build import BuildConfig, rebuild_on_device
+
+    folder = tmp_path / "export"
+    _tiny_export_folder(folder)
+    fake = install_trt(monkeypatch, FakeTRT(num_dla=2))
+    install_cuda(monkeypatch, FakeCudart(name=b"Orin", cc=(8, 7)))
+    res = rebuild_on_device(folder, BuildConfig(model="x", out=folder, precision="fp16", dla_core=1, max_batch=8))
+    entry = json.loads((folder / "manifest.json").read_text())["artifacts"]["engine"]
+    assert res.engine_built and entry["platform"] == "jetson" and entry["on_device"] is True
+    # the folder is fp32 (its manifest decides): TensorRT 10 DLA = no precision flag + GPU fallback
+    assert entry["builder_flags"] == fake.config.flags == ["GPU_FALLBACK"] and entry["dla_core"] == 1
+    script = (folder / "trtexec.sh").read_text()
+    for flag in ("--onnx=model.onnx", "--saveEngine=model.fp32.engine", "--useDLACore=1", "--allowGPUFallback",
+                 "--maxShapes=image:8x3x2x2,bbox_info:8x3", "--timingCacheFile=timing.cache",
+                 "Planned for: TensorRT 10.3.0.30; platform jetson"):
+        assert flag in script, flag
+    assert "--stronglyTyped" not in script

@@ -1,5 +1,5 @@
 """``python -m hpsedge`` = the ``hpsedge`` command."""
 
-from hpsedge.cli import main
+from hpsedge._entry import main
 
 main()

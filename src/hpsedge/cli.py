@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -49,6 +50,23 @@ app.add_typer(calib_app, name="calib")
 app.command("curate")(curate_cmd)
 
 _state = {"debug": False}
+
+#: modules of the export side (pip install 'hpsedge[export]'); a command that needs one of them and
+#: finds it missing says so in one line instead of a traceback
+EXPORT_MODULES = frozenset({"torch", "onnx", "onnxscript", "smplx"})
+
+
+@contextlib.contextmanager
+def _export_side(what: str) -> Iterator[None]:
+    """Turn a missing export-side module (torch, onnx) inside the block into one clean error line."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXPORT_MODULES:
+            raise
+        raise HpsedgeError(f"{what} needs the export extras (no module '{top}' here): "
+                           "pip install 'hpsedge[export]'") from exc
 
 
 def _version_callback(value: bool) -> None:
@@ -145,7 +163,8 @@ def _precision_options(
 @app.command("models")
 def models_cmd() -> None:
     """List the model zoo: input size, inputs, outputs, parameter count (static metadata: no torch needed)."""
-    from hpsedge.models.registry import registered
+    with _export_side("`hpsedge models`"):
+        from hpsedge.models.registry import registered
 
     table = Table(title="hpsedge model zoo")
     for col in ("model", "family", "input", "extra", "params"):
@@ -209,10 +228,11 @@ def export_onnx_cmd(
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
 ) -> None:
     """Export MODEL to OUT/model.onnx with a manifest, verified against PyTorch with ONNX Runtime."""
-    from hpsedge.export.onnx import export_onnx
+    with _export_side("`hpsedge export onnx`"):
+        from hpsedge.export.onnx import export_onnx
 
     out_dir = out or Path("build") / model
-    with _progress(f"export {model}") as step:
+    with _progress(f"export {model}") as step, _export_side("`hpsedge export onnx`"):
         result = export_onnx(
             model,
             out_dir,
@@ -324,8 +344,11 @@ def export_build_cmd(
             elif kind == "start":
                 step(f"TensorRT {phase}")
 
-        result = (rebuild_on_device(on_device, cfg, progress=step, trt_progress=trt_step) if on_device
-                  else export_build(cfg, progress=step, trt_progress=trt_step))
+        if on_device:
+            result = rebuild_on_device(on_device, cfg, progress=step, trt_progress=trt_step)
+        else:
+            with _export_side("`hpsedge export build` (without --on-device)"):
+                result = export_build(cfg, progress=step, trt_progress=trt_step)
     m = result.manifest
     console.print(f"[green]✓[/green] {m['model']['name']} ({m.get('precision', 'fp32')}) → [bold]{result.folder}[/bold] "
                   f"in {result.seconds:.1f} s")
@@ -532,9 +555,10 @@ def main() -> None:
     except HpsedgeError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False, soft_wrap=True)
+        # escaped: messages hold literal brackets such as pip install 'hpsedge[export]'
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            err_console.print(f"[bold]hint:[/bold] {exc.hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold]hint:[/bold] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -119,7 +119,10 @@ def _bare_onnx(path: Path) -> dict[str, dict[str, Any]]:
     sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     io = {f"input {i.name}": f"{i.shape} {i.type}" for i in sess.get_inputs()}
     io.update({f"output {o.name}": f"{o.shape} {o.type}" for o in sess.get_outputs()})
-    return {"graph I/O": io}
+    return {"graph I/O": io,
+            "TensorRT static check": {"not run": "the op histogram and static check read the graph with the "
+                                                 "`onnx` package: pip install 'hpsedge[export]' (build folders "
+                                                 "carry the check's result in manifest.json / report.md)"}}
 
 
 def inspect_path(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,26 @@ def curate_cmd(
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads (per Ray actor: 1 by default).")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Discard shards of an earlier job in --out.")] = False,
+    smpl: Annotated[Path | None, typer.Option(help="SMPL model (.npz/.pkl) for `part`, the 2D keypoints.")] = None,
+    j_regressor_extra: Annotated[
+        Path | None, typer.Option(help="J_regressor_extra.npy (SPIN's 9 extra joints) for `part`.")
+    ] = None,
+    part: Annotated[
+        bool, typer.Option("--part/--no-part", help="Write the 24 SPIN keypoints of each prediction as `part` "
+                                                     "(needs --smpl and --j-regressor-extra); --no-part: zeros.")
+    ] = True,
+    round_boxes: Annotated[
+        bool, typer.Option("--round-boxes/--no-round-boxes",
+                           help="Predict on the integer crop (centre, side) that POCO's trainer takes.")
+    ] = True,
+    var: Annotated[
+        bool, typer.Option("--var", help="Also write σ as `var`: the official loader then keeps only people with "
+                                         "pelvis σ < its DATASET.UNCERT_THRESHOLD (0.3).")
+    ] = False,
+    trainer_threshold: Annotated[
+        float, typer.Option(help="The trainer's DATASET.UNCERT_THRESHOLD, for the summary's count of dropped rows.")
+    ] = 0.3,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when nobody is kept.")] = False,
 ) -> None:
     """Curate pseudo-labels: keep confident people, write a SPIN/EFT/POCO training .npz + summary."""
     from rich.console import Console
@@ -56,8 +76,16 @@ def curate_cmd(
 
         summary = curate(
             export_dir, images, boxes, out, rule=rule, backend=backend, device=device, threads=threads,
-            precision=precision, shard_size=shard_size, ray=ray_address or ("local" if ray else None), num_actors=actors, force=force, progress=progress,
+            precision=precision, shard_size=shard_size, ray=ray_address or ("local" if ray else None),
+            num_actors=actors, force=force, progress=progress, smpl=smpl, j_regressor_extra=j_regressor_extra,
+            part=part, round_boxes=round_boxes, write_var=var, trainer_threshold=trainer_threshold, strict=strict,
         )
+    for warning in summary.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
+    trainer = summary.get("trainer", {})
+    if trainer.get("var_written") and trainer.get("rows_the_default_threshold_would_drop"):
+        typer.echo(f"warning: the official loader keeps {trainer['rows_the_trainer_uses']} of these rows "
+                   f"(σ₀ < {trainer['uncert_threshold']:g}, because --var wrote `var`)", err=True)
     typer.echo(
         f"✓ kept {summary['kept']} of {summary['people']} people ({100 * summary['kept_fraction']:.1f} %) from "
         f"{summary['images']} images by rule '{summary['rule']}' → {out / OUTPUT_NAME} "

@@ -21,17 +21,32 @@ The job (:func:`curate`):
 
 ``pseudo_labels.npz`` follows the SPIN / EFT / POCO training layout (``pocolib/dataset/base_dataset.py``
 reads it; every array has the person axis first, because that loader indexes all of them with the selected
-rows): ``imgname`` [N] str (path relative to the images folder), ``center`` [N,2] (box centre, px),
-``scale`` [N] (square box side / 200, the side being ``max(w, h)·bbox_scale`` as the runtime crops it),
-``pose`` [N,72] (axis-angle, global orientation first), ``shape`` [N,10], ``var`` [N,24] (POCO's raw σ,
-not accumulated: the official loader accumulates it itself before selecting), ``has_smpl`` [N] (1),
-``part`` [N,24,3] (zeros: no 2D keypoint supervision; visibility 0), ``person_id`` [N] int32 (box index
-within its image); hpsedge extras: ``bbox`` [N,4] (x1,y1,x2,y2), ``score`` [N] (POCO), ``confidence`` [N].
-A model without σ (TokenHMR) writes no ``var`` and needs a ``confidence``/``score`` rule or ``all``.
+rows):
+
+* ``imgname`` [N] str: image path relative to the images folder.
+* ``center`` [N,2], ``scale`` [N]: the square crop box, centre (px) and side/200, the side being
+  ``max(w, h)·bbox_scale`` as the runtime crops it. With ``round_boxes`` (the default) both are the integers
+  the trainer's ``crop_cv2`` rounds them to (centre and side), and the prediction was made on that very crop.
+* ``pose`` [N,72] (axis-angle, global orientation first), ``shape`` [N,10], ``has_smpl`` [N] (1).
+* ``part`` [N,24,3]: the 24 SPIN-order keypoints (the last 24 of the 49-joint set) of the prediction in
+  original-image pixels, 0-based (the loader adds 1 before its 1-based ``transform``), projected with the
+  model's own camera; visibility 1 for joints inside the image, else 0. Needs the SMPL model and
+  ``J_regressor_extra.npy``; ``part=False`` writes zeros (no 2D supervision).
+* ``gender`` [N] str: ``'n'`` (the prediction comes from the neutral body model). POCO's loader turns
+  every value but ``'m'`` into 1 (female), which only its gendered 3DPW evaluation reads.
+* ``person_id`` [N] int32: box index within its image.
+* ``sigma`` [N,24]: POCO's raw σ under a key the official loader does not read, so the rows the trainer uses
+  are exactly the rows the rule kept. ``var`` [N,24] (the same values) only with ``write_var=True``: the
+  official loader then re-selects rows itself, keeping σ₀ < ``DATASET.UNCERT_THRESHOLD`` (0.3 by default);
+  the summary counts the kept rows that threshold would drop.
+* hpsedge extras: ``bbox`` [N,4] (x1,y1,x2,y2 as given), ``score`` [N] (POCO), ``confidence`` [N].
+
+A model without σ (TokenHMR) writes no ``sigma``/``var`` and needs a ``confidence``/``score`` rule or ``all``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -54,6 +69,10 @@ log = logging.getLogger(__name__)
 __all__ = ["OUTPUT_NAME", "curate", "merge_shards", "plan_items", "process_items"]
 
 OUTPUT_NAME = "pseudo_labels.npz"
+#: ``DATASET.UNCERT_THRESHOLD`` of the official POCO trainer (``pocolib/core/config.py``)
+TRAINER_UNCERT_THRESHOLD = 0.3
+#: the 24 SPIN "ground-truth" keypoints are the last 24 of the 49-joint set
+SPIN_PART_SLICE = slice(25, 49)
 SHARD_DIR = "shards"
 JOB_FILE = "job.json"
 #: progress(done images, total images, images per second)
@@ -144,12 +163,53 @@ def plan_items(images: str | Path, boxes: str | Path) -> list[Item]:
     return sorted(items, key=lambda it: it[0])
 
 
-def _fingerprint(items: Sequence[Item], model: dict[str, Any], shard_size: int) -> dict[str, Any]:
+def _fingerprint(items: Sequence[Item], model: dict[str, Any], shard_size: int,
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
     h = hashlib.sha256()
     for name, bxs in items:
         h.update(name.encode())
         h.update(np.asarray(bxs, dtype=np.float64).tobytes())
-    return {"model": model, "images": len(items), "items_sha256": h.hexdigest(), "shard_size": int(shard_size)}
+    fp = {"model": model, "images": len(items), "items_sha256": h.hexdigest(), "shard_size": int(shard_size)}
+    if options:
+        fp["options"] = options
+    return fp
+
+
+def _file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def trainer_boxes(boxes: np.ndarray, bbox_scale: float = 1.0) -> np.ndarray:
+    """The boxes whose crop is the one POCO's trainer takes from the rounded ``center``/``scale``.
+
+    ``crop_cv2`` (``pocolib/utils/image_utils.py``) crops a square of side ``round(scale·200)`` centred at
+    ``(round(cx), round(cy))`` (Python/numpy rounding: halves to even). The runtime crops the square of side
+    ``max(w, h)·bbox_scale`` around the box centre, so the returned boxes are the squares of side
+    ``round(size)/bbox_scale`` around the rounded centre. Sides round to at least 1 px.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    center = np.rint(np.stack(((b[:, 0] + b[:, 2]) / 2.0, (b[:, 1] + b[:, 3]) / 2.0), axis=1))
+    side = np.maximum(np.rint(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * bbox_scale), 1.0)
+    half = side / bbox_scale / 2.0
+    return np.stack((center[:, 0] - half, center[:, 1] - half, center[:, 0] + half, center[:, 1] + half), axis=1)
+
+
+def spin_part(joints49_2d: np.ndarray | None, image_hw: tuple[int, int]) -> np.ndarray:
+    """``part`` [24, 3] of one person: SPIN-order pixels (0-based) and visibility (1 inside the image)."""
+    part = np.zeros((24, 3), dtype=np.float32)
+    if joints49_2d is None:
+        return part
+    xy = np.asarray(joints49_2d, dtype=np.float64)[SPIN_PART_SLICE]
+    h, w = image_hw
+    ok = np.isfinite(xy).all(axis=1) & (np.abs(xy) < 1e7).all(axis=1)
+    inside = ok & (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
+    part[ok, :2] = xy[ok]
+    part[:, 2] = inside
+    return part
 
 
 # ============================================================================================== predict
@@ -158,14 +218,27 @@ _FIELDS = {  # key: (trailing shape, dtype)
     "scale": ((), np.float32), "pose": ((72,), np.float32), "shape": ((10,), np.float32),
     "var": ((24,), np.float32), "bbox": ((4,), np.float32), "score": ((), np.float32),
     "confidence": ((), np.float32), "cam": ((3,), np.float32), "transl": ((3,), np.float32),
+    "part": ((24, 3), np.float32),
 }
 
 
-def process_items(predictor: Any, root: str | Path, items: Sequence[Item], first_index: int = 0) -> dict[str, np.ndarray]:
+def _one_blas_thread() -> Any:
+    """numpy's BLAS single-threaded for the block: the SMPL maths (``part``) then rounds the same way in a
+    Ray actor (one CPU, one BLAS thread) as in a local run, so both write identical files."""
+    from hpsedge.runtime import smpl as smpl_mod
+
+    guard = getattr(smpl_mod, "_blas_single_thread", None)
+    return guard() if guard is not None else contextlib.nullcontext()
+
+
+def process_items(predictor: Any, root: str | Path, items: Sequence[Item], first_index: int = 0,
+                  round_boxes: bool = False) -> dict[str, np.ndarray]:
     """Run the predictor over ``items``; every person's arrays (person axis first) plus ``skipped``.
 
     An image that cannot be read is skipped and listed in ``skipped`` (``"name: reason"``), not fatal: one bad
-    file should not stop a million-image job.
+    file should not stop a million-image job. With ``round_boxes`` each person is predicted on the crop the
+    trainer will take (:func:`trainer_boxes`); ``bbox`` keeps the box as given. ``part`` holds the SPIN
+    keypoints when the predictor has an SMPL model with ``J_regressor_extra`` (else zeros).
     """
     root = Path(root)
     rows: dict[str, list[Any]] = {k: [] for k in _FIELDS}
@@ -178,21 +251,30 @@ def process_items(predictor: Any, root: str | Path, items: Sequence[Item], first
         except InputError as exc:
             skipped.append(f"{name}: {exc.message}")
             continue
-        people = predictor.predict(rgb, bxs) if len(bxs) else []
+        crop_boxes = bxs
+        if round_boxes and len(bxs):
+            prep = getattr(predictor, "preprocessing", None) or {}
+            crop_boxes = trainer_boxes(bxs, float(prep.get("bbox_scale", 1.0)))
+        with _one_blas_thread():
+            people = predictor.predict(rgb, crop_boxes) if len(bxs) else []
         for pid, r in enumerate(people):
             names.append(name)
             rows["image_index"].append(first_index + n)
             rows["person_id"].append(pid)
-            rows["center"].append(r.center)
-            rows["scale"].append(r.size / 200.0)
+            center, size = np.asarray(r.center, np.float64), float(r.size)
+            if round_boxes:  # exact integers, as crop_cv2 will round them (undo float noise of the box maths)
+                center, size = np.rint(center), float(np.rint(size))
+            rows["center"].append(center)
+            rows["scale"].append(size / 200.0)
             rows["pose"].append(np.asarray(r.pose_axis_angle).reshape(72))
             rows["shape"].append(np.asarray(r.betas)[:10])
             rows["var"].append(r.sigma if r.sigma is not None else np.full(24, np.nan))
-            rows["bbox"].append(r.box)
+            rows["bbox"].append(np.asarray(bxs[pid], dtype=np.float32))
             rows["score"].append(np.nan if r.score is None else r.score)
             rows["confidence"].append(np.nan if r.confidence is None else r.confidence)
             rows["cam"].append(r.cam_crop)
             rows["transl"].append(r.transl)
+            rows["part"].append(spin_part(getattr(r, "joints49_2d", None), rgb.shape[:2]))
     out: dict[str, np.ndarray] = {"imgname": np.array(names, dtype=str)}
     for key, (shape, dtype) in _FIELDS.items():
         out[key] = np.array(rows[key], dtype=dtype).reshape((len(names), *shape))
@@ -219,8 +301,14 @@ def shard_path(out: Path, index: int) -> Path:
 
 
 # ================================================================================================ merge
-def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, Any]) -> dict[str, Any]:
-    """Read the shards in order, apply ``rule``, write the training npz, summary and histogram."""
+def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, Any], *, write_var: bool = False,
+                 part: bool = True, trainer_threshold: float = TRAINER_UNCERT_THRESHOLD) -> dict[str, Any]:
+    """Read the shards in order, apply ``rule``, write the training npz, summary and histogram.
+
+    ``write_var``: also write σ as ``var``, which the official loader re-selects on (σ₀ < its
+    ``UNCERT_THRESHOLD``; ``trainer_threshold`` is that value, for the summary's count of rows it would drop).
+    ``part=False`` writes zero keypoints with visibility 0.
+    """
     out = Path(out)
     parts = []
     for i in range(num_shards):
@@ -242,10 +330,29 @@ def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, A
         "pose": allp["pose"][keep],
         "shape": allp["shape"][keep],
     }
+    trainer: dict[str, Any] = {"var_written": bool(write_var and sigma is not None),
+                               "uncert_threshold": float(trainer_threshold)}
     if sigma is not None:
-        train["var"] = sigma[keep]
+        kept_sigma = sigma[keep]
+        train["sigma"] = kept_sigma
+        # get_confident_frames: accumulate along the chain (σ₀ unchanged), keep σ₀ < threshold
+        drop = int((~(kept_sigma[:, 0] < trainer_threshold)).sum())
+        trainer["rows_the_default_threshold_would_drop"] = drop
+        if write_var:
+            train["var"] = kept_sigma
+            trainer["rows_the_trainer_uses"] = n - drop
+            if drop:
+                log.warning("%d of the %d kept people have pelvis σ >= %g: with `var` in the file, the official "
+                            "loader drops them (DATASET.UNCERT_THRESHOLD); raise that threshold or leave out --var",
+                            drop, n, trainer_threshold)
+        else:
+            trainer["rows_the_trainer_uses"] = n
+    else:
+        trainer["rows_the_trainer_uses"] = n
     train["has_smpl"] = np.ones(n, dtype=np.float32)
-    train["part"] = np.zeros((n, 24, 3), dtype=np.float32)
+    part_arr = allp["part"][keep] if "part" in allp else np.zeros((n, 24, 3), np.float32)
+    train["part"] = part_arr if part else np.zeros((n, 24, 3), dtype=np.float32)
+    train["gender"] = np.full(n, "n")
     train["person_id"] = allp["person_id"][keep]
     train["bbox"] = allp["bbox"][keep]
     if score_known:
@@ -281,10 +388,18 @@ def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, A
         "people": total,
         "kept": n,
         "kept_fraction": round(n / total, 6) if total else 0.0,
+        "trainer": trainer,
+        "part": {"written": bool(part), "visible_fraction": round(float(train["part"][..., 2].mean()), 6) if n else 0.0},
         "histogram": {"metric": hist_metric, "edges": edges.round(4).tolist(), "all": counts_all.tolist(),
                       "kept": counts_kept.tolist()},
         "files": [OUTPUT_NAME, "summary.json", png.name, f"{SHARD_DIR}/"],
+        "warnings": [],
     }
+    if n == 0:
+        msg = (f"no person passed the rule '{rule.text}' ({total} people in {meta.get('images')} images): "
+               f"{OUTPUT_NAME} has no rows, and a training loader fed with it fails")
+        summary["warnings"].append(msg)
+        log.warning(msg)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
@@ -298,8 +413,11 @@ def _histogram_png(path: Path, edges: np.ndarray, all_counts: np.ndarray, kept: 
         return
     w, h = 640, 400
     left, right, top, bottom = 60, 20, 40, 50
+    from hpsedge.runtime.draw import _font, _text
+
     img = Image.new("RGB", (w, h), (255, 255, 255))
     d = ImageDraw.Draw(img)
+    font, greek = _font(12)
     pw, ph = w - left - right, h - top - bottom
     peak = max(int(all_counts.max()) if len(all_counts) else 0, 1)
     nb = len(all_counts)
@@ -314,17 +432,18 @@ def _histogram_png(path: Path, edges: np.ndarray, all_counts: np.ndarray, kept: 
     for v in np.linspace(0, 1, 6):
         x = left + v * pw
         d.line([(x, top + ph), (x, top + ph + 4)], fill=(0, 0, 0))
-        d.text((x - 8, top + ph + 6), f"{v:.1f}", fill=(0, 0, 0))
+        d.text((x - 8, top + ph + 6), f"{v:.1f}", fill=(0, 0, 0), font=font)
     for frac in (0.0, 0.5, 1.0):
         y = top + ph - frac * ph
-        d.text((4, y - 6), f"{round(frac * peak)}", fill=(0, 0, 0))
+        d.text((4, y - 6), f"{round(frac * peak)}", fill=(0, 0, 0), font=font)
     if threshold is not None and 0 <= threshold <= 1:
         x = left + threshold * pw
         d.line([(x, top), (x, top + ph)], fill=(220, 40, 40), width=2)
-        d.text((x + 4, top + 2), f"{threshold:g}", fill=(220, 40, 40))
-    label = "pelvis sigma (raw, joint 0)" if metric == "pelvis_sigma" else metric  # ASCII: default PIL font
-    d.text((left, 10), f"{label}: all (grey) and kept (green) by rule {rule}", fill=(0, 0, 0))
-    d.text((left + pw // 2 - 30, h - 22), label, fill=(0, 0, 0))
+        d.text((x + 4, top + 2), f"{threshold:g}", fill=(220, 40, 40), font=font)
+    label = _text("pelvis σ₀ (raw, joint 0)" if metric == "pelvis_sigma" else metric, greek)
+    d.text((left, 10), f"{label}: all (grey) and kept (green) by rule {_text(rule, greek)}", fill=(0, 0, 0), font=font)
+    d.text((left + pw // 2 - d.textlength(label, font=font) / 2, h - 22), label, fill=(0, 0, 0), font=font)
+    d.text((4, top - 16), "people", fill=(0, 0, 0), font=font)
     img.save(path)
 
 
@@ -355,6 +474,13 @@ def curate(
     num_actors: int | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
+    smpl: str | Path | None = None,
+    j_regressor_extra: str | Path | None = None,
+    part: bool = True,
+    round_boxes: bool = True,
+    write_var: bool = False,
+    trainer_threshold: float = TRAINER_UNCERT_THRESHOLD,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Curate pseudo-labels (see the module docstring). Returns the summary (also in ``summary.json``).
 
@@ -371,11 +497,29 @@ def curate(
         num_actors: Ray actor pool size (default: one per CPU of the cluster).
         force: delete the shards of an earlier job in ``out`` and start over.
         progress: ``progress(done images, total images, images per second)``.
+        smpl, j_regressor_extra: the SMPL model and ``J_regressor_extra.npy``; ``part`` needs both.
+        part: write the 24 SPIN keypoints of the prediction (else zeros: no 2D supervision).
+        round_boxes: predict on the integer crop the official trainer takes (:func:`trainer_boxes`).
+        write_var: also write σ as ``var`` (the official loader then re-selects rows by σ₀).
+        trainer_threshold: the trainer's ``DATASET.UNCERT_THRESHOLD``, for the summary's count.
+        strict: raise :class:`HpsedgeError` (after writing the outputs) when nobody is kept.
     """
     t0 = time.perf_counter()
     parsed = parse_rule(rule)
     if shard_size < 1:
         raise InputError(f"shard_size must be >= 1, got {shard_size}")
+    if not (np.isfinite(trainer_threshold) and trainer_threshold > 0):
+        raise InputError(f"trainer threshold must be a positive number, got {trainer_threshold}")
+    if part and (smpl is None or j_regressor_extra is None):
+        raise InputError(
+            "`part` (the 2D keypoints the trainer supervises 2D joints and the camera with) needs the SMPL model "
+            "and J_regressor_extra.npy",
+            hint="pass --smpl SMPL_NEUTRAL.npz --j-regressor-extra J_regressor_extra.npy, or --no-part for zero "
+                 "keypoints (no 2D supervision)",
+        )
+    for label, path in (("SMPL file", smpl), ("J_regressor_extra file", j_regressor_extra)):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{label} not found: {path}")
     export_dir = Path(export_dir)
     model = _model_info(export_dir, precision)
     if parsed.needs_sigma and not model["has_sigma"]:
@@ -386,7 +530,11 @@ def curate(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
-    fp = _fingerprint(items, model, shard_size)
+    options: dict[str, Any] = {"round_boxes": bool(round_boxes)}
+    if part:
+        options["smpl_sha256"] = _file_sha256(smpl)  # type: ignore[arg-type]
+        options["j_regressor_extra_sha256"] = _file_sha256(j_regressor_extra)  # type: ignore[arg-type]
+    fp = _fingerprint(items, model, shard_size, options)
     job_file = out / JOB_FILE
     if force and (out / SHARD_DIR).exists():
         shutil.rmtree(out / SHARD_DIR)
@@ -406,14 +554,17 @@ def curate(
     reused = len(shards) - len(todo)
     if reused:
         log.info("%d of %d shards already written; resuming", reused, len(shards))
-    load_kwargs = {"backend": backend, "device": device, "threads": threads, "precision": precision}
+    load_kwargs: dict[str, Any] = {"backend": backend, "device": device, "threads": threads, "precision": precision}
+    if part:
+        load_kwargs.update(smpl=str(Path(smpl).resolve()), j_regressor_extra=str(Path(j_regressor_extra).resolve()))
     if todo:
         if ray is None:
-            _run_local(export_dir, load_kwargs, root, shards, todo, shard_size, out, progress)
+            _run_local(export_dir, load_kwargs, root, shards, todo, shard_size, out, progress, round_boxes)
         else:
             from hpsedge.curate.ray_runner import run_ray
 
-            run_ray(ray, export_dir, load_kwargs, root, shards, todo, shard_size, out, num_actors, progress)
+            run_ray(ray, export_dir, load_kwargs, root, shards, todo, shard_size, out, num_actors, progress,
+                    round_boxes=round_boxes)
     meta = {
         "model": model["name"],
         "export_dir": str(export_dir),
@@ -423,15 +574,19 @@ def curate(
         "shards": len(shards),
         "shards_reused": reused,
         "engine": "local" if ray is None else f"ray ({ray})",
+        "round_boxes": bool(round_boxes),
     }
-    summary = merge_shards(out, len(shards), parsed, meta)
+    summary = merge_shards(out, len(shards), parsed, meta, write_var=write_var, part=part,
+                           trainer_threshold=trainer_threshold)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    if strict and summary["kept"] == 0:
+        raise HpsedgeError(summary["warnings"][0], hint="loosen --rule, or check the images and boxes")
     return summary
 
 
 def _run_local(export_dir: Path, load_kwargs: dict[str, Any], root: Path, shards: list[list[Item]], todo: list[int],
-               shard_size: int, out: Path, progress: ProgressFn | None) -> None:
+               shard_size: int, out: Path, progress: ProgressFn | None, round_boxes: bool = False) -> None:
     from hpsedge.runtime.predictor import Predictor
 
     predictor = Predictor.load(export_dir, **load_kwargs)
@@ -440,7 +595,7 @@ def _run_local(export_dir: Path, load_kwargs: dict[str, Any], root: Path, shards
     t0 = time.perf_counter()
     try:
         for i in todo:
-            arrays = process_items(predictor, root, shards[i], first_index=i * shard_size)
+            arrays = process_items(predictor, root, shards[i], first_index=i * shard_size, round_boxes=round_boxes)
             _write_atomic(shard_path(out, i), shard_to_bytes(arrays))
             done += len(shards[i])
             if progress is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +45,21 @@ def _ray() -> Any:
 class ShardWorker:
     """Ray Data actor: loads the Predictor once, then turns shard rows into shard files' bytes."""
 
-    def __init__(self, export_dir: str, load_kwargs: dict[str, Any], root: str, shard_size: int) -> None:
+    def __init__(self, export_dir: str, load_kwargs: dict[str, Any], root: str, shard_size: int,
+                 round_boxes: bool = False) -> None:
         from hpsedge.runtime.predictor import Predictor
 
         self.predictor = Predictor.load(export_dir, **load_kwargs)
         self.root = Path(root)
         self.shard_size = shard_size
+        self.round_boxes = round_boxes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = []
         for idx, payload in zip(batch["shard"].tolist(), batch["items"].tolist(), strict=True):
             items: list[Item] = [(name, np.asarray(b, dtype=np.float64).reshape(-1, 4)) for name, b in json.loads(payload)]
-            arrays = process_items(self.predictor, self.root, items, first_index=int(idx) * self.shard_size)
+            arrays = process_items(self.predictor, self.root, items, first_index=int(idx) * self.shard_size,
+                                   round_boxes=self.round_boxes)
             out.append(shard_to_bytes(arrays))
         return {"shard": batch["shard"], "data": np.array(out, dtype=object)}
 
@@ -71,16 +75,18 @@ def run_ray(
     out: Path,
     num_actors: int | None,
     progress: ProgressFn | None,
+    round_boxes: bool = False,
 ) -> None:
     """Compute shards ``todo`` on Ray Data and write them under ``out`` (see the module docstring)."""
     ray = _ray()
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "progress bars disabled" chatter
     started = False
     if not ray.is_initialized():
         try:
             if address in LOCAL:
-                ray.init(include_dashboard=False, log_to_driver=False)
+                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # connection refused, bad address, ...
             raise HpsedgeError(f"cannot start or reach Ray at {address or 'local'} ({exc.__class__.__name__}: {exc})") from None
         started = True
@@ -96,15 +102,23 @@ def run_ray(
             {"shard": i, "items": json.dumps([(name, np.asarray(b).tolist()) for name, b in shards[i]])} for i in todo
         ]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map_batches(
-            ShardWorker,
-            fn_constructor_kwargs={"export_dir": str(Path(export_dir).resolve()), "load_kwargs": kwargs,
-                                   "root": str(Path(root).resolve()), "shard_size": shard_size},
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=1,
-            batch_format="numpy",
-        )
+        with warnings.catch_warnings():
+            # Ray ≥ 2.5x warns that extra actor options (max_restarts) go through `ray_remote_args`
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ds = ds.map_batches(
+                ShardWorker,
+                fn_constructor_kwargs={"export_dir": str(Path(export_dir).resolve()), "load_kwargs": kwargs,
+                                       "root": str(Path(root).resolve()), "shard_size": shard_size,
+                                       "round_boxes": round_boxes},
+                batch_size=1,
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                # no actor restarts: Ray's core worker otherwise prints an error-looking warning on every run
+                # (constructor arguments in the object store); a lost actor fails the job, and running it again
+                # resumes from the shards already written
+                max_restarts=0,
+                num_cpus=1,
+                batch_format="numpy",
+            )
         total = sum(len(shards[i]) for i in todo)
         done = 0
         t0 = time.perf_counter()

@@ -28,17 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export.lint import LintReport, check_trt_support
-from hpsedge.export.onnx import (
-    ONNX_NAME,
-    PRECISIONS,
-    ProgressFn,
-    atomic_folder,
-    check_target,
-    write_export,
-    write_manifest,
-)
-from hpsedge.runtime.errors import ExportError, HpsedgeError
 from hpsedge.runtime.manifest import MANIFEST_NAME, load_manifest, validate_manifest
 
 log = logging.getLogger(__name__)
@@ -46,6 +37,20 @@ log = logging.getLogger(__name__)
 TIMING_CACHE = "timing.cache"
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+TRTEXEC_SCRIPT = "trtexec.sh"
+
+#: progress callback (one line of text per step); the same type as hpsedge.export.onnx.ProgressFn
+ProgressFn = Callable[[str], None]
+
+
+def __getattr__(name: str) -> Any:
+    # the exporter's names (hpsedge.export.onnx imports torch) resolve on first use, so that
+    # `rebuild_on_device` (the on-device engine build) imports without torch
+    if name == "ONNX_NAME":
+        from hpsedge.export.onnx import ONNX_NAME
+
+        return ONNX_NAME
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -137,7 +142,8 @@ def lint_graph(path: Path, trt_majors: tuple[int, ...]) -> list[LintReport]:
 
 
 def _engine_step(
-    cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn, trt_progress: Callable | None
+    cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn, trt_progress: Callable | None,
+    *, on_device: bool = False,
 ) -> tuple[bool, str]:
     """Build the engine into ``folder`` if TensorRT and a GPU are here; return (built, reason)."""
     from hpsedge.export.tensorrt import build_engine, trt_available
@@ -146,7 +152,10 @@ def _engine_step(
     if not ok:
         manifest["engine_status"] = {"built": False, "reason": reason}
         if cfg.require_engine:
-            raise ExportError(f"no TensorRT engine could be built: {reason}", hint="drop --require-engine to build the rest")
+            hint = ("an on-device build needs TensorRT >= 10 and cuda-python here (pip install 'hpsedge[trt]'; "
+                    f"TensorRT itself comes with JetPack), or run {TRTEXEC_SCRIPT} in the folder"
+                    if on_device else "drop --require-engine to build the rest")
+            raise ExportError(f"no TensorRT engine could be built: {reason}", hint=hint)
         return False, reason
     key = graph_key(cfg.precision)
     graph = folder / manifest["artifacts"][key]["file"]
@@ -159,6 +168,24 @@ def _engine_step(
     manifest["artifacts"]["engine"] = entry
     manifest["engine_status"] = {"built": True, "reason": f"TensorRT {entry.get('trt_version')} on {entry.get('gpu_name')}"}
     return True, manifest["engine_status"]["reason"]
+
+
+def write_trtexec(cfg: BuildConfig, folder: Path, manifest: dict[str, Any]) -> Path:
+    """``trtexec.sh``: the stock trtexec command for this folder's engine, from the same build plan.
+
+    With an engine built here the plan carries this machine's TensorRT and platform (what build_engine
+    planned); otherwise the target is unknown and the version checks are left to it."""
+    from hpsedge.runtime.trt.builder import plan_build, write_trtexec_script
+
+    engine = manifest["artifacts"].get("engine") or {}
+    plan = plan_build(
+        _trt_options(cfg, folder), engine.get("trt_version"), engine.get("platform"), None,
+        [(t["name"], t["shape"]) for t in manifest["inputs"]],
+    )
+    graph = manifest["artifacts"][graph_key(cfg.precision)]["file"]
+    path = write_trtexec_script(folder, plan, graph, engine_name(cfg.precision), name=TRTEXEC_SCRIPT)
+    manifest["artifacts"]["trtexec"] = {"file": TRTEXEC_SCRIPT}
+    return path
 
 
 def _write_reports(folder: Path, manifest: dict[str, Any], lint: list[LintReport], stage_seconds: dict[str, float]) -> None:
@@ -204,6 +231,7 @@ def _make_calibration(cfg: BuildConfig, folder: Path, manifest: dict[str, Any], 
             hint="pass --calib calib.npz (from `hpsedge calib make`) or --calib-images DIR [--calib-boxes JSON]",
         )
     from hpsedge.calib.sets import make_calibration_set
+    from hpsedge.export.onnx import write_manifest
 
     step(f"calibration set from {cfg.calib_images}")
     write_manifest(folder, manifest)  # the calibration code reads the FP32 folder like any export folder
@@ -246,6 +274,7 @@ def export_build(
     cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
 ) -> BuildResult:
     """Run the whole chain into ``cfg.out`` atomically (see the module docstring)."""
+    from hpsedge.export.onnx import PRECISIONS, atomic_folder, check_target, write_export, write_manifest
     from hpsedge.models.checkpoints import build_model
 
     step = progress or (lambda _msg: None)
@@ -302,6 +331,7 @@ def export_build(
         if not all(r.ok for r in lint):
             log.warning("TensorRT static check: %s", "; ".join(e for r in lint for e in r.errors))
         built, reason = timed("engine", lambda: _engine_step(cfg, tmp, manifest, step, trt_progress))
+        write_trtexec(cfg, tmp, manifest)
         manifest["build"] = {
             "command": "export build",
             "precision": cfg.precision,
@@ -333,8 +363,9 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
                            hint="pass --force to rebuild it")
     rebuild = BuildConfig(**{**cfg.__dict__, "precision": precision, "require_engine": True,
                              "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
-    built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress)
+    built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress, on_device=True)
     manifest["artifacts"]["engine"]["on_device"] = True
+    write_trtexec(rebuild, folder, manifest)
     validate_manifest(manifest, source="rebuilt manifest")
     fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -343,4 +374,4 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
     return BuildResult(folder, manifest, built, reason, time.perf_counter() - t0, {"engine": time.perf_counter() - t0})
 
 
-__all__ = ["ONNX_NAME", "BuildConfig", "BuildResult", "export_build", "graph_key", "lint_graph", "rebuild_on_device"]
+__all__ = ["BuildConfig", "BuildResult", "export_build", "graph_key", "lint_graph", "rebuild_on_device"]

@@ -1,11 +1,13 @@
 """Static checks of exported graphs: which ops they hold and whether TensorRT can parse them as is.
 
-The support table is the ONNX-TensorRT parser's operator matrix for TensorRT 10 (opsets 9–20; op names
-only, written down from the parser's published documentation). TensorRT 11 changed how precision is
-typed, not the parser's op set, so 11 uses the same table. On top of what the parser accepts, hpsedge
-forbids Einsum (only partly supported) and ScatterND (in-place writes; slow) by policy, and checks the
-restrictions that bite precision graphs: Q/DQ zero points must be zero and INT8 (UINT8 exists only as a
-network input/output type in TensorRT), Resize modes, and the opset range.
+The support tables are the ONNX-TensorRT parser's operator matrix (op names of the default domain; see
+the sources below). On top of what the parser accepts, hpsedge forbids Einsum (only partly supported)
+and ScatterND (in-place writes; slow) by policy, and checks the restrictions that bite precision graphs:
+Q/DQ zero points must be zero and INT8 (UINT8 exists only as a network input/output type in TensorRT),
+Resize modes, and the opset range.
+
+Needs the ``onnx`` package (the graph is read as a ``ModelProto``): the check runs on the export side and
+its result is stored in the folder's manifest and report.md, so a runtime-only machine never needs onnx.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from typing import Any
 #: ScatterND (from in-place indexed writes) needs care on older versions and is slow everywhere.
 FORBIDDEN_OPS: frozenset[str] = frozenset({"Einsum", "ScatterND"})
 
+# TensorRT 10: the rows marked "Y" in onnx/onnx-tensorrt docs/operators.md at commit
+# 96e781103cfc4adf4a6bb557e94bac8e693f6f4c (branch 10.1-GA, "ONNX-TensorRT 10.1 GA release", 2024-06-17),
+# read with git from the repository snapshot: "TensorRT 10.0 supports operators in the inclusive range of
+# opset 9 to opset 20". Later 10.x parsers add ops (e.g. Attention in the 10.14 GA parser update); the 10.1
+# table is kept because JetPack 6 ships TensorRT 10.3, the 10.x release hpsedge most often meets.
 _TRT10_SUPPORTED = """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike Ceil
 Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace
@@ -32,13 +39,31 @@ Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter Scatte
 Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan
 Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
 """
+# TensorRT 11: NOT read from operators.md. The onnx/onnx-tensorrt snapshot available to this project has no
+# 11.x branch (its newest branches are 10.1-GA and main at 7ecb49a435bd881b9ac4011450315192885e5cc3, May 2024)
+# and the code index holds only older versions of docs/operators.md. What could be verified comes from
+# NVIDIA's pages: the ONNX Opset Guide for TensorRT 11.x (docs.nvidia.com/deeplearning/tensorrt/latest/
+# reference/onnx-opset-guide.html: opsets 9 to 25; the 11.5 GA parser update "Added support for ONNX opset
+# 25"), and the parser changes in the release notes since 10.1: Attention (10.14 GA parser update), Swish
+# (11.0), DFT (11.2, through the FFT plugin). The 11 table is the 10.1 table plus those three; no removal
+# is documented. Replace it with the 11.x operators.md once that file can be read.
+_TRT11_ADDED = "Attention Swish DFT"
+
 #: TensorRT major version → ONNX ops its parser supports (default domain)
 TRT_SUPPORTED_OPS: dict[int, frozenset[str]] = {
     10: frozenset(_TRT10_SUPPORTED.split()),
-    11: frozenset(_TRT10_SUPPORTED.split()),
+    11: frozenset(_TRT10_SUPPORTED.split()) | frozenset(_TRT11_ADDED.split()),
 }
 #: TensorRT major version → supported opset range of the default domain
-TRT_OPSET_RANGE: dict[int, tuple[int, int]] = {10: (9, 20), 11: (9, 20)}
+TRT_OPSET_RANGE: dict[int, tuple[int, int]] = {10: (9, 20), 11: (9, 25)}
+#: where each table comes from (shown in report.md)
+TRT_TABLE_SOURCES: dict[int, str] = {
+    10: "onnx/onnx-tensorrt docs/operators.md @ 96e781103cfc (10.1-GA), opsets 9-20",
+    11: "10.1 table + Attention, Swish, DFT (NVIDIA release notes); opsets 9-25 (ONNX Opset Guide, 11.x); "
+        "not yet checked against the 11.x operators.md",
+}
+#: the first TensorRT 11 release whose parser takes opset 25 (11.5 GA parser update)
+_OPSET25_FROM = "11.5"
 
 _RESIZE_MODES = {"nearest", "linear"}
 _RESIZE_COORD = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
@@ -107,6 +132,8 @@ class LintReport:
     def to_markdown(self, title: str = "TensorRT static check") -> str:
         verdict = "passes" if self.ok else "FAILS"
         lines = [f"### {title} (TensorRT {self.trt_major}.x parser): {verdict}", ""]
+        if self.trt_major in TRT_TABLE_SOURCES:
+            lines += [f"Support table: {TRT_TABLE_SOURCES[self.trt_major]}.", ""]
         if self.findings:
             lines += [f"- **{f.level}**: {f.message}" for f in self.findings]
         else:
@@ -154,6 +181,8 @@ def check_trt_support(model: Any, trt_major: int = 10, forbidden: frozenset[str]
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx") and not lo <= imp.version <= hi:
             report.findings.append(Finding("error", f"opset {imp.version} is outside TensorRT {trt_major}'s range {lo}–{hi}"))
+        elif imp.domain in ("", "ai.onnx") and trt_major == 11 and imp.version == 25:
+            report.findings.append(Finding("warning", f"opset 25 needs TensorRT {_OPSET25_FROM} or newer"))
     unsupported = sorted(op for op in report.ops if "::" in op or op not in supported)
     if unsupported:
         report.findings.append(Finding("error", f"ops the TensorRT {trt_major} parser does not support: {', '.join(unsupported)}"))

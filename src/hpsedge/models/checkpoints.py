@@ -391,8 +391,9 @@ def build_model(
         loaded = load_into(model, spec, checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny)
     else:
         log.warning(
-            "NO CHECKPOINT: %s has RANDOM weights; its outputs are meaningless (upright T-pose, camera "
-            "(0.9, 0, 0)). Pass --checkpoint %s for real results.",
+            "NO CHECKPOINT: %s has RANDOM weights; its outputs are meaningless: pose, shape, camera and "
+            "confidence come from untrained layers, so the body can be contorted, tiny, far away or behind the "
+            "camera (overlays then say 'behind camera'). Pass --checkpoint %s for real results.",
             spec.name,
             spec.official_checkpoint or "PATH",
         )

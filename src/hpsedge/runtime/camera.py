@@ -30,6 +30,7 @@ __all__ = [
     "full_image_translation",
     "project_crop_to_image",
     "project_full",
+    "project_pinhole",
     "weak_perspective_orig",
 ]
 
@@ -150,6 +151,28 @@ def project_full(
         x = f * pc[..., 0] / pc[..., 2] + w / 2.0
         y = f * pc[..., 1] / pc[..., 2] + h / 2.0
     return np.stack((x, y), axis=-1)
+
+
+def project_pinhole(
+    points: np.ndarray, transl: np.ndarray, focal: float | np.ndarray, center: np.ndarray
+) -> np.ndarray:
+    """``[K, J, 3]`` body-frame points → ``[K, J, 2]`` pixels with per-person pinholes.
+
+    ``(x, y) = focal·(P + t)_xy / (P + t)_z + center``; ``transl`` [K, 3], ``focal`` scalar or [K],
+    ``center`` [2] or [K, 2]. Points at or behind the camera give meaningless (possibly inf) values.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 3 or p.shape[2] != 3:
+        raise InputError(f"points must be [K, J, 3], got shape {tuple(p.shape)}")
+    t = np.asarray(transl, dtype=np.float64).reshape(-1, 3)
+    if t.shape[0] != p.shape[0]:
+        raise InputError(f"transl must be [K, 3] matching points {tuple(p.shape)}, got {tuple(t.shape)}")
+    f = np.broadcast_to(np.asarray(focal, dtype=np.float64).reshape(-1), (p.shape[0],))
+    c = np.broadcast_to(np.asarray(center, dtype=np.float64).reshape(-1, 2), (p.shape[0], 2))
+    pc = p + t[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        xy = f[:, None, None] * pc[..., :2] / pc[..., 2:3]
+    return xy + c[:, None, :]
 
 
 def project_crop_to_image(

@@ -72,6 +72,18 @@ class PersonResult:
     joints45: np.ndarray | None = None  #: [45, 3] 24 + 21 vertex joints (smplx order)
     joints49: np.ndarray | None = None  #: [49, 3] SPIN/POCO set (needs J_regressor_extra)
     joints2d: np.ndarray | None = None  #: [24, 2] skeleton joints projected into the image (pixels)
+    #: the pinhole camera ``joints2d`` are projected with, and overlays draw with (one camera per model):
+    #: ``pixel = view_focal · (P + view_transl)_xy / (P + view_transl)_z + view_center`` for body-frame points P.
+    #: CLIFF/TokenHMR: the full-image camera (``transl``, ``focal``, image centre); PARE/HMR: the crop camera
+    #: (f = 5000·size/crop_size px, principal point at the box centre, POCO's crop translation).
+    view_focal: float | None = None
+    view_center: np.ndarray | None = None  #: [2] principal point (pixels)
+    view_transl: np.ndarray | None = None  #: [3]
+    #: the body's root is at or behind that camera (z ≤ 0): nothing of it can be drawn (untrained weights,
+    #: a bad box); ``joints2d`` are then meaningless
+    behind_camera: bool = False
+    #: [49, 2] the 49-joint set projected with the same camera as ``joints2d`` (pixels; needs J_regressor_extra)
+    joints49_2d: np.ndarray | None = None
 
     def to_dict(self, include_mesh: bool = False) -> dict[str, Any]:
         """JSON-ready dict (lists and floats); the mesh is left out unless asked for (it is 6890×3)."""
@@ -255,11 +267,15 @@ class Predictor:
                 score = confidence.official_score(sigma, self.sigma_score)
                 if rule == "sigma":
                     conf = (1.0 - score).astype(np.float32)
+        view_f, view_c, view_t = self.view_cameras(cam, transl, meta)
+        behind = ~(np.isfinite(view_t).all(axis=1) & (view_t[:, 2] > 1e-6))
         body = None
-        joints2d = None
+        joints2d = joints49_2d = None
         if self.smpl is not None:
             body = self.smpl.forward(betas, pose, return_vertices=True)
             joints2d = self.project(body.joints, cam, transl, meta)
+            if body.joints49 is not None:
+                joints49_2d = self.project(body.joints49, cam, transl, meta)
 
         def pick(arr: np.ndarray | None, i: int) -> np.ndarray | None:
             return None if arr is None else arr[i]
@@ -289,6 +305,11 @@ class Predictor:
                     if body is None or body.joints49 is None or "spin49" not in self.joint_sets
                     else body.joints49[i],
                     joints2d=pick(joints2d, i),
+                    joints49_2d=pick(joints49_2d, i),
+                    view_focal=float(view_f[i]),
+                    view_center=view_c[i].astype(np.float32),
+                    view_transl=view_t[i].astype(np.float32),
+                    behind_camera=bool(behind[i]),
                 )
             )
         return results
@@ -304,21 +325,32 @@ class Predictor:
             return crop_focal / self.crop_size * float(max(meta.image_hw))
         return float(meta.focal)
 
-    def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
-        """3D points [K,J,3] in the body frame → image pixels, with the camera the manifest declares.
+    def view_cameras(self, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each person's pinhole camera by the manifest's ``projection`` rule: ``(focal [K], center [K,2],
+        transl [K,3])``, pixels = ``focal·(P+t)_xy/(P+t)_z + center``.
 
-        ``projection: "full_image"``: the full-image perspective camera (``transl``, :meth:`full_focal`):
-        CLIFF's (focal √(W²+H²), as POCO-CLIFF's smplcam head) or HMR 2.0's ``cam_crop_to_full`` (focal
-        5000/256 · max(W, H), the camera the HMR 2.0 and TokenHMR demos render the mesh with).
-        ``projection: "crop"`` (PARE/HMR): the crop camera (f=5000) mapped from the crop to the image, as
-        POCO's demo does.
+        ``"full_image"``: the full-image perspective camera (``transl``, :meth:`full_focal`): CLIFF's (focal
+        √(W²+H²), as POCO-CLIFF's smplcam head) or HMR 2.0's ``cam_crop_to_full`` (focal
+        5000/256 · max(W, H); HMR 2.0 and TokenHMR, the camera their demos render the mesh with).
+        ``"crop"`` (PARE/HMR): the crop camera (f=5000, POCO's ``crop_translation``) mapped from the crop to the image, as
+        POCO's demo maps its 2D joints: focal ``5000·size/crop_size`` px, principal point at the box centre
+        (:func:`hpsedge.runtime.camera.project_crop_to_image`, written as one pinhole).
         """
+        k = meta.num_persons
+        h, w = meta.image_hw
         if self.projection == "full_image":
-            return camera.project_full(points, transl, self.full_focal(meta), meta.image_hw).astype(np.float32)
-        focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
-        return camera.project_crop_to_image(points, cam, meta.center, meta.size, self.crop_size, focal).astype(
-            np.float32
-        )
+            focal = self.full_focal(meta)
+            return (np.full(k, float(focal)), np.tile([w / 2.0, h / 2.0], (k, 1)),
+                    np.asarray(transl, dtype=np.float64).reshape(k, 3))
+        crop_focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
+        t = camera.crop_translation(cam, self.crop_size, crop_focal)
+        focal = crop_focal * np.asarray(meta.size, dtype=np.float64) / self.crop_size
+        return focal, np.asarray(meta.center, dtype=np.float64), t
+
+    def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
+        """3D points [K,J,3] in the body frame → image pixels, with the manifest's camera (:meth:`view_cameras`)."""
+        focal, center, t = self.view_cameras(cam, transl, meta)
+        return camera.project_pinhole(points, t, focal, center).astype(np.float32)
 
     def close(self) -> None:
         self.backend.close()

@@ -200,7 +200,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
 # ============================================================================================ run_video
 def _compact(r: Any) -> Any:
     """A PersonResult without the heavy mesh arrays (kept per frame for the whole video)."""
-    return replace(r, vertices=None, joints3d=None, joints45=None, joints49=None, joints2d=None)
+    return replace(r, vertices=None, joints3d=None, joints45=None, joints49=None, joints2d=None, joints49_2d=None)
 
 
 def _track_npz(path: Path, tid: int, frames: list[int], raws: list[Any], res: TemporalResult, fps: float) -> None:
@@ -403,15 +403,21 @@ def _write_overlay(predictor: Any, video_path: Path, path: Path, info: VideoInfo
             for tid, i in index.get(k, []):
                 raw = per_track[tid][1][i]
                 res = processed[tid]
+                transl = res.transl[i].astype(np.float32)
+                view_t = raw.view_transl
+                if view_t is not None and np.allclose(view_t, raw.transl):  # full-image camera: follow the filter
+                    view_t = transl
                 person = replace(raw, pose_rotmat=res.rotmat[i].astype(np.float32),
-                                 betas=res.betas[i].astype(np.float32), transl=res.transl[i].astype(np.float32))
+                                 betas=res.betas[i].astype(np.float32), transl=transl, view_transl=view_t)
                 shown.append(person)
                 marks.append((person, bool(res.inpainted_frames[i]), int(res.inpainted_joints[i].sum()),
                               bool(res.flagged_frames[i] or res.flagged_joints[i].any())))
             if shown and smpl is not None:
                 body = smpl.forward(np.stack([p.betas for p in shown]), np.stack([p.pose_rotmat for p in shown]))
-                j2d = camera.project_full(body.joints, np.stack([p.transl for p in shown]),
-                                          np.array([p.focal for p in shown]), rgb.shape[:2])
+                # the camera each result reports its joints2d with (crop camera for PARE/HMR), as `hpsedge run`
+                j2d = camera.project_pinhole(body.joints, np.stack([p.view_transl for p in shown]),
+                                             np.array([p.view_focal for p in shown]),
+                                             np.stack([p.view_center for p in shown]))
                 shown = [replace(p, vertices=body.vertices[n], joints3d=body.joints[n], joints2d=j2d[n].astype(np.float32))
                          for n, p in enumerate(shown)]
                 marks = [(shown[n], *m[1:]) for n, m in enumerate(marks)]
