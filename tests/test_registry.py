@@ -245,9 +245,12 @@ def test_unknown_family_runs_by_its_declared_rules(exports: dict[str, Path], smp
     bad = _rewrite(exports["poco-hmr"], tmp_path / "bad", lambda r: r["postprocessing"].update(projection="fisheye"))
     with pytest.raises(ManifestError, match="projection 'fisheye'"):
         load_manifest(bad)
-    bad2 = _rewrite(exports["pare"], tmp_path / "bad2", lambda r: r["postprocessing"].update(confidence="sigma"))
-    with pytest.raises(ManifestError, match="confidence 'sigma' needs"):
+    bad2 = _rewrite(exports["pare"], tmp_path / "bad2", lambda r: r["postprocessing"].update(confidence="vibes"))
+    with pytest.raises(ManifestError, match="confidence 'vibes' is neither 'sigma' nor one of the graph outputs"):
         load_manifest(bad2)
+    # a σ rule without a σ output gives no confidence rather than an invented one
+    no_sigma = _rewrite(exports["pare"], tmp_path / "ns", lambda r: r["postprocessing"].update(confidence="sigma"))
+    assert load_manifest(no_sigma).confidence_rule is None
 
 
 @pytest.mark.parametrize("name", ["poco-cliff", "poco-pare", "tokenhmr"])

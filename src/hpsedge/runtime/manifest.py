@@ -163,9 +163,13 @@ class Manifest:
         output holding it (``"token_confidence"``), or None: the model has no uncertainty output and the
         runtime reports no confidence. Schema 1 without the field: ``"sigma"`` when the model has σ."""
         post = self.postprocessing
+        sigma_ok = self.has_sigma and self.sigma_score is not None and any(o.name == "sigma" for o in self.outputs)
         if "confidence" in post:
-            return None if post["confidence"] is None else str(post["confidence"])
-        return "sigma" if self.has_sigma and self.sigma_score is not None else None
+            rule = post["confidence"]
+            if rule is None or (rule == "sigma" and not sigma_ok):  # no σ output or rule: no confidence
+                return None
+            return str(rule)
+        return "sigma" if sigma_ok else None
 
     @property
     def projection(self) -> str:
@@ -287,8 +291,6 @@ def _validate_rules(raw: dict[str, Any], source: str) -> None:
             f"{source}: postprocessing.confidence {rule!r} is neither 'sigma' nor one of the graph outputs "
             f"({', '.join(sorted(str(o) for o in outputs))})"
         )
-    if rule == "sigma" and (post.get("sigma_score") is None or "sigma" not in outputs):
-        raise ManifestError(f"{source}: confidence 'sigma' needs a 'sigma' output and a postprocessing.sigma_score rule")
     sets = post.get("joint_sets")
     if sets is not None and (not isinstance(sets, list) or any(s not in JOINT_SETS for s in sets)):
         raise ManifestError(f"{source}: postprocessing.joint_sets must list some of {', '.join(JOINT_SETS)}")
