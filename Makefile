@@ -6,7 +6,7 @@ MODEL ?= poco-cliff
 PRECISION ?= fp16
 OUT ?= build/$(MODEL)-$(PRECISION)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean serve-venv
 
 setup: $(VENV)/.installed
 
@@ -24,12 +24,21 @@ demo: setup
 	$(BIN)/hpsedge run $(OUT) --image examples/astronaut.jpg --out $(OUT)-run --force
 	@echo "overlay picture: $(OUT)-run/astronaut_overlay.png"
 
-test: setup
-	$(BIN)/python -m pytest -q
+# `hpsedge serve` runs in its own venv: PyTriton (bundled tritonserver) pins numpy<2, the dev venv has numpy 2
+SERVE_VENV ?= .venv-serve
+serve-venv: $(SERVE_VENV)/.installed
+
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve,ort,cli]"
+	touch $@
+
+test: setup serve-venv
+	HPSEDGE_SERVE_PYTHON=$(CURDIR)/$(SERVE_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(BIN)/ruff check src tests benchmarks
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) $(SERVE_VENV) build

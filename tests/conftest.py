@@ -57,3 +57,22 @@ def smpl_model(smpl_pkl: Path, j_regressor_extra_path: Path) -> Any:
     from hpsedge.runtime.smpl import SMPL
 
     return SMPL.load(smpl_pkl, j_regressor_extra=j_regressor_extra_path)
+
+
+# ------------------------------------------------------------------------------ serving (#13): the serve venv
+@pytest.fixture(scope="session")
+def serve_python() -> Path:
+    """Python of the separate virtualenv with ``hpsedge[serve,ort,cli]`` (PyTriton pins numpy<2).
+
+    ``make test`` builds it (``make serve-venv``: ``.venv-serve``); ``HPSEDGE_SERVE_PYTHON`` points elsewhere.
+    Missing, the serving tests FAIL (CI must run them); ``HPSEDGE_SKIP_SERVE=1`` skips them locally.
+    """
+    import os
+
+    env = os.environ.get("HPSEDGE_SERVE_PYTHON")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / ".venv-serve" / "bin" / "python"
+    if path.exists():
+        return path
+    if os.environ.get("HPSEDGE_SKIP_SERVE") == "1":
+        pytest.skip("HPSEDGE_SKIP_SERVE=1: serving tests skipped")
+    pytest.fail(f"no serve virtualenv at {path}: run `make serve-venv` (or set HPSEDGE_SERVE_PYTHON)")

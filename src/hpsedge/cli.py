@@ -17,20 +17,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import hpsedge
 from hpsedge.calib.cli import calib_app
+from hpsedge.console import make_console, make_log_handler
 from hpsedge.curate.cli import curate_cmd
 from hpsedge.runtime.errors import HpsedgeError
 
 log = logging.getLogger("hpsedge")
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 app = typer.Typer(
     name="hpsedge",
@@ -38,12 +37,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: flags as flags, literal [brackets], defaults shown
 )
 export_app = typer.Typer(
     help="Export a zoo model: `onnx` (verified graph + manifest) or `build` (the whole chain to an engine).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
-smpl_app = typer.Typer(help="Inspect and convert SMPL body-model files.", no_args_is_help=True)
+smpl_app = typer.Typer(help="Inspect and convert SMPL body-model files.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(export_app, name="export")
 app.add_typer(smpl_app, name="smpl")
 app.add_typer(calib_app, name="calib")
@@ -87,7 +88,7 @@ def _main(
     level = logging.WARNING if quiet else (logging.INFO if verbose <= 1 else logging.DEBUG)
     if verbose >= 2:
         level = logging.DEBUG
-    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
+    handler = make_log_handler(err_console)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     _state["debug"] = debug
 
@@ -101,6 +102,7 @@ def _progress(title: str) -> Iterator[callable]:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
+        disable=not err_console.is_terminal,  # in a log it would only leave a blank line
     ) as progress:
         task = progress.add_task(title, total=None)
 
@@ -202,7 +204,9 @@ def export_onnx_cmd(
     ] = False,
     precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8: also write model.<precision>.onnx.")] = "fp32",
     calib: Annotated[Path | None, typer.Option(help="Calibration set (.npz from `hpsedge calib make`) for int8.")] = None,
-    calib_method: Annotated[str | None, typer.Option(help="INT8 calibration: max | entropy | percentile.")] = None,
+    calib_method: Annotated[
+        str | None, typer.Option(help="INT8 calibration: max | entropy | percentile [default: percentile].")
+    ] = None,
     keep_fp32: Annotated[
         list[str] | None, typer.Option("--keep-fp32", help="FP16: node-name pattern kept in FP32 (repeatable).")
     ] = None,
@@ -210,14 +214,19 @@ def export_onnx_cmd(
         list[str] | None, typer.Option("--exclude-int8", help="INT8: node-name pattern left unquantized (repeatable).")
     ] = None,
     max_drop_deg: Annotated[
-        float | None, typer.Option("--max-drop-deg", help="Fail if the mean pose error vs FP32 exceeds this.")
+        float | None,
+        typer.Option("--max-drop-deg", help="Fail if the mean pose error vs FP32 exceeds this "
+                     "[default: no failure; report.md checks 1° fp16, 5° int8]."),
     ] = None,
     min_sigma_rank_corr: Annotated[
-        float | None, typer.Option("--min-sigma-rank-corr", help="Fail if σ's rank correlation vs FP32 is lower.")
+        float | None,
+        typer.Option("--min-sigma-rank-corr", help="Fail if σ's rank correlation vs FP32 is lower "
+                     "[default: no failure; report.md checks 0.95 fp16, 0.8 int8]."),
     ] = None,
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: adds MPJPE/vertex error (mm) to the report.")] = None,
     int8_flavor: Annotated[
-        str | None, typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, for TensorRT) | ort (u8s8, CPU).")
+        str | None,
+        typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, for TensorRT) | ort (u8s8, CPU) [default: trt]."),
     ] = None,
     tokenizer: Annotated[
         Path | None, typer.Option("--tokenizer", help="TokenHMR: tokenizer.pth (decoder + codebook).")
@@ -287,10 +296,17 @@ def export_build_cmd(
         Path | None, typer.Option("--calib-images", help="INT8 without --calib: make the set from these images.")
     ] = None,
     calib_boxes: Annotated[Path | None, typer.Option("--calib-boxes", help="Person boxes for --calib-images.")] = None,
-    calib_method: Annotated[str | None, typer.Option(help="INT8 calibration: max | entropy | percentile.")] = None,
+    calib_method: Annotated[
+        str | None, typer.Option(help="INT8 calibration: max | entropy | percentile [default: percentile].")
+    ] = None,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Largest person batch (engine profile max).")] = 16,
-    opt_batch: Annotated[int | None, typer.Option("--opt-batch", help="Batch TensorRT tunes for.")] = None,
-    workspace_mb: Annotated[int | None, typer.Option("--workspace-mb", help="TensorRT workspace limit (MiB).")] = None,
+    opt_batch: Annotated[
+        int | None, typer.Option("--opt-batch", help="Batch TensorRT tunes for [default: min(4, max batch)].")
+    ] = None,
+    workspace_mb: Annotated[
+        int | None,
+        typer.Option("--workspace-mb", help="TensorRT workspace limit (MiB) [default: TensorRT's, all GPU memory]."),
+    ] = None,
     opt_level: Annotated[int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0–5.")] = 3,
     dla: Annotated[int | None, typer.Option("--dla", help="Jetson DLA core (GPU fallback on).")] = None,
     version_compatible: Annotated[
@@ -308,9 +324,15 @@ def export_build_cmd(
     require_engine: Annotated[
         bool, typer.Option("--require-engine", help="Fail when no TensorRT engine can be built here.")
     ] = False,
-    max_drop_deg: Annotated[float | None, typer.Option("--max-drop-deg", help="Fail above this pose error.")] = None,
+    max_drop_deg: Annotated[
+        float | None,
+        typer.Option("--max-drop-deg", help="Fail above this pose error (degrees) "
+                     "[default: no failure; report.md checks 1° fp16, 5° int8]."),
+    ] = None,
     min_sigma_rank_corr: Annotated[
-        float | None, typer.Option("--min-sigma-rank-corr", help="Fail below this σ rank correlation.")
+        float | None,
+        typer.Option("--min-sigma-rank-corr", help="Fail below this σ rank correlation "
+                     "[default: no failure; report.md checks 0.95 fp16, 0.8 int8]."),
     ] = None,
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: MPJPE/vertex error in the report.")] = None,
     int8_flavor: Annotated[
@@ -320,6 +342,23 @@ def export_build_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
     unsafe_pickle: Annotated[bool, typer.Option("--unsafe-pickle", help="Trust a pickled checkpoint.")] = False,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
+    detector: Annotated[
+        Path | None, typer.Option("--detector", help="Person-detector ONNX to verify, convert and add to the folder.")
+    ] = None,
+    detector_precision: Annotated[
+        str | None, typer.Option("--detector-precision", help="fp32 | fp16 | int8 (default: the build's; INT8 → fp16).")
+    ] = None,
+    detector_layout: Annotated[
+        str | None, typer.Option("--detector-layout", help="yolo | end2end | dets_labels (default: from its outputs).")
+    ] = None,
+    detector_person_class: Annotated[
+        int | None, typer.Option("--detector-person-class", help="Class index of 'person' (default: from its names).")
+    ] = None,
+    detector_preprocess: Annotated[
+        str | None, typer.Option("--detector-preprocess", help="ultralytics | yolox (needed for dets_labels graphs).")
+    ] = None,
+    detector_score: Annotated[float, typer.Option("--detector-score", help="Detector score threshold.")] = 0.25,
+    detector_iou: Annotated[float, typer.Option("--detector-iou", help="Detector NMS IoU threshold.")] = 0.45,
 ) -> None:
     """The whole chain: export, verify, precision, accuracy report, TensorRT engine, in one folder."""
     from hpsedge.export.build import BuildConfig, export_build, rebuild_on_device
@@ -334,7 +373,13 @@ def export_build_cmd(
         max_batch=max_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
         version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
         require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle,
+        detector=detector, detector_precision=detector_precision,
+        detector_options={"layout": detector_layout, "person_class": detector_person_class,
+                          "preprocess": detector_preprocess, "score_threshold": detector_score,
+                          "iou_threshold": detector_iou},
     )
+    if detector is None and detector_precision is not None:
+        raise HpsedgeError("--detector-precision goes with --detector")
     title = f"build {on_device.name if on_device else model} ({precision})"
     with _progress(title) as step:
         def trt_step(event: object) -> None:
@@ -367,6 +412,72 @@ def export_build_cmd(
         console.print(f"[yellow]  no TensorRT engine built: {result.engine_reason}[/yellow] "
                       "(the folder runs on ONNX Runtime; build the engine on the target with --on-device)")
     console.print(f"  next: hpsedge run {result.folder} --image photo.jpg   |   hpsedge inspect {result.folder}")
+
+
+@export_app.command("triton")
+def export_triton_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model repository folder to write.")],
+    name: Annotated[str | None, typer.Option(help="Model-name prefix (default: the manifest's model name).")] = None,
+    precision: Annotated[str | None, typer.Option(help="ONNX graph: fp32 | fp16 | int8 (default: the folder's).")] = None,
+    network: Annotated[str, typer.Option(help="What the hpsedge model calls: auto (TensorRT if an engine) | onnx | trt.")] = "auto",
+    kind: Annotated[str, typer.Option(help="Instance group of the network models: gpu | cpu.")] = "gpu",
+    count: Annotated[int, typer.Option(help="Network model instances (per GPU for gpu).")] = 1,
+    preferred_batch_size: Annotated[
+        list[int] | None, typer.Option("--preferred-batch-size", help="Dynamic batcher's preferred size (repeatable).")
+    ] = None,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
+    max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: the hpsedge model returns joints and vertices.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+) -> None:
+    """Write an NVIDIA Triton model repository (network + the hpsedge pre/post-processing model)."""
+    from hpsedge.export.triton import export_triton
+
+    res = export_triton(
+        export_dir, out, name=name, precision=precision, network=network, kind=kind, count=count,
+        preferred_batch_sizes=preferred_batch_size, max_queue_delay_us=max_queue_delay_us, max_persons=max_persons,
+        smpl=smpl, force=force,
+    )
+    console.print(f"[green]✓[/green] Triton repository → [bold]{res.out_dir}[/bold]: {', '.join(res.models)} "
+                  f"(hpsedge calls {res.network_model}); see {res.readme}")
+
+
+@app.command("serve")
+def serve_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics).")] = 8002,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching", help="Triton's dynamic batcher on the network.")] = True,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
+    instances: Annotated[int, typer.Option(help="Frames pre/post-processed in parallel.")] = 4,
+    max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: responses get joints and vertices.")] = None,
+    device: Annotated[str, typer.Option(help="ONNX Runtime device: cpu | cuda | tensorrt | auto.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder.")] = None,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver's verbose log level (0: off).")] = 0,
+) -> None:
+    """Serve a build folder on Triton Inference Server (PyTriton): HTTP, gRPC, health, metrics."""
+    from hpsedge.serve.server import ServeConfig, serve
+
+    cfg = ServeConfig(
+        host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, batching=batching,
+        max_queue_delay_us=max_queue_delay_us, instances=instances, max_persons=max_persons, device=device,
+        threads=threads, precision=precision, log_verbose=log_verbose,
+    )
+
+    def ready(summary: dict) -> None:
+        console.print(
+            f"[green]✓[/green] serving {summary['model']} ({summary['network_model']}, dynamic batching "
+            f"{'on' if summary['batching'] else 'off'}, max batch {summary['max_batch']}) on {summary['host']}: "
+            f"HTTP {summary['http']}, gRPC {summary['grpc']}, metrics {summary['metrics']}; Ctrl+C stops",
+            highlight=False,
+        )
+
+    raise typer.Exit(serve(export_dir, cfg, smpl=smpl, on_ready=ready))
 
 
 @app.command("inspect")
@@ -419,19 +530,48 @@ def run_cmd(
     ] = None,
     backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads [default: one per core].")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
+    side_view: Annotated[
+        bool, typer.Option("--side-view", help="--image: add a second overlay panel seen from the side (depth to the right).")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty output folder.")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="Frames: an image, a folder, a video, an rtsp/http stream, or a camera "
+                                            "(/dev/video0 or 0). Detect, track and stream people."),
+    ] = None,
+    jsonl: Annotated[
+        str | None, typer.Option("--jsonl", help="--source: one JSON line per frame to this file, or '-' for stdout.")
+    ] = None,
+    detector: Annotated[
+        Path | None, typer.Option("--detector", help="--source: a person-detector ONNX (default: the folder's).")
+    ] = None,
+    overlay_video: Annotated[
+        Path | None, typer.Option("--overlay-video", help="--source: write an overlay .mp4 here.")
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", help="--source: stop after N frames.")] = None,
 ) -> None:
-    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image."""
+    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image
+    (a folder of images also gets contact_sheet.png).
+
+    With --source: detect (the folder's detector), track and stream people frame by frame (--jsonl)."""
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn
 
-    from hpsedge.runtime.draw import save_overlay
+    from hpsedge.runtime.draw import contact_sheet, legend_for, render_overlay
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, read_image, stems_unique
     from hpsedge.runtime.predictor import Predictor
 
+    if source is not None:
+        if image is not None or video is not None or tracks is not None:
+            raise HpsedgeError("--source replaces --image/--video/--tracks; give one of them")
+        _run_source(export_dir, source, jsonl, detector, overlay_video, boxes, smpl, j_regressor_extra, backend,
+                    device, threads, precision, force, max_frames)
+        return
+    if jsonl is not None or detector is not None or overlay_video is not None:
+        raise HpsedgeError("--jsonl, --detector and --overlay-video go with --source")
     if (image is None) == (video is None):
         raise HpsedgeError("give --image (a file or folder) or --video, one of the two")
     if tracks is not None and video is None:
@@ -482,16 +622,22 @@ def run_cmd(
     )
     out.mkdir(parents=True, exist_ok=True)
     faces = predictor.smpl.faces if predictor.smpl is not None else None
-    total = 0
+    manifest = predictor.manifest
+    legend = legend_for(manifest)
+    sheet: list[tuple[str, np.ndarray]] = []  # contact-sheet thumbnails of a folder's overlays
+    total = behind = 0
     with Progress(
         SpinnerColumn(), TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=len(images) == 1,
+        console=err_console, transient=True, disable=len(images) == 1 or not err_console.is_terminal,
     ) as progress:
         task = progress.add_task("run", total=len(images))
         for path, bxs in zip(images, per_image, strict=True):
             rgb = read_image(path)
+            if bxs is None:  # said once above, not once per image
+                bxs = np.array([[0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])]], dtype=np.float32)
             results = predictor.predict(rgb, bxs)
             total += len(results)
+            behind += sum(bool(r.behind_camera) for r in results)
             doc = {
                 "image": path.name,
                 "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
@@ -510,16 +656,115 @@ def run_cmd(
                     faces=faces,
                 )
             if overlay:
-                save_overlay(out / f"{path.stem}_overlay.png", rgb, results, faces)
+                pic = render_overlay(rgb, results, faces, legend=legend, side_view=side_view)
+                _save_png(out / f"{path.stem}_overlay.png", pic)
+                if len(images) > 1 and len(sheet) < CONTACT_SHEET_MAX:
+                    sheet.append((path.name, _thumbnail(pic, CONTACT_SHEET_THUMB)))
             progress.advance(task)
+    if sheet:
+        _save_png(out / "contact_sheet.png", contact_sheet(sheet, thumb_width=CONTACT_SHEET_THUMB))
     console.print(
-        f"[green]✓[/green] {len(images)} image(s), {total} person(s) → [bold]{out}[/bold] "
+        f"[green]✓[/green] {len(images)} image(s), {total} person(s) → [bold]{escape(str(out))}[/bold] "
         f"({predictor.manifest.model_name} on {predictor.backend.name}: {predictor.backend.device})"
     )
     for r in results[:5] if len(images) == 1 else []:
         conf = "-" if r.confidence is None else f"{r.confidence:.2f}"
         console.print(f"  person at {np.round(r.box).astype(int).tolist()}: confidence {conf}, "
-                      f"translation {np.round(r.transl.astype(float), 2).tolist()} m")
+                      f"translation {np.round(r.transl.astype(float), 2).tolist()} m"
+                      + (" [yellow](behind the camera: not visible)[/yellow]" if r.behind_camera else ""))
+    if behind and len(images) > 1:
+        console.print(f"  [yellow]{behind} person(s) behind the camera: not visible[/yellow] "
+                      '(root at or behind the camera; "behind_camera": true in their JSON)')
+    if sheet:
+        more = f", the first {len(sheet)} of {len(images)} images" if len(sheet) < len(images) else ""
+        console.print(f"  contact sheet{more}: {escape(str(out / 'contact_sheet.png'))}")
+
+
+#: a folder's contact sheet shows at most this many overlays, as thumbnails this wide (pixels)
+CONTACT_SHEET_MAX = 64
+CONTACT_SHEET_THUMB = 360
+
+
+def _save_png(path: Path, pic: object) -> None:
+    from PIL import Image  # present: render_overlay needed it
+
+    Image.fromarray(pic).save(path)
+
+
+def _thumbnail(pic: object, width: int) -> object:
+    """``pic`` scaled to ``width`` pixels wide (kept small: a folder can hold thousands of images)."""
+    import numpy as np
+    from PIL import Image
+
+    im = Image.fromarray(pic)
+    return np.asarray(im.resize((width, max(1, round(im.height * width / im.width)))))
+
+
+def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path | None, overlay_video: Path | None,
+                boxes: Path | None, smpl: Path | None, j_regressor_extra: Path | None, backend: str, device: str,
+                threads: int | None, precision: str | None, force: bool, max_frames: int | None) -> None:
+    """``hpsedge run --source``: the streaming Pipeline over a source, JSON lines out."""
+    from hpsedge.runtime.io import boxes_for, load_boxes
+    from hpsedge.runtime.pipeline import Pipeline, run_source
+    from hpsedge.runtime.sources import SourceStopped, open_source
+
+    outs = [p for p in (Path(jsonl) if jsonl not in (None, "-") else None, overlay_video) if p is not None]
+    for p in outs:
+        if p.exists() and not force:
+            raise HpsedgeError(f"{p} exists; not overwriting it", hint="pass --force, or choose another path")
+        if not p.parent.is_dir():
+            raise HpsedgeError(f"folder {p.parent} does not exist")
+    if overlay_video is not None and overlay_video.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+        raise HpsedgeError(f"--overlay-video {overlay_video}: use an .mp4 (or .mkv/.mov) name")
+    pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device, threads=threads,
+                         precision=precision, need_detector=boxes is None, j_regressor_extra=j_regressor_extra)
+    src = open_source(source)
+    per_frame = None
+    if boxes is not None:
+        if src.kind not in ("image", "folder"):
+            src.close()
+            raise HpsedgeError("--boxes with --source needs an image or a folder of images",
+                               hint="for videos give --video with --tracks")
+        from hpsedge.runtime.io import list_images
+
+        per_frame = boxes_for(list_images(Path(source)), load_boxes(boxes), str(boxes))
+    stream = sys.stdout if jsonl == "-" else None
+    handle = None
+    if jsonl not in (None, "-"):
+        handle = open(jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below, also on errors)
+        stream = handle
+    say = err_console if jsonl == "-" else console
+    if jsonl is None and overlay_video is None:
+        say.print("[yellow]no --jsonl or --overlay-video: only a summary will be printed[/yellow]")
+    try:
+        with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[fps]}"),
+                      TimeElapsedColumn(), console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as progress:
+            task = progress.add_task(f"run {src.kind}", total=None, fps="")
+
+            def on_progress(done: int, fps: float) -> None:
+                progress.update(task, description=f"run {src.kind}: frame {done}", fps=f"{fps:.1f} frames/s")
+
+            try:
+                summary = run_source(pipe, src, jsonl=stream, overlay=overlay_video, boxes=per_frame,
+                                     progress=on_progress, max_frames=max_frames)
+            except SourceStopped as exc:
+                done = getattr(exc, "summary", {}).get("frames", 0)
+                raise HpsedgeError(exc.message + f"; {done} frame(s) written", hint=exc.hint) from None
+    finally:
+        if handle is not None:
+            handle.close()
+    ms = summary["stage_ms_per_frame"]
+    say.print(
+        f"[green]✓[/green] {summary['frames']} frame(s), {len(summary['tracks'])} track(s), {summary['people']} "
+        f"person-frame(s) from {summary['kind']} {summary['source']}"
+        + (" (interrupted)" if summary["interrupted"] else "")
+        + f", {summary['frames_per_second']:.1f} frames/s; ms/frame: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in ms.items()),
+        highlight=False,
+    )
+    if summary["overlay"]:
+        say.print(f"  overlay: {summary['overlay']}")
 
 
 @smpl_app.command("convert")
@@ -545,6 +790,106 @@ def smpl_check_cmd(path: Annotated[Path, typer.Argument(help="SMPL .pkl or .npz"
     for key, value in info.items():
         table.add_row(str(key), str(value))
     console.print(table)
+
+
+# -------------------------------------------------------------------------------------------------
+def _csv(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
+    """Repeatable and/or comma-separated option values (``--batch 1,8 --batch 16``)."""
+    out = [v.strip() for item in (values or []) for v in item.split(",") if v.strip()]
+    return out or list(default)
+
+
+@app.command("val")
+def val_cmd(
+    folders: Annotated[list[str], typer.Argument(help="Build folders (DIR, or DIR@fp32|fp16|int8 for one graph).")],
+    data: Annotated[Path, typer.Option("--data", help="Evaluation .npz (SPIN/PARE/POCO layout, e.g. 3dpw_test.npz).")],
+    images: Annotated[Path, typer.Option("--images", help="Image root the file's imgname paths start from.")],
+    smpl: Annotated[Path, typer.Option("--smpl", help="Neutral SMPL (.npz or official .pkl).")],
+    j_regressor: Annotated[Path, typer.Option("--j-regressor", help="J_regressor_h36m.npy [17, 6890].")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results, per-sample files, plots).")],
+    smpl_male: Annotated[Path | None, typer.Option("--smpl-male", help="Male SMPL for gendered ground truth.")] = None,
+    smpl_female: Annotated[Path | None, typer.Option("--smpl-female", help="Female SMPL for gendered ground truth.")] = None,
+    max_samples: Annotated[int | None, typer.Option("--max-samples", help="Evaluate the first N samples only.")] = None,
+    pelvis: Annotated[str, typer.Option(help="Root joint: h36m (SPIN/PARE/POCO code) | hips (mid-hips).")] = "h36m",
+    backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace another run's results in --out.")] = False,
+) -> None:
+    """Accuracy (MPJPE, PA-MPJPE, PVE in mm) and uncertainty quality of build folders on an evaluation set."""
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    from hpsedge.eval.val import ValConfig, run_val
+
+    cfg = ValConfig(folders=folders, data=data, images=images, smpl=smpl, out=out, j_regressor=j_regressor,
+                    smpl_male=smpl_male, smpl_female=smpl_female, max_samples=max_samples, pelvis=pelvis,
+                    backend=backend, device=device, threads=threads, force=force)
+    with Progress(SpinnerColumn(), TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        task = progress.add_task("val", total=None)
+        doc = run_val(cfg, progress=lambda done, total, _name: progress.update(task, completed=done, total=total))
+    table = Table(title=f"hpsedge val: {doc['samples']} samples (mm)")
+    table.add_column("folder", overflow="fold")
+    for col in ("MPJPE", "PA-MPJPE", "PVE", "ρ (σ, PA)", "AUSE"):
+        table.add_column(col, no_wrap=True, justify="right")
+    for f in doc["folders"]:
+        r = doc["results"][f["label"]]
+        u = r.get("uncertainty") or {}
+        rho, ause = u.get("spearman_pa_mpjpe"), u.get("ause_pa_mpjpe")
+        table.add_row(f["label"], f"{r['mpjpe']['mean']:.2f}", f"{r['pa_mpjpe']['mean']:.2f}",
+                      f"{r['pve']['mean']:.2f}", "-" if rho is None else f"{rho:.3f}", "-" if ause is None else f"{ause:.2f}")
+    console.print(table)
+    resumed = sum(doc["resumed_samples"].values())
+    console.print(f"  {doc['protocol']['smpl']}")
+    console.print(f"[green]✓[/green] results → [bold]{out}[/bold] (results.md, results.json, samples/, plots)"
+                  + (f"; {resumed} sample result(s) reused from an earlier run" if resumed else ""))
+
+
+@app.command("bench")
+def bench_cmd(
+    folders: Annotated[list[str] | None, typer.Argument(help="Build folders (DIR or DIR@precision).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Zoo model: build/reuse one folder per precision.")] = None,
+    precisions: Annotated[list[str] | None, typer.Option("--precisions", help="With --model: fp32,fp16,int8.")] = None,
+    backends: Annotated[list[str] | None, typer.Option("--backends", help="ort,trt")] = None,
+    batch: Annotated[list[str] | None, typer.Option("--batch", help="Person batch sizes, e.g. 1,8,16.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for bench.json/.md/.png.")] = Path("bench-out"),
+    builds: Annotated[Path | None, typer.Option("--builds", help="Where --model folders live [default: OUT/builds].")] = None,
+    smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL file: time the body model too.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Frame to crop from [default: synthetic 1280×720].")] = None,
+    reps: Annotated[int, typer.Option(help="Timed rounds (medians over them).")] = 7,
+    warmup: Annotated[int, typer.Option(help="Rounds dropped first.")] = 1,
+    device: Annotated[str, typer.Option(help="ONNX Runtime device: auto | cpu | cuda | tensorrt.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Checkpoint for --model builds.")] = None,
+    calib_images: Annotated[Path | None, typer.Option("--calib-images", help="INT8 builds: calibration images.")] = None,
+    calib_boxes: Annotated[Path | None, typer.Option("--calib-boxes", help="Person boxes for --calib-images.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Text for the report (e.g. the machine's load).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace bench files already in --out.")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="Tiny test configuration.")] = False,
+) -> None:
+    """Speed of precisions × backends × batch sizes (stages and totals in one loop), with build-report accuracy."""
+    from hpsedge.eval.bench import BenchConfig, run_bench
+
+    try:
+        batches = [int(b) for b in _csv(batch, ("1", "8", "16"))]
+    except ValueError:
+        raise HpsedgeError("--batch takes integers, e.g. --batch 1,8,16") from None
+    cfg = BenchConfig(out=out, folders=folders or [], model=model, precisions=_csv(precisions, ("fp32", "fp16", "int8")),
+                      backends=_csv(backends, ("ort", "trt")), batches=batches, builds=builds, smpl=smpl, image=image,
+                      reps=reps, warmup=warmup, device=device, threads=threads, checkpoint=checkpoint,
+                      calib_images=calib_images, calib_boxes=calib_boxes, note=note, force=force, tiny=tiny)
+    with _progress("bench") as step:
+        doc = run_bench(cfg, progress=step)
+    table = Table(title="hpsedge bench (ms per call, medians)")
+    for col in ("model", "precision", "backend", "batch", "model ms", "total ms", "people/s"):
+        table.add_column(col, no_wrap=True)
+    for r in doc["rows"]:
+        table.add_row(r["model"], r["precision"], r["backend"], str(r["batch"]), f"{r['ms']['model']:.1f}",
+                      f"{r['ms']['total']:.1f}", f"{r['people_per_s']:.1f}")
+    console.print(table)
+    for a in doc["absent"]:
+        console.print(f"  [yellow]{a['target']} on {a['backend']}: absent ({a['reason']})[/yellow]")
+    console.print(f"[green]✓[/green] {len(doc['rows'])} row(s) → [bold]{out}[/bold] (bench.md, bench.json, bench.png)")
 
 
 # -------------------------------------------------------------------------------------------------

@@ -44,7 +44,9 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
     if ver:
         summary["verification"] = f"worst relative error {ver['worst_rel_error']:.2e} vs PyTorch (N={ver['batches']})"
     if "accuracy" in raw:
-        summary["accuracy vs fp32"] = raw["accuracy"]
+        acc = raw["accuracy"]
+        verdict = "within thresholds" if acc.get("passed") else "OVER THRESHOLDS"
+        summary["accuracy vs fp32"] = f"{verdict} (table below; {acc.get('report', 'report.json')})"
     for name, chk in raw.get("trt_check", {}).items():
         summary[f"TensorRT check ({name})"] = "ok" if chk["ok"] else "; ".join(chk["errors"])
     io = {f"input {t.name}": f"{_fmt_shape(t.shape)} {t.dtype}" for t in m.inputs}
@@ -66,13 +68,84 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
                      f"profile {art.get('profile')}")
         arts[key] = f"{art['file']} ({_size(path.stat().st_size)}{', ' + status if status else ''}{extra})"
     ops = raw.get("graph", {}).get("ops", {})
+    det = raw.get("detector")
+    detector: dict[str, Any] = {}
+    if isinstance(det, dict):
+        detector = {
+            "layout": det.get("layout"), "precision": det.get("precision"),
+            "input": f"{det.get('input_name')} {det.get('input_size')}",
+            "person class": f"{det.get('person_class')} ({det.get('person_class_source')})",
+            "thresholds": f"score {det.get('score_threshold')}, NMS IoU {det.get('iou_threshold')}, "
+                          f"max {det.get('max_detections')}",
+            "preprocessing": ", ".join(f"{k}={v}" for k, v in (det.get("preprocess") or {}).items()),
+            "source": f"{det.get('source_file')} (sha256 {str(det.get('sha256_source'))[:12]}…)",
+        }
+        drift = (det.get("verification") or {}).get("drift")
+        if drift:
+            detector[f"{det.get('precision')} vs fp32"] = (f"mean IoU {drift.get('mean_iou')}, worst {drift.get('min_iou')}, "
+                                                          f"missing {drift.get('missing')}, extra {drift.get('extra')}")
+        for name, chk in (det.get("trt_check") or {}).items():
+            detector[f"TensorRT check ({name})"] = "ok" if chk.get("ok") else "; ".join(chk.get("errors", []))
     return {
         "manifest": summary,
+        **({f"accuracy vs fp32 ({raw['accuracy'].get('precision', '?')})": _accuracy_rows(raw["accuracy"])}
+           if isinstance(raw.get("accuracy"), dict) else {}),
         "graph I/O": io,
+        "person detector": detector,
         "artifacts": arts,
         "op histogram (FP32 graph)": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
         "this machine": _machine(m),
     }
+
+
+def _num(v: Any, unit: str = "") -> str:
+    """A figure with 3 significant digits (exponent form when tiny), or "–"."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+        return f"{v:.2e}{unit}"
+    return f"{v:.3g}{unit}"
+
+
+#: manifest["accuracy"] keys (written by hpsedge.calib.report.summary) → row label and unit
+_ACCURACY_ROWS = {
+    "inputs": ("inputs", ""),
+    "persons": ("persons", ""),
+    "pose_deg_mean": ("pose error, mean", "°"),
+    "pose_deg_p95": ("pose error, p95", "°"),
+    "pose_deg_worst_joint": ("pose error, worst joint (mean)", "°"),
+    "worst_joint": ("worst joint", ""),
+    "betas_abs_max": ("betas, max |Δ|", ""),
+    "cam_abs_max": ("camera, max |Δ|", ""),
+    "sigma_abs_max": ("σ, max |Δ|", ""),
+    "sigma_rank_corr": ("σ score rank correlation", "corr"),
+    "token_agreement": ("token agreement", "corr"),
+    "mpjpe_mm": ("MPJPE Δ", " mm"),
+    "vertex_error_mm": ("vertex error Δ", " mm"),
+}
+
+
+def _accuracy_rows(acc: dict[str, Any]) -> dict[str, str]:
+    """manifest["accuracy"] (the short form of report.json) as labelled rows, one figure each."""
+    rows: dict[str, str] = {"precision": f"{acc.get('precision', '?')} vs fp32"}
+    for key, (label, unit) in _ACCURACY_ROWS.items():
+        if key in acc:
+            corr = unit == "corr" and isinstance(acc[key], int | float) and not isinstance(acc[key], bool)
+            rows[label] = f"{acc[key]:.3f}" if corr else _num(acc[key], "" if unit == "corr" else unit)
+    lat = acc.get("latency_ms")
+    if isinstance(lat, dict):
+        rows[f"latency, ONNX Runtime CPU, N={lat.get('batch')}"] = ", ".join(
+            f"{k} {_num(v, ' ms')}" for k, v in lat.items() if k != "batch")
+    th = acc.get("thresholds")
+    if isinstance(th, dict):
+        rows["thresholds"] = ", ".join(f"{k} {_num(v)}" for k, v in th.items())
+    rows["verdict"] = "within thresholds" if acc.get("passed") else "OVER THRESHOLDS"
+    known = {"precision", "latency_ms", "thresholds", "passed", "report", *_ACCURACY_ROWS}
+    rows.update({k: _num(v) for k, v in acc.items() if k not in known})
+    rows["report"] = str(acc.get("report", "report.json")) + " (report.md beside it)"
+    return rows
 
 
 def _machine(m: Manifest) -> dict[str, Any]:

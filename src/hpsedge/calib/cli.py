@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,10 +16,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from hpsedge.console import make_console
+
 calib_app = typer.Typer(help="Calibration sets for INT8 (made with the runtime's own preprocessing).",
-                        no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
+                        no_args_is_help=True, rich_markup_mode=None)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 @calib_app.callback()

@@ -270,7 +270,9 @@ def check_calibration_feeds(feeds: Mapping[str, np.ndarray], model: Any) -> int:
     for vi in wanted:
         arr = feeds[vi.name]
         dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-        if arr.ndim != len(dims) or any(d is not None and d != s for d, s in zip(dims, arr.shape, strict=True)):
+        # a graph with a fixed batch of 1 (a person detector) is calibrated one sample at a time (batch=1)
+        fixed = [None if i == 0 and d == 1 else d for i, d in enumerate(dims)]
+        if arr.ndim != len(dims) or any(d is not None and d != s for d, s in zip(fixed, arr.shape, strict=True)):
             raise InputError(
                 f"calibration input '{vi.name}' has shape {list(arr.shape)}; the graph wants "
                 f"{['N' if d is None else d for d in dims]}",

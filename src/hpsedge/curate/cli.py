@@ -59,12 +59,12 @@ def curate_cmd(
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when nobody is kept.")] = False,
 ) -> None:
     """Curate pseudo-labels: keep confident people, write a SPIN/EFT/POCO training .npz + summary."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from hpsedge.console import make_console
     from hpsedge.curate.core import OUTPUT_NAME, curate
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Progress(
         TextColumn("[bold]curate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(), console=console, transient=True,

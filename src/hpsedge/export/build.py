@@ -82,6 +82,9 @@ class BuildConfig:
     tiny: bool = False
     unsafe_pickle: bool = False
     extra_model_args: dict[str, Any] = field(default_factory=dict)
+    detector: Path | None = None  #: a person-detector ONNX to verify, convert and add (hpsedge.export.detector)
+    detector_precision: str | None = None  #: default: the build's precision (FP16 for an INT8 build)
+    detector_options: dict[str, Any] = field(default_factory=dict)  #: layout, person class, thresholds...
 
 
 @dataclass
@@ -168,6 +171,29 @@ def _engine_step(
     manifest["artifacts"]["engine"] = entry
     manifest["engine_status"] = {"built": True, "reason": f"TensorRT {entry.get('trt_version')} on {entry.get('gpu_name')}"}
     return True, manifest["engine_status"]["reason"]
+
+
+def _detector_engine(cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn,
+                     trt_progress: Callable | None) -> None:
+    """The person detector's engine (batch 1, its graph's static input), beside the regressor's.
+
+    Written against TensorRT 10.x/11.x like the regressor's engine; not run against a real TensorRT here."""
+    from hpsedge.export.detector import detector_engine_name, detector_key
+    from hpsedge.export.tensorrt import BuildOptions, build_engine
+
+    det = manifest["detector"]
+    precision = str(det.get("precision", "fp32"))
+    graph = folder / manifest["artifacts"][detector_key(precision)]["file"]
+    h, w = det["input_size"]
+    step(f"building the detector's TensorRT engine from {graph.name}")
+    opts = BuildOptions(precision=precision, min_batch=1, opt_batch=1, max_batch=1,
+                        workspace_bytes=cfg.workspace_mb * (1 << 20) if cfg.workspace_mb else None,
+                        opt_level=cfg.opt_level, timing_cache=folder / TIMING_CACHE, dla_core=cfg.dla_core,
+                        version_compatible=cfg.version_compatible, hardware_compat=cfg.hardware_compat,
+                        weak_typing=cfg.weak_typing)
+    entry = build_engine(graph, folder / detector_engine_name(precision), opts, progress=trt_progress,
+                         input_specs=[(det["input_name"], [1, 3, int(h), int(w)])])
+    manifest["artifacts"]["detector_engine"] = entry
 
 
 def write_trtexec(cfg: BuildConfig, folder: Path, manifest: dict[str, Any]) -> Path:
@@ -289,6 +315,8 @@ def export_build(
             "INT8 needs calibration data",
             hint="pass --calib calib.npz (from `hpsedge calib make`) or --calib-images DIR [--calib-boxes JSON]",
         )
+    if cfg.detector is not None and not Path(cfg.detector).is_file():
+        raise HpsedgeError(f"detector file not found: {cfg.detector}")
     check_target(cfg.out, cfg.force)
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
@@ -326,11 +354,21 @@ def export_build(
         step("TensorRT static check")
         installed = installed_trt_major()
         majors = (installed,) if installed in (10, 11) else (10, 11)
+        det_section = None
+        if cfg.detector is not None:
+            from hpsedge.export.detector import add_detector
+
+            det_precision = cfg.detector_precision or ("fp16" if cfg.precision == "int8" else cfg.precision)
+            det_section = timed("detector", lambda: add_detector(
+                tmp, manifest, cfg.detector, det_precision, cfg.calib_images, cfg.detector_options,
+                cfg.precision_options.get("flavor"), majors, step))
         graph = tmp / manifest["artifacts"][graph_key(cfg.precision)]["file"]
         lint = timed("trt-check", lambda: lint_graph(graph, majors))
         if not all(r.ok for r in lint):
             log.warning("TensorRT static check: %s", "; ".join(e for r in lint for e in r.errors))
         built, reason = timed("engine", lambda: _engine_step(cfg, tmp, manifest, step, trt_progress))
+        if built and cfg.detector is not None:
+            timed("detector-engine", lambda: _detector_engine(cfg, tmp, manifest, step, trt_progress))
         write_trtexec(cfg, tmp, manifest)
         manifest["build"] = {
             "command": "export build",
@@ -339,6 +377,10 @@ def export_build(
             "seconds": {k: round(v, 2) for k, v in stages.items()},
         }
         _write_reports(tmp, manifest, lint, stages)
+        if det_section is not None:
+            from hpsedge.export.detector import write_detector_report
+
+            write_detector_report(tmp, det_section)
         write_manifest(tmp, manifest)
         step("writing the folder")
     return BuildResult(cfg.out, manifest, built, reason, time.perf_counter() - t0, stages)
@@ -365,6 +407,9 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
                              "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
     built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress, on_device=True)
     manifest["artifacts"]["engine"]["on_device"] = True
+    if isinstance(manifest.get("detector"), dict):
+        _detector_engine(rebuild, folder, manifest, step, trt_progress)
+        manifest["artifacts"]["detector_engine"]["on_device"] = True
     write_trtexec(rebuild, folder, manifest)
     validate_manifest(manifest, source="rebuilt manifest")
     fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)

@@ -347,3 +347,9 @@ def legend_text(model_name: str, postprocessing: dict[str, Any], has_sigma: bool
     else:
         return f"{model_name}\nno confidence output"
     return f"{model_name}\nperson: {person}\njoints: 1 − accumulated σ"
+
+
+def legend_for(manifest: Any) -> str:
+    """:func:`legend_text` for a loaded :class:`~hpsedge.runtime.manifest.Manifest` (its model, rule and outputs)."""
+    return legend_text(manifest.model_name, manifest.postprocessing, manifest.has_sigma,
+                       any(t.name == "token_confidence" for t in manifest.outputs))

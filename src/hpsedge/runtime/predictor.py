@@ -226,7 +226,7 @@ class Predictor:
             arr = np.asarray(image)
             if arr.ndim < 2:
                 raise InputError(f"image must be H×W×3 uint8, got shape {arr.shape}")
-            log.info("no boxes given: the whole image is one person box")
+            log.debug("no boxes given: the whole image is one person box")
             boxes = np.array([[0.0, 0.0, float(arr.shape[1]), float(arr.shape[0])]], dtype=np.float32)
         feeds, meta = preprocess(image, boxes, self.preprocessing, bgr=bgr)
         k = meta.num_persons

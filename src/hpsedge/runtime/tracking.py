@@ -23,6 +23,7 @@ Frames inside hpsedge are always 0-based video frame indices.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -34,7 +35,8 @@ import numpy as np
 
 from hpsedge.runtime.errors import InputError
 
-__all__ = ["Tracks", "iou_matrix", "link_iou", "read_tracks", "whole_frame_tracks"]
+__all__ = ["SortTracker", "TrackedBox", "Tracks", "assign_greedy", "assign_max", "identity_switches", "iou_matrix",
+           "link_iou", "read_tracks", "whole_frame_tracks"]
 
 
 @dataclass
@@ -282,3 +284,230 @@ def link_iou(frames: np.ndarray, boxes: np.ndarray, iou_threshold: float = 0.3, 
                 next_id += 1
             live[int(ids[d])] = (f, boxes[d])
     return ids
+
+
+# ============================================================================================ SORT tracker
+def assign_max(score: np.ndarray) -> list[tuple[int, int]]:
+    """Maximum-weight assignment of rows to columns (Hungarian algorithm with potentials, O(n²m)),
+    for a score matrix ``[N, M]``; returns the (row, col) pairs of an optimal assignment of min(N, M) pairs.
+    Plain numpy/Python so that the runtime needs no scipy."""
+    s = np.asarray(score, dtype=np.float64)
+    if s.size == 0:
+        return []
+    transposed = s.shape[0] > s.shape[1]
+    cost = -(s.T if transposed else s)  # rows ≤ cols, minimise
+    n, m = cost.shape
+    u = np.zeros(n + 1)
+    v = np.zeros(m + 1)
+    p = np.zeros(m + 1, dtype=np.int64)  # p[j]: row (1-based) matched to column j
+    way = np.zeros(m + 1, dtype=np.int64)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, dtype=bool)
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            cur = cost[i0 - 1] - u[i0] - v[1:]
+            free = ~used[1:]
+            better = free & (cur < minv[1:])
+            minv[1:][better] = cur[better]
+            way[1:][better] = j0
+            cand = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(cand)) + 1
+            delta = cand[j1 - 1]
+            u[p[used]] += delta
+            v[used] -= delta
+            minv[1:][free] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while True:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+            if j0 == 0:
+                break
+    pairs = [(int(p[j]) - 1, j - 1) for j in range(1, m + 1) if p[j] != 0]
+    return sorted((c, r) for r, c in pairs) if transposed else sorted(pairs)
+
+
+def assign_greedy(score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Greedy assignment: pairs by decreasing score, each row and column at most once, score ≥ threshold."""
+    s = np.asarray(score, dtype=np.float64)
+    pairs: list[tuple[int, int]] = []
+    if s.size == 0:
+        return pairs
+    used_r: set[int] = set()
+    used_c: set[int] = set()
+    for flat in np.argsort(-s, axis=None, kind="stable"):
+        r, c = divmod(int(flat), s.shape[1])
+        if s[r, c] < threshold:
+            break
+        if r in used_r or c in used_c:
+            continue
+        used_r.add(r)
+        used_c.add(c)
+        pairs.append((r, c))
+    return sorted(pairs)
+
+
+def _xyxy_to_z(b: np.ndarray) -> np.ndarray:
+    w, h = b[2] - b[0], b[3] - b[1]
+    return np.array([b[0] + w / 2, b[1] + h / 2, w, h], dtype=np.float64)
+
+
+class _KalmanBox:
+    """Constant-velocity Kalman filter on (cx, cy, w, h): state [cx, cy, w, h, vcx, vcy, vw, vh]."""
+
+    _F = np.eye(8) + np.eye(8, k=4)
+    _H = np.eye(4, 8)
+
+    def __init__(self, box: np.ndarray, pos_std: float, vel_std: float, meas_std: float) -> None:
+        z = _xyxy_to_z(box)
+        self.x = np.concatenate([z, np.zeros(4)])
+        self.pos_std, self.vel_std, self.meas_std = pos_std, vel_std, meas_std
+        scale = max(z[2], z[3], 1.0)
+        self.P = np.diag(np.r_[np.full(4, 2 * pos_std * scale), np.full(4, 10 * vel_std * scale)] ** 2)
+
+    def _q(self) -> np.ndarray:
+        scale = max(self.x[2], self.x[3], 1.0)
+        return np.diag(np.r_[np.full(4, self.pos_std * scale), np.full(4, self.vel_std * scale)] ** 2)
+
+    def predict(self) -> np.ndarray:
+        self.x = self._F @ self.x
+        self.x[2:4] = np.maximum(self.x[2:4], 1.0)
+        self.P = self._F @ self.P @ self._F.T + self._q()
+        return self.box
+
+    def update(self, box: np.ndarray) -> None:
+        z = _xyxy_to_z(box)
+        scale = max(self.x[2], self.x[3], 1.0)
+        r = np.eye(4) * (self.meas_std * scale) ** 2
+        s = self._H @ self.P @ self._H.T + r
+        k = self.P @ self._H.T @ np.linalg.inv(s)
+        self.x = self.x + k @ (z - self._H @ self.x)
+        self.P = (np.eye(8) - k @ self._H) @ self.P
+
+    @property
+    def box(self) -> np.ndarray:
+        cx, cy, w, h = self.x[:4]
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+@dataclass
+class _SortTrack:
+    id: int
+    kf: _KalmanBox
+    hits: int = 1
+    streak: int = 1
+    misses: int = 0
+    age: int = 1
+    confirmed: bool = False
+
+
+@dataclass
+class TrackedBox:
+    """One detection of the current frame with its track (``track_id`` −1 while the track is tentative)."""
+
+    track_id: int
+    box: np.ndarray  #: [4] the detection's box (x1, y1, x2, y2), not the filtered one
+    score: float
+    det_index: int  #: index into the detections given to :meth:`SortTracker.update`
+    filtered_box: np.ndarray  #: [4] the Kalman estimate after this frame's update
+
+
+class SortTracker:
+    """A SORT-style tracker (Bewley et al. 2016): a constant-velocity Kalman filter per track on the box
+    centre and size, association of detections to the predicted boxes by IoU (Hungarian, or greedy), track
+    birth after ``min_hits`` consecutive detections (immediately during the first ``min_hits`` frames, as
+    SORT does) and death after ``max_age`` frames without a detection. Use it frame by frame::
+
+        tracker = SortTracker()
+        for frame in video:
+            for t in tracker.update(boxes, scores):   # boxes [K,4] x1,y1,x2,y2
+                print(t.track_id, t.box)
+
+    Against the greedy :func:`link_iou` it keeps ids through crossings where the people move at different
+    velocities, and through short misses (up to ``max_age`` frames), because it matches predicted boxes,
+    not last-seen ones. It has no appearance model: two people who stop while overlapping and then leave in
+    unexpected directions can still swap. Ids are 0, 1, 2… in order of confirmation.
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_age: int = 15, min_hits: int = 3,
+                 association: str = "hungarian", pos_std: float = 0.05, vel_std: float = 0.0125,
+                 meas_std: float = 0.05) -> None:
+        if association not in ("hungarian", "greedy"):
+            raise InputError(f"unknown association '{association}' (hungarian | greedy)")
+        if not 0.0 <= iou_threshold <= 1.0 or max_age < 0 or min_hits < 1:
+            raise InputError("tracker needs 0 ≤ iou_threshold ≤ 1, max_age ≥ 0, min_hits ≥ 1")
+        self.iou_threshold = float(iou_threshold)
+        self.max_age = int(max_age)
+        self.min_hits = int(min_hits)
+        self.association = association
+        self._stds = (pos_std, vel_std, meas_std)
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracks: list[_SortTrack] = []
+        self.frame_count = 0
+        self._next_id = 0
+
+    def settings(self) -> dict[str, Any]:
+        return {"kind": "sort", "iou_threshold": self.iou_threshold, "max_age": self.max_age,
+                "min_hits": self.min_hits, "association": self.association}
+
+    def update(self, boxes: Any, scores: Any | None = None) -> list[TrackedBox]:
+        """One frame's detections ``boxes [K,4]`` (x1, y1, x2, y2) → their tracks, in detection order."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if not np.isfinite(b).all():
+            raise InputError("tracker boxes hold NaN or inf")
+        s = np.ones(len(b)) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+        self.frame_count += 1
+        predicted = np.stack([t.kf.predict() for t in self.tracks]) if self.tracks else np.zeros((0, 4))
+        for t in self.tracks:
+            t.age += 1
+        iou = iou_matrix(b, predicted)
+        if self.association == "hungarian":
+            pairs = [(d, k) for d, k in assign_max(iou) if iou[d, k] >= self.iou_threshold]
+        else:
+            pairs = assign_greedy(iou, self.iou_threshold)
+        matched_t = {k for _, k in pairs}
+        det_track: dict[int, _SortTrack] = {}
+        for d, k in pairs:
+            t = self.tracks[k]
+            t.kf.update(b[d])
+            t.hits += 1
+            t.streak = t.streak + 1 if t.misses == 0 else 1
+            t.misses = 0
+            det_track[d] = t
+        for k, t in enumerate(self.tracks):
+            if k not in matched_t:
+                t.misses += 1
+                t.streak = 0
+        for d in range(len(b)):
+            if d not in det_track:
+                t = _SortTrack(-1, _KalmanBox(b[d], *self._stds))
+                self.tracks.append(t)
+                det_track[d] = t
+        self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
+        out: list[TrackedBox] = []
+        for d in range(len(b)):
+            t = det_track[d]
+            if not t.confirmed and (t.streak >= self.min_hits or self.frame_count <= self.min_hits):
+                t.confirmed = True
+                t.id = self._next_id
+                self._next_id += 1
+            out.append(TrackedBox(t.id if t.confirmed else -1, b[d].copy(), float(s[d]), d, t.kf.box))
+        return out
+
+
+def identity_switches(assigned: list[list[int]]) -> int:
+    """Identity switches of ground-truth objects: ``assigned[g]`` is the track id given to object g in each
+    frame (−1: not reported). A switch is a change of id between two consecutive reported frames."""
+    switches = 0
+    for ids in assigned:
+        seen = [i for i in ids if i >= 0]
+        switches += sum(1 for a, b in itertools.pairwise(seen) if a != b)
+    return switches

@@ -386,10 +386,11 @@ def _write_overlay(predictor: Any, video_path: Path, path: Path, info: VideoInfo
                    per_track: dict[int, tuple[list[int], list[Any]]], processed: dict[int, TemporalResult],
                    progress: ProgressFn | None) -> None:
     from hpsedge.runtime import camera
-    from hpsedge.runtime.draw import render_overlay
+    from hpsedge.runtime.draw import legend_for, render_overlay
 
     smpl = getattr(predictor, "smpl", None)
     faces = smpl.faces if smpl is not None else None
+    legend = legend_for(predictor.manifest) if getattr(predictor, "manifest", None) is not None else None
     # frame -> [(track id, index in track)]
     index: dict[int, list[tuple[int, int]]] = {}
     for tid, (frames, _) in per_track.items():
@@ -421,7 +422,7 @@ def _write_overlay(predictor: Any, video_path: Path, path: Path, info: VideoInfo
                 shown = [replace(p, vertices=body.vertices[n], joints3d=body.joints[n], joints2d=j2d[n].astype(np.float32))
                          for n, p in enumerate(shown)]
                 marks = [(shown[n], *m[1:]) for n, m in enumerate(marks)]
-            frame = render_overlay(rgb, shown, faces)
+            frame = render_overlay(rgb, shown, faces, legend=legend)
             if marks:
                 frame = _annotate(np.ascontiguousarray(frame), marks)
             writer.write(frame)

@@ -1,0 +1,365 @@
+"""Build folder → NVIDIA Triton Inference Server model repository.
+
+``hpsedge export triton DIR --out REPO`` writes::
+
+    REPO/
+      README.md                      the tritonserver command line and what each model does
+      <name>_onnx/config.pbtxt       the network on ONNX Runtime (platform onnxruntime_onnx)
+      <name>_onnx/1/model.onnx       (+ model.onnx.data when the graph has external weights)
+      <name>_trt/config.pbtxt        the network on TensorRT (platform tensorrt_plan), only with an engine
+      <name>_trt/1/model.plan
+      hpsedge/config.pbtxt           Python backend: image (uint8 H×W×3) + boxes (float32 K×4) → people
+      hpsedge/1/model.py             a two-line shim into hpsedge.serve.triton_python (pip install hpsedge)
+      hpsedge/1/manifest.json        the build folder's manifest (preprocessing, postprocessing, I/O)
+      hpsedge/1/smpl.npz|.pkl        only with --smpl: meshes, 3D and 2D joints
+
+The network models batch dynamically (``max_batch_size`` = the manifest's ``max_batch``; preferred sizes and
+the maximum queue delay are options) and run as instance groups on the GPU by default. The ``hpsedge``
+model does the runtime's own pre- and post-processing (:class:`hpsedge.runtime.Predictor` with a BLS
+backend), so a frame with K people becomes one request of K crops to the network model, where the dynamic
+batcher merges crops of concurrent frames. Its request/response schema (:mod:`hpsedge.serve.schema`) is that
+of ``hpsedge serve``, so :mod:`hpsedge.client` talks to both.
+
+``config.pbtxt`` files are written as protobuf text format of Triton's ``ModelConfig`` (model_config.proto);
+the tests parse every one with the schema ``tritonclient`` ships. Nothing here imports Triton.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpsedge.runtime.errors import ExportError, ManifestError
+from hpsedge.runtime.manifest import Manifest, TensorSpec, load_manifest
+from hpsedge.serve.schema import MODEL_NAME, input_specs, output_specs
+
+log = logging.getLogger(__name__)
+
+#: manifest dtype → Triton TYPE_* (model_config.proto DataType)
+TRITON_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "float64": "TYPE_FP64",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
+KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+#: the Python-backend model's model.py: the logic lives in the installed package (no generated code)
+MODEL_PY = '''"""Triton Python backend entry point for hpsedge (needs `pip install hpsedge` in Triton's Python)."""
+
+from hpsedge.serve.triton_python import TritonPythonModel  # noqa: F401
+'''
+
+
+@dataclass
+class TritonExport:
+    """What :func:`export_triton` wrote."""
+
+    out_dir: Path
+    models: dict[str, Path] = field(default_factory=dict)  #: model name → its folder
+    network_model: str = ""  #: the model the ``hpsedge`` model calls
+    readme: Path | None = None
+
+
+# ------------------------------------------------------------------------------------------ pbtxt
+def _q(s: str) -> str:
+    """A protobuf text-format string literal."""
+    return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _tensor_block(spec: TensorSpec | dict[str, Any], drop_batch: bool) -> str:
+    if isinstance(spec, TensorSpec):
+        name, shape, dtype = spec.name, list(spec.shape), spec.dtype
+    else:
+        name, shape, dtype = spec["name"], list(spec["shape"]), spec["dtype"]
+    if dtype not in TRITON_DTYPES:
+        raise ManifestError(f"tensor '{name}' has dtype {dtype!r}, which Triton has no type for")
+    if drop_batch:
+        if not shape or shape[0] != "N":
+            raise ManifestError(f"tensor '{name}' has no leading person batch 'N' (shape {shape})")
+        shape = shape[1:]
+    dims = []
+    for d in shape:
+        if d == "N" or d == -1:
+            dims.append(-1)
+        elif isinstance(d, int) and not isinstance(d, bool) and d > 0:
+            dims.append(d)
+        else:
+            raise ManifestError(f"tensor '{name}' has a dimension {d!r} that is neither a size nor 'N'")
+    if not _NAME_RE.match(str(name)):
+        raise ManifestError(f"tensor name {name!r} is not a plain identifier")
+    return (
+        f"  {{\n    name: {_q(name)}\n    data_type: {TRITON_DTYPES[dtype]}\n"
+        f"    dims: [ {', '.join(str(d) for d in dims)} ]\n  }}"
+    )
+
+
+def _io(key: str, specs: Sequence[Any], drop_batch: bool) -> str:
+    return f"{key} [\n" + ",\n".join(_tensor_block(s, drop_batch) for s in specs) + "\n]\n"
+
+
+def network_config(
+    name: str,
+    platform: str,
+    manifest: Manifest,
+    max_batch: int,
+    preferred_batch_sizes: Sequence[int] | None,
+    max_queue_delay_us: int,
+    kind: str,
+    count: int,
+    gpus: Sequence[int] | None = None,
+    dynamic_batching: bool = True,
+    default_model_filename: str | None = None,
+) -> str:
+    """``config.pbtxt`` text of a network model (``onnxruntime_onnx`` or ``tensorrt_plan``)."""
+    text = f"name: {_q(name)}\nplatform: {_q(platform)}\nmax_batch_size: {int(max_batch)}\n"
+    if default_model_filename:
+        text += f"default_model_filename: {_q(default_model_filename)}\n"
+    text += _io("input", manifest.inputs, drop_batch=True)
+    text += _io("output", manifest.outputs, drop_batch=True)
+    if dynamic_batching:
+        text += "dynamic_batching {\n"
+        for b in preferred_batch_sizes or []:
+            text += f"  preferred_batch_size: {int(b)}\n"
+        text += f"  max_queue_delay_microseconds: {int(max_queue_delay_us)}\n}}\n"
+    text += f"instance_group [\n  {{\n    count: {int(count)}\n    kind: {KINDS[kind]}\n"
+    if gpus and kind == "gpu":
+        text += f"    gpus: [ {', '.join(str(int(g)) for g in gpus)} ]\n"
+    text += "  }\n]\n"
+    return text
+
+
+def hpsedge_config(network_model: str, outputs: Sequence[dict[str, Any]], count: int, params: dict[str, str]) -> str:
+    """``config.pbtxt`` of the Python-backend ``hpsedge`` model (no batching: one frame per request)."""
+    text = f'name: {_q(MODEL_NAME)}\nbackend: "python"\nmax_batch_size: 0\n'
+    text += _io("input", input_specs(), drop_batch=False)
+    text += _io("output", outputs, drop_batch=False)
+    text += f"instance_group [\n  {{\n    count: {int(count)}\n    kind: KIND_CPU\n  }}\n]\n"
+    for key, value in {"network_model": network_model, **params}.items():
+        text += f"parameters {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}\n"
+    return text
+
+
+# ------------------------------------------------------------------------------------------ export
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out} is not empty; not overwriting it", hint="pass --force, or choose another --out")
+
+
+def _plain_file(manifest: Manifest, key: str) -> Path:
+    """The artifact's path, refusing names that would leave the build folder (hostile manifests)."""
+    name = str(manifest.artifacts[key]["file"])
+    if not _FILE_RE.match(name) or name in (".", ".."):
+        raise ManifestError(f"artifact '{key}' names the file {name!r}; only plain file names inside the folder are read")
+    path = manifest.artifact_path(key)
+    if not path.is_file():
+        raise ManifestError(f"{path} is missing (listed in the manifest as '{key}')", hint="re-export the folder")
+    return path
+
+
+def _onnx_key(manifest: Manifest, precision: str | None) -> str:
+    if precision is None:
+        own = str(manifest.raw.get("precision", "fp32"))
+        return f"onnx_{own}" if f"onnx_{own}" in manifest.artifacts else "onnx"
+    key = "onnx" if precision == "fp32" else f"onnx_{precision}"
+    if key not in manifest.artifacts:
+        raise ManifestError(
+            f"this folder has no {precision} ONNX graph",
+            hint=f"build it with `hpsedge export build --precision {precision}`",
+        )
+    return key
+
+
+def model_prefix(manifest: Manifest, name: str | None) -> str:
+    """Triton model-name prefix: ``name`` or the manifest's model name; a plain identifier (it is a folder)."""
+    prefix = name if name is not None else manifest.model_name
+    if not _NAME_RE.match(prefix) or prefix == MODEL_NAME:
+        raise ManifestError(
+            f"model name {prefix!r} cannot name a Triton model folder",
+            hint="pass --name with letters, digits, '_', '-', '.' (not 'hpsedge')",
+        )
+    return prefix
+
+
+def export_triton(
+    folder: str | Path,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    precision: str | None = None,
+    network: str = "auto",
+    kind: str = "gpu",
+    count: int = 1,
+    gpus: Sequence[int] | None = None,
+    preferred_batch_sizes: Sequence[int] | None = None,
+    max_queue_delay_us: int = 2000,
+    max_persons: int = 64,
+    hpsedge_count: int = 2,
+    smpl: str | Path | None = None,
+    force: bool = False,
+) -> TritonExport:
+    """Write a Triton model repository for a build folder (see the module docstring for the layout).
+
+    Args:
+        folder: a folder written by ``hpsedge export onnx|build``.
+        out: the repository folder (must be empty or absent unless ``force``).
+        name: model-name prefix (default: the manifest's model name).
+        precision: which ONNX graph (``fp32``/``fp16``/``int8``); default: the folder's own.
+        network: which network model the ``hpsedge`` model calls: ``auto`` (TensorRT when the folder has an
+            engine), ``onnx`` or ``trt``.
+        kind/count/gpus: instance group of the network models (``gpu`` or ``cpu``).
+        preferred_batch_sizes: dynamic batcher's preferred sizes (default: none, i.e. as large as possible).
+        max_queue_delay_us: how long the batcher may hold a crop to fill a batch.
+        max_persons: most boxes one request may carry (larger requests are refused).
+        hpsedge_count: instances of the Python model (frames pre/post-processed in parallel).
+        smpl: an SMPL ``.npz``/``.pkl``: the ``hpsedge`` model then returns joints and vertices too.
+        force: write into a non-empty ``out``.
+    """
+    manifest = load_manifest(folder)
+    out = Path(out)
+    _check_out(out, force)
+    if kind not in KINDS:
+        raise ExportError(f"unknown instance kind {kind!r} (choose from {', '.join(KINDS)})")
+    if network not in ("auto", "onnx", "trt"):
+        raise ExportError(f"unknown network {network!r} (choose from auto, onnx, trt)")
+    if count < 1 or hpsedge_count < 1 or max_persons < 1 or max_queue_delay_us < 0:
+        raise ExportError("instance counts and --max-persons must be ≥ 1, the queue delay ≥ 0")
+    max_batch = manifest.max_batch
+    if not max_batch or max_batch < 1:
+        raise ManifestError("the manifest has no max_batch; Triton's max_batch_size needs one", hint="re-export")
+    prefs = sorted({int(b) for b in preferred_batch_sizes or []})
+    if any(b < 1 or b > max_batch for b in prefs):
+        raise ExportError(f"preferred batch sizes must lie in 1..{max_batch} (the manifest's max_batch)")
+    has_engine = "engine" in manifest.artifacts
+    if network == "trt" and not has_engine:
+        raise ManifestError("this folder has no TensorRT engine", hint="build one with `hpsedge export build`")
+    smpl_path = Path(smpl) if smpl is not None else None
+    if smpl_path is not None:
+        from hpsedge.runtime.smpl import SMPL
+
+        SMPL.load(smpl_path)  # refuse a bad file now, not inside the server
+    prefix = model_prefix(manifest, name)
+
+    onnx_key = _onnx_key(manifest, precision)
+    onnx_src = _plain_file(manifest, onnx_key)
+    data_name = manifest.artifacts[onnx_key].get("data_file")
+    data_src = None
+    if data_name:
+        if not _FILE_RE.match(str(data_name)):
+            raise ManifestError(f"artifact '{onnx_key}' names an external-data file {data_name!r}; refused")
+        data_src = onnx_src.parent / str(data_name)
+        if not data_src.is_file():
+            raise ManifestError(f"{data_src} is missing (external weights of {onnx_src.name})", hint="re-export")
+
+    result = TritonExport(out_dir=out)
+    out.mkdir(parents=True, exist_ok=True)
+    common = dict(
+        manifest=manifest, max_batch=max_batch, preferred_batch_sizes=prefs, max_queue_delay_us=max_queue_delay_us,
+        kind=kind, count=count, gpus=gpus,
+    )
+
+    onnx_name = f"{prefix}_onnx"
+    mdir = out / onnx_name
+    (mdir / "1").mkdir(parents=True, exist_ok=True)
+    filename = None
+    if data_src is not None:
+        # ONNX Runtime finds external weights by the name stored in the graph: keep both file names
+        shutil.copyfile(onnx_src, mdir / "1" / onnx_src.name)
+        shutil.copyfile(data_src, mdir / "1" / data_src.name)
+        filename = onnx_src.name if onnx_src.name != "model.onnx" else None
+    else:
+        shutil.copyfile(onnx_src, mdir / "1" / "model.onnx")
+    (mdir / "config.pbtxt").write_text(
+        network_config(onnx_name, "onnxruntime_onnx", default_model_filename=filename, **common), encoding="utf-8"
+    )
+    result.models[onnx_name] = mdir
+
+    trt_name = None
+    if has_engine:
+        trt_name = f"{prefix}_trt"
+        tdir = out / trt_name
+        (tdir / "1").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_plain_file(manifest, "engine"), tdir / "1" / "model.plan")
+        (tdir / "config.pbtxt").write_text(network_config(trt_name, "tensorrt_plan", **common), encoding="utf-8")
+        result.models[trt_name] = tdir
+    chosen = trt_name if (network == "trt" or (network == "auto" and has_engine)) else onnx_name
+    result.network_model = str(chosen)
+
+    hdir = out / MODEL_NAME
+    (hdir / "1").mkdir(parents=True, exist_ok=True)
+    (hdir / "1" / "model.py").write_text(MODEL_PY, encoding="utf-8")
+    (hdir / "1" / "manifest.json").write_text(json.dumps(manifest.raw, indent=1) + "\n", encoding="utf-8")
+    params = {"max_persons": str(int(max_persons))}
+    if smpl_path is not None:
+        smpl_name = "smpl" + smpl_path.suffix.lower()
+        shutil.copyfile(smpl_path, hdir / "1" / smpl_name)
+        params["smpl"] = smpl_name
+    outs = output_specs(manifest, smpl_path is not None)
+    (hdir / "config.pbtxt").write_text(hpsedge_config(str(chosen), outs, hpsedge_count, params), encoding="utf-8")
+    result.models[MODEL_NAME] = hdir
+
+    stale = sorted(p.name for p in out.iterdir() if (p / "config.pbtxt").is_file() and p.name not in result.models)
+    if stale:  # --force into an older repository: tritonserver would load these too
+        log.warning("%s also holds model(s) this export did not write: %s", out, ", ".join(stale))
+    result.readme = out / "README.md"
+    result.readme.write_text(_readme(manifest, result, kind, has_engine), encoding="utf-8")
+    log.info("Triton repository %s: %s", out, ", ".join(result.models))
+    return result
+
+
+def _readme(manifest: Manifest, res: TritonExport, kind: str, has_engine: bool) -> str:
+    gpu_flag = "--gpus all " if kind == "gpu" else ""
+    lines = [
+        f"# Triton model repository for {manifest.model_name}",
+        "",
+        "Written by `hpsedge export triton`. Models:",
+        "",
+    ]
+    for name, path in res.models.items():
+        what = {
+            MODEL_NAME: f"Python backend: `image` (uint8 H×W×3) + `boxes` (float32 K×4, x1,y1,x2,y2 pixels) → per "
+            f"person SMPL parameters, translation, σ, confidence (+ joints/vertices with an SMPL file); calls "
+            f"`{res.network_model}` (BLS).",
+        }.get(name, "the network, dynamic batching over person crops")
+        lines.append(f"- `{name}` ({path.name}/): {what}")
+    lines += [
+        "",
+        "Serve it with the Triton container (its Python needs hpsedge's numpy runtime for the `hpsedge` model):",
+        "",
+        "```bash",
+        f"docker run --rm {gpu_flag}-p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD:/models \\",
+        "  nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\",
+        "  bash -c 'pip install hpsedge && tritonserver --model-repository=/models'",
+        "```",
+        "",
+        "or, on a machine with tritonserver installed: `tritonserver --model-repository=$PWD` "
+        "(HTTP 8000, gRPC 8001, Prometheus metrics 8002/metrics).",
+        "",
+        "Query it with `hpsedge.client` (`HpsedgeClient(\"localhost:8001\").predict(image, boxes)`), the same client "
+        "that talks to `hpsedge serve`.",
+    ]
+    if has_engine:
+        eng = manifest.artifacts["engine"]
+        lines += [
+            "",
+            f"The TensorRT plan was built with TensorRT {eng.get('trt_version', '?')} for compute capability "
+            f"{eng.get('compute_capability', '?')} ({eng.get('gpu_name', '?')}); it loads only in a Triton release "
+            "with that TensorRT version, on that GPU class. Otherwise point the `hpsedge` model's `network_model` "
+            "parameter at the ONNX model.",
+        ]
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,342 @@
+"""The streaming Pipeline: camera frame → tracked people with SMPL parameters, mesh, joints and confidence.
+
+    from hpsedge.runtime.pipeline import Pipeline
+    pipe = Pipeline.load("build/poco-cliff-fp16", smpl="SMPL_NEUTRAL.npz")   # folder with a detector
+    for frame in camera:
+        for person in pipe(frame).people:
+            print(person.track_id, person.box, person.detector_score, person.transl)
+
+Per frame, in order: **detect** (the build folder's person detector, :mod:`hpsedge.runtime.detect`; or boxes
+the caller gives), **track** (:class:`~hpsedge.runtime.tracking.SortTracker`: Kalman on the box, Hungarian on
+IoU; only confirmed tracks go on), **regress** (the folder's model, all people in one batch), **filter** (one
+:class:`~hpsedge.runtime.temporal.TemporalFilter` per track: σ-weighted One-Euro smoothing on SO(3), translation
+and betas), **SMPL** (mesh and joints from the filtered parameters, projected with the model's camera).
+
+Lag: the streaming pipeline runs the temporal filter with smoothing only, so every call returns its own
+frame (zero frames of lag). Inpainting waits for the next confident frame (up to ``max_gap`` frames), so it
+is a batch step (``hpsedge run --video``) and off here. Each person carries the raw network values too
+(``raw_pose_axis_angle``, ``raw_betas``, ``raw_transl``). A track's filter is dropped when the tracker ends the
+track. Both the Python API and ``hpsedge run --source`` use this object.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpsedge.runtime import rotations
+from hpsedge.runtime.detect import Detections, Detector, DetectorConfig
+from hpsedge.runtime.errors import InputError, ManifestError
+from hpsedge.runtime.predictor import PersonResult, Predictor, antialias_crops
+from hpsedge.runtime.preprocess import preprocess
+from hpsedge.runtime.temporal import TemporalConfig, TemporalFilter
+from hpsedge.runtime.tracking import SortTracker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["STAGES", "FrameResult", "Pipeline", "TrackedPerson", "detector_artifact", "detector_engine_entry"]
+
+STAGES = ("detector", "tracking", "regressor", "filtering", "smpl")
+
+
+@dataclass
+class TrackedPerson(PersonResult):
+    """A :class:`PersonResult` (pose, betas, transl filtered; mesh and joints from them) plus its track."""
+
+    track_id: int = -1
+    detector_score: float | None = None  #: the detector's score for this box (None for given boxes)
+    raw_pose_axis_angle: np.ndarray | None = None  #: [24, 3] the network's pose before filtering
+    raw_betas: np.ndarray | None = None
+    raw_transl: np.ndarray | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The compact per-person record of ``--jsonl`` (no mesh)."""
+        def r(a: Any, nd: int = 5) -> Any:
+            return None if a is None else np.round(np.asarray(a, dtype=np.float64), nd).tolist()
+
+        return {
+            "track_id": int(self.track_id),
+            "box": r(self.box, 2),
+            "detector_score": None if self.detector_score is None else round(float(self.detector_score), 4),
+            "confidence": None if self.confidence is None else round(float(self.confidence), 4),
+            "pose_axis_angle": r(self.pose_axis_angle.reshape(-1)),
+            "betas": r(self.betas),
+            "transl": r(self.transl),
+            "joints3d": r(self.joints3d),
+            "joints2d": r(self.joints2d, 2),
+        }
+
+
+@dataclass
+class FrameResult:
+    """One call of the pipeline: its people and where the time went (seconds per stage)."""
+
+    index: int
+    people: list[TrackedPerson]
+    detections: int  #: boxes the detector (or caller) gave, before tracking
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self, time_s: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"frame": self.index}
+        if time_s is not None:
+            out["time"] = round(float(time_s), 6)
+        out["people"] = [p.to_json() for p in self.people]
+        return out
+
+
+def detector_artifact(manifest: Any, precision: str | None = None) -> str | None:
+    """Manifest artifact key of the detector graph (``detector``, ``detector_fp16``…), or None without one."""
+    arts = manifest.artifacts
+    block = manifest.raw.get("detector")
+    if block is None:
+        return None
+    want = precision or (block.get("precision") if isinstance(block, dict) else None) or "fp32"
+    key = "detector" if want == "fp32" else f"detector_{want}"
+    if key not in arts:
+        raise ManifestError(f"this folder has no {want} detector (it has: "
+                            f"{', '.join(k for k in arts if k.startswith('detector')) or 'none'})")
+    return key
+
+
+def detector_engine_entry(manifest: Any, regressor_backend: str, key: str) -> dict[str, Any] | None:
+    """The ``detector_engine`` artifact to run the detector with, or None for ONNX Runtime: only when the
+    regressor runs on TensorRT and the engine was built from the detector graph ``key`` that is asked for."""
+    if regressor_backend != "trt":
+        return None
+    entry = manifest.artifacts.get("detector_engine")
+    if not isinstance(entry, dict):
+        return None
+    graph = manifest.artifacts.get(key, {}).get("file")
+    return entry if entry.get("source") == graph else None
+
+
+class Pipeline:
+    """Stateful: call it once per frame, in order. Build it with :meth:`load`."""
+
+    def __init__(self, predictor: Predictor, detector: Detector | None, smpl: Any | None = None,
+                 tracker: SortTracker | None = None, temporal: TemporalConfig | None = None,
+                 smooth: bool = True) -> None:
+        self.predictor = predictor
+        self.detector = detector
+        self.smpl = smpl
+        self.tracker = tracker or SortTracker()
+        base = temporal or TemporalConfig.from_manifest(predictor.manifest)
+        self.temporal = replace(base, inpaint=False, smooth=smooth)
+        self._filters: dict[int, TemporalFilter] = {}
+        self._count = 0
+
+    @classmethod
+    def load(cls, folder: str | Path, smpl: str | Path | Any | None = None, *, detector: str | Path | None = None,
+             detector_precision: str | None = None, backend: str = "auto", device: str = "auto",
+             threads: int | None = None, precision: str | None = None, fps: float = 30.0,
+             tracker: SortTracker | None = None, smooth: bool = True, need_detector: bool = True,
+             j_regressor_extra: str | Path | None = None, **detector_options: Any) -> Pipeline:
+        """Load a build folder (and its detector, or ``detector`` = a detector ONNX with ``detector_options``
+        for :func:`hpsedge.runtime.detect.inspect_graph`). ``fps``: the frame rate the filter assumes."""
+        pred = Predictor.load(folder, backend=backend, device=device, smpl=None, threads=threads, precision=precision)
+        det: Detector | None = None
+        if detector is not None:
+            det = Detector.load(detector, device=device if device in ("cpu", "cuda", "auto", "tensorrt") else "auto",
+                                threads=threads, **detector_options)
+        else:
+            key = detector_artifact(pred.manifest, detector_precision)
+            if key is not None:
+                from hpsedge.runtime.predictor import _check_artifact_size
+
+                cfg = DetectorConfig.from_dict(pred.manifest.raw["detector"])
+                engine = detector_engine_entry(pred.manifest, pred.backend.name, key)
+                if engine is not None:
+                    # the regressor runs on TensorRT and the folder has the detector's engine of this precision
+                    # (written against TensorRT 10/11; not run against a real TensorRT in this project's CI)
+                    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+
+                    gpu = int(device) if str(device).isdigit() else 0
+                    det = Detector(TensorRTBackend(pred.manifest.artifact_path("detector_engine"), engine, device=gpu), cfg)
+                else:
+                    path = pred.manifest.artifact_path(key)
+                    _check_artifact_size(pred.manifest, key, path)
+                    det = Detector.load(path, config=cfg, threads=threads)
+            elif need_detector:
+                raise ManifestError(f"{folder} has no person detector",
+                                    hint="add one with `hpsedge export build ... --detector det.onnx`, pass "
+                                         "--detector det.onnx, or give --boxes")
+        body = None
+        if smpl is not None:
+            from hpsedge.runtime.predictor import _load_smpl
+
+            body = _load_smpl(smpl, j_regressor_extra)
+        temporal = TemporalConfig.from_manifest(pred.manifest, fps=fps)
+        return cls(pred, det, body, tracker=tracker, temporal=temporal, smooth=smooth)
+
+    def set_fps(self, fps: float) -> None:
+        """The frame rate the temporal filter assumes (a source's nominal rate); applies to new tracks."""
+        if fps and fps > 0:
+            self.temporal = replace(self.temporal, fps=float(fps))
+
+    def reset(self) -> None:
+        """Forget every track (a new video)."""
+        self.tracker.reset()
+        self._filters.clear()
+        self._count = 0
+
+    def __call__(self, image: np.ndarray, boxes: Any | None = None, scores: Any | None = None) -> FrameResult:
+        """One RGB frame (H×W×3 uint8) → its tracked people. ``boxes`` [K,4] skip the detector."""
+        rgb = np.asarray(image)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise InputError(f"frames must be H×W×3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
+        sec = dict.fromkeys(STAGES, 0.0)
+        index = self._count
+        self._count += 1
+        t = time.perf_counter()
+        if boxes is None:
+            if self.detector is None:
+                raise InputError("this pipeline has no detector; pass boxes")
+            found: Detections = self.detector(rgb)
+            dboxes, dscores = found.boxes, found.scores
+        else:
+            dboxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            dscores = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+        t1 = time.perf_counter()
+        sec["detector"] = t1 - t
+        tracked = [tb for tb in self.tracker.update(dboxes, dscores) if tb.track_id >= 0]
+        live = {tr.id for tr in self.tracker.tracks if tr.confirmed}
+        for tid in [k for k in self._filters if k not in live]:
+            del self._filters[tid]
+        t2 = time.perf_counter()
+        sec["tracking"] = t2 - t1
+        if not tracked:
+            sec["regressor"] = sec["filtering"] = sec["smpl"] = 0.0
+            return FrameResult(index, [], len(dboxes), sec)
+        pboxes = np.stack([tb.box for tb in tracked])
+        pred = self.predictor
+        feeds, meta = preprocess(rgb, pboxes, pred.preprocessing)
+        antialias_crops(rgb, feeds, meta, pred.preprocessing)
+        raws = pred.postprocess(pred.run_batched(feeds), meta, pboxes)
+        t3 = time.perf_counter()
+        sec["regressor"] = t3 - t2
+        rot = np.stack([r.pose_rotmat for r in raws]).astype(np.float64)
+        betas = np.stack([r.betas for r in raws]).astype(np.float64)
+        transl = np.stack([r.transl for r in raws]).astype(np.float64)
+        for i, (tb, r) in enumerate(zip(tracked, raws, strict=True)):
+            filt = self._filters.get(tb.track_id)
+            if filt is None:
+                filt = self._filters[tb.track_id] = TemporalFilter(self.temporal)
+            done = filt.push(index, r.pose_rotmat, r.betas, r.transl, sigma=r.sigma, confidence=r.confidence)
+            # inpainting is off: each push returns its own frame
+            out = done[-1]
+            rot[i], betas[i], transl[i] = out.rotmat, out.betas, out.transl
+        t4 = time.perf_counter()
+        sec["filtering"] = t4 - t3
+        rot32 = rot.astype(np.float32)
+        aa = rotations.rotmat_to_axis_angle(rot32).astype(np.float32)
+        body = j2d = None
+        if self.smpl is not None:
+            body = self.smpl.forward(betas.astype(np.float32), rot32, return_vertices=True)
+            cam = np.stack([r.cam_crop for r in raws])
+            j2d = pred.project(body.joints, cam, transl.astype(np.float32), meta)
+        people: list[TrackedPerson] = []
+        base_names = [f.name for f in fields(PersonResult)]
+        for i, (tb, r) in enumerate(zip(tracked, raws, strict=True)):
+            values = {n: getattr(r, n) for n in base_names}
+            values.update(pose_rotmat=rot32[i], pose_axis_angle=aa[i], betas=betas[i].astype(np.float32),
+                          transl=transl[i].astype(np.float32))
+            if body is not None and j2d is not None:
+                values.update(vertices=body.vertices[i], joints3d=body.joints[i], joints45=body.joints45[i],
+                              joints49=None if body.joints49 is None else body.joints49[i], joints2d=j2d[i])
+            people.append(TrackedPerson(**values, track_id=tb.track_id, detector_score=tb.score if dscores is not None else None,
+                                        raw_pose_axis_angle=r.pose_axis_angle, raw_betas=r.betas, raw_transl=r.transl))
+        sec["smpl"] = time.perf_counter() - t4
+        people.sort(key=lambda p: p.track_id)
+        return FrameResult(index, people, len(dboxes), sec)
+
+    def close(self) -> None:
+        self.predictor.close()
+        if self.detector is not None:
+            self.detector.backend.close()
+
+
+# ============================================================================================ run a source
+def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overlay: str | Path | None = None,
+               boxes: list[np.ndarray] | None = None, progress: Any | None = None,
+               max_frames: int | None = None) -> dict[str, Any]:
+    """Run ``pipeline`` over an opened :class:`~hpsedge.runtime.sources.Source`.
+
+    Args:
+        jsonl: a text stream (``sys.stdout``, an open file) that gets one JSON line per frame, flushed at once.
+        overlay: an ``.mp4`` path for the overlay video (written as ``<stem>.part.mp4`` and renamed when done).
+        boxes: per-frame person boxes (skips the detector), indexed by frame.
+        progress: called as ``progress(frames_done, frames_per_second)``.
+        max_frames: stop after this many frames.
+
+    Ctrl-C (KeyboardInterrupt) ends the run like the end of the source: everything so far is written, the
+    summary says ``interrupted``. A source that stops with an error (:class:`SourceStopped`) is re-raised
+    after the outputs are closed: the JSONL holds only whole lines, the overlay is a valid video.
+    """
+    import json
+
+    from hpsedge.runtime.sources import SourceStopped
+
+    writer = None
+    part: Path | None = None
+    faces = pipeline.smpl.faces if pipeline.smpl is not None else None
+    frames = people = 0
+    ids: set[int] = set()
+    stage_sum = dict.fromkeys(STAGES, 0.0)
+    interrupted = False
+    stopped: SourceStopped | None = None
+    pipeline.set_fps(getattr(source, "fps", 0.0))
+    t0 = time.perf_counter()
+    try:
+        for frame in source:
+            if max_frames is not None and frames >= max_frames:
+                break
+            bx = None
+            if boxes is not None:
+                bx = boxes[frame.index] if frame.index < len(boxes) else np.zeros((0, 4))
+            res = pipeline(frame.rgb, boxes=bx)
+            frames += 1
+            people += len(res.people)
+            ids.update(p.track_id for p in res.people)
+            for k, v in res.seconds.items():
+                stage_sum[k] += v
+            if jsonl is not None:
+                jsonl.write(json.dumps(res.to_json(frame.time), separators=(",", ":")) + "\n")
+                jsonl.flush()
+            if overlay is not None:
+                from hpsedge.runtime.draw import render_overlay
+                from hpsedge.runtime.video import VideoWriter
+
+                if writer is None:
+                    final = Path(overlay)
+                    part = final.with_name(final.stem + ".part" + (final.suffix or ".mp4"))
+                    h, w = frame.rgb.shape[:2]
+                    writer = VideoWriter(part, source.fps, w, h)
+                writer.write(np.ascontiguousarray(render_overlay(frame.rgb, res.people, faces)))
+            if progress is not None:
+                progress(frames, frames / max(time.perf_counter() - t0, 1e-9))
+    except KeyboardInterrupt:
+        interrupted = True
+    except SourceStopped as exc:
+        stopped = exc
+    finally:
+        if writer is not None and part is not None:
+            writer.close()
+            part.replace(Path(overlay))  # type: ignore[arg-type]
+        source.close()
+    elapsed = time.perf_counter() - t0
+    summary = {
+        "source": source.name, "kind": source.kind, "frames": frames, "people": people, "tracks": sorted(ids),
+        "interrupted": interrupted, "seconds": round(elapsed, 3),
+        "frames_per_second": round(frames / max(elapsed, 1e-9), 2),
+        "stage_ms_per_frame": {k: round(1000 * v / max(frames, 1), 3) for k, v in stage_sum.items()},
+        "overlay": str(overlay) if overlay is not None and frames else None,
+    }
+    if stopped is not None:
+        stopped.summary = summary  # type: ignore[attr-defined]
+        raise stopped
+    return summary
