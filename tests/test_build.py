@@ -71,8 +71,13 @@ def test_force_semantics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(HpsedgeError, match="already exists"):
         export_build(_cfg(tmp_path))
     assert (out / "mine.txt").read_text() == "keep me"
+    # --force replaces only an hpsedge build folder or an empty folder, never a folder of the user's files
+    with pytest.raises(HpsedgeError, match="not an hpsedge build folder"):
+        export_build(_cfg(tmp_path, force=True))
+    assert (out / "mine.txt").read_text() == "keep me"
+    (out / "mine.txt").unlink()
     first = export_build(_cfg(tmp_path, force=True))
-    assert not (out / "mine.txt").exists()
+    assert (out / "manifest.json").exists()
     stamp = first.manifest["created"]
     # a failing forced rebuild keeps the previous folder intact
     monkeypatch.setattr(build_mod, "lint_graph", lambda *a, **k: (_ for _ in ()).throw(ExportError("boom")))

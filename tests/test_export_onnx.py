@@ -129,6 +129,11 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
         export_onnx("poco-hmr", out, tiny=True)
     assert "--force" in (info.value.hint or "")
     assert (out / "notes.txt").read_text() == "user data"
+    # --force replaces only an hpsedge build folder or an empty folder, never a folder of the user's files
+    with pytest.raises(HpsedgeError, match="not an hpsedge build folder"):
+        export_onnx("poco-hmr", out, tiny=True, force=True)
+    assert (out / "notes.txt").read_text() == "user data"
+    (out / "notes.txt").unlink()
     export_onnx("poco-hmr", out, tiny=True, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
     assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary leftovers

@@ -17,6 +17,7 @@ from hpsedge.export.onnx import export_onnx
 from hpsedge.models.checkpoints import build_model
 from hpsedge.runtime import camera, confidence, rotations
 from hpsedge.runtime.errors import BackendError, InputError, ManifestError
+from hpsedge.runtime.manifest import sha256_file
 from hpsedge.runtime.predictor import Predictor
 from hpsedge.runtime.preprocess import preprocess
 from test_tensorrt_logic import FakeCudart, FakeTRT, install_cuda, install_trt
@@ -169,9 +170,10 @@ def test_onnx_that_does_not_match_manifest(cliff: tuple[Path, torch.nn.Module], 
     shutil.copy(pare / "model.onnx", folder / "model.onnx")  # another model's graph
     with pytest.raises(ManifestError, match="does not match the manifest"):
         Predictor.load(folder)
-    # same size check bypassed: the graph's I/O is checked too
+    # size and sha256 checks bypassed (a manifest edited to match): the graph's I/O is checked too
     m = json.loads((folder / "manifest.json").read_text())
     m["artifacts"]["onnx"]["bytes"] = (folder / "model.onnx").stat().st_size
+    m["artifacts"]["onnx"]["sha256"] = sha256_file(folder / "model.onnx")
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ManifestError, match="graph inputs"):
         Predictor.load(folder)
@@ -185,6 +187,7 @@ def test_truncated_onnx(cliff: tuple[Path, torch.nn.Module], tmp_path: Path) -> 
         Predictor.load(folder)
     m = json.loads((folder / "manifest.json").read_text())
     m["artifacts"]["onnx"]["bytes"] = len(data) // 3
+    m["artifacts"]["onnx"]["sha256"] = sha256_file(folder / "model.onnx")  # a manifest edited to match
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BackendError, match=r"ONNX Runtime cannot load model\.onnx"):
         Predictor.load(folder)

@@ -9,7 +9,6 @@ traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from hpsedge.calib.cli import calib_app
 from hpsedge.console import make_console, make_log_handler
 from hpsedge.curate.cli import curate_cmd
 from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.runtime.manifest import dumps_strict
 
 log = logging.getLogger("hpsedge")
 console = make_console()
@@ -488,6 +488,7 @@ def inspect_cmd(
     from hpsedge.inspect import inspect_path
 
     info = inspect_path(path)
+    problems = info.pop("problems", None)
     for section, rows in info.items():
         if not rows:
             continue
@@ -497,6 +498,8 @@ def inspect_cmd(
         for key, value in rows.items():
             table.add_row(str(key), str(value))
         console.print(table)
+    if problems:
+        raise HpsedgeError(f"{path} is not usable: " + "; ".join(str(v) for v in problems.values()))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -552,6 +555,9 @@ def run_cmd(
         Path | None, typer.Option("--overlay-video", help="--source: write an overlay .mp4 here.")
     ] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames", help="--source: stop after N frames.")] = None,
+    max_boxes: Annotated[
+        int, typer.Option("--max-boxes", help="Most person boxes per image (more is an error).")
+    ] = 1000,
 ) -> None:
     """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image
     (a folder of images also gets contact_sheet.png).
@@ -574,6 +580,10 @@ def run_cmd(
         raise HpsedgeError("--jsonl, --detector and --overlay-video go with --source")
     if (image is None) == (video is None):
         raise HpsedgeError("give --image (a file or folder) or --video, one of the two")
+    if threads is not None and threads < 0:
+        raise HpsedgeError(f"--threads must be 0 (ONNX Runtime's default) or more, got {threads}")
+    if max_boxes < 1:
+        raise HpsedgeError(f"--max-boxes must be at least 1, got {max_boxes}")
     if tracks is not None and video is None:
         raise HpsedgeError("--tracks goes with --video")
     if video is not None:
@@ -620,24 +630,40 @@ def run_cmd(
         export_dir, backend=backend, device=device, smpl=smpl, j_regressor_extra=j_regressor_extra,
         threads=threads, precision=precision,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    predictor.max_boxes = max_boxes
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HpsedgeError(f"cannot create the output folder {out} ({exc.strerror or exc})") from None
     faces = predictor.smpl.faces if predictor.smpl is not None else None
     manifest = predictor.manifest
     legend = legend_for(manifest)
     sheet: list[tuple[str, np.ndarray]] = []  # contact-sheet thumbnails of a folder's overlays
     total = behind = 0
+    done: list[str] = []
+    skipped: list[tuple[str, str]] = []  # a bad image is skipped and reported, the others still run
     with Progress(
         SpinnerColumn(), TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True, disable=len(images) == 1 or not err_console.is_terminal,
     ) as progress:
         task = progress.add_task("run", total=len(images))
+        results = []
         for path, bxs in zip(images, per_image, strict=True):
-            rgb = read_image(path)
-            if bxs is None:  # said once above, not once per image
-                bxs = np.array([[0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])]], dtype=np.float32)
-            results = predictor.predict(rgb, bxs)
+            try:
+                rgb = read_image(path)
+                if bxs is None:  # said once above, not once per image
+                    bxs = np.array([[0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])]], dtype=np.float32)
+                results = predictor.predict(rgb, bxs)
+            except HpsedgeError as exc:
+                if len(images) == 1:
+                    raise
+                skipped.append((path.name, exc.message))
+                log.warning("skipped %s: %s", path.name, exc.message)
+                progress.advance(task)
+                continue
             total += len(results)
             behind += sum(bool(r.behind_camera) for r in results)
+            done.append(path.name)
             doc = {
                 "image": path.name,
                 "image_size": [int(rgb.shape[1]), int(rgb.shape[0])],
@@ -645,7 +671,7 @@ def run_cmd(
                 "backend": f"{predictor.backend.name} ({predictor.backend.device})",
                 "persons": [r.to_dict() for r in results],
             }
-            (out / f"{path.stem}.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+            (out / f"{path.stem}.json").write_text(dumps_strict(doc, indent=1) + "\n", encoding="utf-8")
             if results and predictor.smpl is not None:
                 np.savez_compressed(
                     out / f"{path.stem}.npz",
@@ -663,6 +689,13 @@ def run_cmd(
             progress.advance(task)
     if sheet:
         _save_png(out / "contact_sheet.png", contact_sheet(sheet, thumb_width=CONTACT_SHEET_THUMB))
+    if skipped:
+        shown = "; ".join(f"{n} ({m})" for n, m in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        raise HpsedgeError(
+            f"{len(skipped)} of {len(images)} image(s) skipped: {shown}; the outputs of the other {len(done)} "
+            f"are in {out}",
+            hint="fix or remove the skipped images and run again for them",
+        )
     console.print(
         f"[green]✓[/green] {len(images)} image(s), {total} person(s) → [bold]{escape(str(out))}[/bold] "
         f"({predictor.manifest.model_name} on {predictor.backend.name}: {predictor.backend.device})"
@@ -790,9 +823,23 @@ def smpl_check_cmd(path: Annotated[Path, typer.Argument(help="SMPL .pkl or .npz"
     for key, value in info.items():
         table.add_row(str(key), str(value))
     console.print(table)
+    if not info.get("usable", True):
+        raise HpsedgeError(f"{path} is not usable by hpsedge: {info.get('problem')}")
 
 
 # -------------------------------------------------------------------------------------------------
+def _print_error(message: str, hint: str | None = None) -> None:
+    """``error: …`` / ``hint: …`` as plain text: a path with ``[`` or ``pip install 'hpsedge[export]'`` is
+    printed as written (no rich markup interpretation), on one line each."""
+    from rich.text import Text
+
+    one_line = " ".join(str(message).split())
+    err_console.print(Text.assemble(("error:", "bold red"), " ", one_line), highlight=False, soft_wrap=True)
+    if hint:
+        err_console.print(Text.assemble(("hint:", "bold"), " ", " ".join(str(hint).split())), highlight=False,
+                          soft_wrap=True)
+
+
 def _csv(values: list[str] | None, default: tuple[str, ...]) -> list[str]:
     """Repeatable and/or comma-separated option values (``--batch 1,8 --batch 16``)."""
     out = [v.strip() for item in (values or []) for v in item.split(",") if v.strip()]
@@ -894,20 +941,51 @@ def bench_cmd(
 
 # -------------------------------------------------------------------------------------------------
 def main() -> None:
-    """Console entry point: run the app, turning user errors into one clean line."""
+    """Console entry point: run the app, turning user errors into one clean line.
+
+    A last-resort handler turns any other exception into one ``error:`` line too (exit code 1), with a
+    pointer to ``--debug`` for the traceback; ``--debug`` re-raises everything.
+    """
+    import signal
+
+    def _sigterm(signum: int, frame: object) -> None:  # handled like Ctrl-C: temp folders are cleaned up
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError, OSError):  # not the main thread / platform without SIGTERM
+        signal.signal(signal.SIGTERM, _sigterm)
+    if "--debug" in sys.argv[1:]:
+        _state["debug"] = True
     try:
         app()
     except HpsedgeError as exc:
         if _state["debug"]:
             raise
-        # escaped: messages hold literal brackets such as pip install 'hpsedge[export]'
-        err_console.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err_console.print(f"[bold]hint:[/bold] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+        _print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print("interrupted", markup=False, highlight=False)
         sys.exit(130)
+    except SystemExit:
+        raise
+    except OSError as exc:  # unwritable output, full disk, a folder where a file belongs ...
+        if _state["debug"]:
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        _print_error(f"cannot access{where}: {exc.strerror or exc}",
+                     "check the path, its permissions and the free space; run with --debug for the traceback")
+        sys.exit(1)
+    except MemoryError:
+        if _state["debug"]:
+            raise
+        _print_error("out of memory", "use fewer boxes per image, a smaller --max-batch, or a machine with more RAM")
+        sys.exit(1)
+    except Exception as exc:  # last resort: never a traceback for the user
+        if _state["debug"]:
+            raise
+        text = str(exc).strip().splitlines()
+        detail = f": {text[0][:300]}" if text else ""
+        _print_error(f"unexpected {type(exc).__name__}{detail}", "run with --debug for the traceback")
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

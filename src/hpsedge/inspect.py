@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpsedge.runtime.errors import HpsedgeError
-from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from hpsedge.runtime.errors import HpsedgeError, ManifestError
+from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 
 def _fmt_shape(shape: Any) -> str:
@@ -54,20 +54,37 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
     pre = raw.get("preprocessing", {})
     io["preprocessing"] = ", ".join(f"{k}={v}" for k, v in pre.items())
     arts: dict[str, Any] = {}
+    problems: dict[str, str] = {}
     for key, art in m.artifacts.items():
-        path = (m.folder or Path(".")) / art["file"]
+        try:
+            path = m.artifact_path(key)  # plain names inside the folder, regular files only
+        except ManifestError as exc:
+            arts[key] = f"{art['file']}: REFUSED"
+            problems[key] = exc.message
+            continue
         if not path.exists():
             arts[key] = f"{art['file']}: MISSING"
+            if key != "report":
+                problems[key] = f"artifact '{key}' ({art['file']}) is missing"
             continue
         status = ""
         if "sha256" in art:
-            status = "sha256 ok" if sha256_file(path) == art["sha256"] else "sha256 MISMATCH (file changed)"
+            try:
+                m.verified_artifact(key)
+                status = "sha256 ok"
+            except ManifestError as exc:
+                status = "sha256 MISMATCH (file changed)" if "sha256" in exc.message else "MISMATCH"
+                problems[key] = exc.message
         extra = ""
         if key == "engine":
             extra = (f", TensorRT {art.get('trt_version')}, {art.get('gpu_name')} (sm {art.get('compute_capability')}), "
                      f"profile {art.get('profile')}")
         arts[key] = f"{art['file']} ({_size(path.stat().st_size)}{', ' + status if status else ''}{extra})"
     ops = raw.get("graph", {}).get("ops", {})
+    if not isinstance(ops, dict):
+        ops = {}
+    if not any(k == "onnx" or k.startswith("onnx_") or k == "engine" for k in m.artifacts):
+        problems["graph"] = "the manifest lists no ONNX graph or engine"
     det = raw.get("detector")
     detector: dict[str, Any] = {}
     if isinstance(det, dict):
@@ -86,16 +103,30 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
                                                           f"missing {drift.get('missing')}, extra {drift.get('extra')}")
         for name, chk in (det.get("trt_check") or {}).items():
             detector[f"TensorRT check ({name})"] = "ok" if chk.get("ok") else "; ".join(chk.get("errors", []))
-    return {
+    out = {
         "manifest": summary,
         **({f"accuracy vs fp32 ({raw['accuracy'].get('precision', '?')})": _accuracy_rows(raw["accuracy"])}
            if isinstance(raw.get("accuracy"), dict) else {}),
         "graph I/O": io,
         "person detector": detector,
         "artifacts": arts,
-        "op histogram (FP32 graph)": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        "op histogram (FP32 graph)": dict(sorted(ops.items(), key=lambda kv: -kv[1]))
+        if all(isinstance(v, int) for v in ops.values()) else {},
         "this machine": _machine(m),
     }
+    if problems:
+        out["problems"] = problems
+    return out
+
+
+def _checked_sections(m: Manifest) -> dict[str, dict[str, Any]]:
+    """:func:`_manifest_sections`, with an odd optional field (a string where a number belongs) reported as
+    one ManifestError line instead of a traceback."""
+    try:
+        return _manifest_sections(m)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ManifestError(f"{m.path}: a manifest field has an unexpected type or value ({type(exc).__name__}: "
+                            f"{str(exc)[:120]})", hint="re-export the folder") from None
 
 
 def _num(v: Any, unit: str = "") -> str:
@@ -170,10 +201,20 @@ def _machine(m: Manifest) -> dict[str, Any]:
 
 
 def _bare_onnx(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        raise HpsedgeError(f"{path} is not a regular file")
+    if path.stat().st_size == 0:
+        raise HpsedgeError(f"{path} is empty (0 bytes): not an ONNX model")
     try:
         import onnx
 
-        proto = onnx.load(str(path), load_external_data=False)
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # DecodeError on truncated/garbage protobuf
+            raise HpsedgeError(f"{path} is not a readable ONNX model ({type(exc).__name__})",
+                               hint="the file may be truncated; copy or export it again") from None
+        if not proto.graph.node or not proto.graph.output:
+            raise HpsedgeError(f"{path} holds no graph (no nodes or no outputs): not a usable ONNX model")
         from hpsedge.export.lint import check_trt_support, op_histogram
 
         def dims(vi: Any) -> str:
@@ -189,7 +230,11 @@ def _bare_onnx(path: Path) -> dict[str, dict[str, Any]]:
         pass
     import onnxruntime
 
-    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise HpsedgeError(f"ONNX Runtime cannot load {path}: {first}") from None
     io = {f"input {i.name}": f"{i.shape} {i.type}" for i in sess.get_inputs()}
     io.update({f"output {o.name}": f"{o.shape} {o.type}" for o in sess.get_outputs()})
     return {"graph I/O": io,
@@ -199,15 +244,19 @@ def _bare_onnx(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def inspect_path(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Sections of what ``path`` holds; a ``"problems"`` section (artifact name → why) is present when what
+    it describes cannot be used (missing, refused or changed artifacts), and the CLI then exits non-zero."""
     p = Path(path)
     if not p.exists():
         raise HpsedgeError(f"{p} does not exist")
     if p.is_dir() or p.name == MANIFEST_NAME:
-        return _manifest_sections(load_manifest(p))
+        return _checked_sections(load_manifest(p))
     if (p.parent / MANIFEST_NAME).exists():
         m = load_manifest(p.parent)
         if any(Path(a["file"]).name == p.name for a in m.artifacts.values()):
-            return _manifest_sections(m)
+            return _checked_sections(m)
+    if not p.is_file():
+        raise HpsedgeError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
     if p.suffix == ".onnx":
         return _bare_onnx(p)
     if p.suffix in (".engine", ".plan", ".trt"):

@@ -32,6 +32,7 @@ import numpy as np
 from hpsedge.calib.ort import median_latency_ms, run_batched, session
 from hpsedge.runtime.confidence import official_score
 from hpsedge.runtime.errors import ExportError
+from hpsedge.runtime.manifest import dumps_strict
 from hpsedge.runtime.rotations import geodesic_angle
 
 REPORT_JSON = "report.json"
@@ -323,7 +324,7 @@ def write_report(folder: str | Path, report: Mapping[str, Any]) -> tuple[Path, P
     folder = Path(folder)
     j = folder / REPORT_JSON
     m = folder / REPORT_MD
-    j.write_text(json.dumps(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    j.write_text(dumps_strict(report, indent=2, default=_json_default) + "\n", encoding="utf-8")
     m.write_text(to_markdown(report), encoding="utf-8")
     return j, m
 

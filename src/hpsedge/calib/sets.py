@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from hpsedge.runtime.errors import HpsedgeError, InputError
-from hpsedge.runtime.io import list_images, parse_boxes, read_image
-from hpsedge.runtime.manifest import Manifest, load_manifest, sha256_file
+from hpsedge.runtime.io import list_images, load_box_table, read_image
+from hpsedge.runtime.manifest import Manifest, dumps_strict, load_manifest, sha256_file
 from hpsedge.runtime.preprocess import preprocess, validate_boxes
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as img:
             w, h = img.size
             img.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(
             f"cannot read {path.name} as an image ({exc.__class__.__name__})",
             hint=f"remove it from {path.parent} or replace it with a JPEG/PNG file",
@@ -96,15 +96,8 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def _load_box_table(boxes: Path) -> tuple[dict[str, np.ndarray], bool]:
-    """Box file → ({key: [K,4]}, is_coco)."""
-    if not boxes.is_file():
-        raise InputError(f"boxes file not found: {boxes}")
-    try:
-        data = json.loads(boxes.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{boxes} is not valid JSON ({exc})") from None
-    coco = isinstance(data, dict) and "images" in data and "annotations" in data
-    return parse_boxes(data, source=str(boxes)), coco
+    """Box file → ({key: [K,4]}, is_coco), through the runtime's one box-file reader."""
+    return load_box_table(boxes)
 
 
 def _match_boxes(files: Sequence[Path], table: dict[str, np.ndarray], boxes: Path, coco: bool) -> dict[int, np.ndarray]:
@@ -182,7 +175,9 @@ def _open_video(path: Path) -> Any:
     if not path.is_file():
         raise InputError(f"video not found: {path}")
     try:
-        container = av.open(str(path))
+        from hpsedge.runtime.video import SAFE_OPEN_OPTIONS
+
+        container = av.open(str(path), container_options=dict(SAFE_OPEN_OPTIONS))
         if not container.streams.video:
             container.close()
             raise InputError(f"{path.name} has no video stream")
@@ -550,7 +545,7 @@ def make_calibration_set(
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, lambda f: np.savez(f, **arrays))
     meta["npz"]["sha256"] = sha256_file(out)
-    _atomic_write(side, lambda f: f.write((json.dumps(meta, indent=1) + "\n").encode("utf-8")))
+    _atomic_write(side, lambda f: f.write((dumps_strict(meta, indent=1) + "\n").encode("utf-8")))
     return CalibrationSet(path=out, sidecar=side, meta=meta)
 
 

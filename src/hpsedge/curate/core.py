@@ -62,7 +62,8 @@ import numpy as np
 
 from hpsedge.curate.rules import Rule, metric_values, parse_rule
 from hpsedge.runtime.errors import HpsedgeError, InputError
-from hpsedge.runtime.io import IMAGE_SUFFIXES, load_boxes, parse_boxes, read_image
+from hpsedge.runtime.io import IMAGE_SUFFIXES, load_boxes, read_image
+from hpsedge.runtime.manifest import dumps_strict
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +96,7 @@ def _boxes_from_dir(root: Path, images: list[Path], box_dir: Path) -> list[Item]
         if path is None:
             missing.append(rel.as_posix())
             continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path} is not valid JSON ({exc})") from None
-        if isinstance(data, dict) and "boxes" in data:
-            data = data["boxes"]
-        if not isinstance(data, list):
-            raise InputError(f"{path}: a per-image boxes file holds a list [[x1, y1, x2, y2], ...] or {{'boxes': [...]}}")
-        items.append((rel.as_posix(), parse_boxes(data, str(path))[""]))
+        items.append((rel.as_posix(), load_boxes(path, per_image=True)[""]))
     if missing:
         raise InputError(
             f"{box_dir} has no boxes file for {len(missing)} of {len(images)} images: {', '.join(missing[:3])}"
@@ -400,7 +393,7 @@ def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, A
                f"{OUTPUT_NAME} has no rows, and a training loader fed with it fails")
         summary["warnings"].append(msg)
         log.warning(msg)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 
@@ -579,7 +572,7 @@ def curate(
     summary = merge_shards(out, len(shards), parsed, meta, write_var=write_var, part=part,
                            trainer_threshold=trainer_threshold)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     if strict and summary["kept"] == 0:
         raise HpsedgeError(summary["warnings"][0], hint="loosen --rule, or check the images and boxes")
     return summary

@@ -30,7 +30,7 @@ from typing import Any
 
 from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export.lint import LintReport, check_trt_support
-from hpsedge.runtime.manifest import MANIFEST_NAME, load_manifest, validate_manifest
+from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, load_manifest, validate_manifest
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _write_reports(folder: Path, manifest: dict[str, Any], lint: list[LintReport
     data["trt_check"] = [r.to_dict() for r in lint]
     data["engine"] = manifest.get("engine_status")
     data["build_seconds"] = stage_seconds
-    report_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    report_json.write_text(dumps_strict(data, indent=2) + "\n", encoding="utf-8")
     md_path = folder / REPORT_MD
     head = md_path.read_text() if md_path.exists() else ""
     m = manifest["model"]
@@ -296,6 +296,42 @@ def calibration_statistics(folder: Path, manifest: dict[str, Any], calib: Path, 
     return stats
 
 
+HARDWARE_COMPAT = (None, "none", "ampere+")
+
+
+def check_build_options(cfg: BuildConfig) -> None:
+    """Every option in range before any work (one-line errors): model name, precision, batch profile,
+    opset, TensorRT knobs, and that the input files exist."""
+    from hpsedge.export.onnx import MAX_BATCH_LIMIT, MAX_OPSET, PRECISIONS, check_input_file
+    from hpsedge.models.zoo import get_spec
+
+    get_spec(cfg.model)
+    if cfg.precision not in PRECISIONS:
+        raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
+    if not 1 <= cfg.max_batch <= MAX_BATCH_LIMIT:
+        raise HpsedgeError(f"batch profile: --max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {cfg.max_batch})")
+    if not 13 <= cfg.opset <= MAX_OPSET:
+        raise HpsedgeError(f"opset must be between 13 and {MAX_OPSET} (got {cfg.opset})")
+    if cfg.opt_batch is not None and not 1 <= cfg.opt_batch <= cfg.max_batch:
+        raise HpsedgeError(f"--opt-batch {cfg.opt_batch} must lie within [1, {cfg.max_batch}] (--max-batch)")
+    if cfg.workspace_mb is not None and cfg.workspace_mb < 1:
+        raise HpsedgeError(f"--workspace-mb must be at least 1 (got {cfg.workspace_mb})")
+    if not 0 <= cfg.opt_level <= 5:
+        raise HpsedgeError(f"--opt-level must be 0 to 5 (got {cfg.opt_level})")
+    if cfg.dla_core is not None and cfg.dla_core < 0:
+        raise HpsedgeError(f"--dla must be a core index ≥ 0 (got {cfg.dla_core})")
+    if cfg.hardware_compat not in HARDWARE_COMPAT:
+        raise HpsedgeError(f"--hardware-compat must be 'ampere+' or 'none' (got {cfg.hardware_compat!r})")
+    if cfg.hardware_compat == "ampere+" and cfg.dla_core is not None:
+        raise HpsedgeError("--hardware-compat ampere+ is for desktop GPUs; it cannot go with --dla (Jetson)")
+    check_input_file(cfg.checkpoint, "--checkpoint")
+    check_input_file(cfg.calib, "--calib")
+    check_input_file(cfg.calib_boxes, "--calib-boxes")
+    for key, value in cfg.extra_model_args.items():
+        if isinstance(value, (str, Path)):
+            check_input_file(value, f"--{key}")
+
+
 def export_build(
     cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
 ) -> BuildResult:
@@ -304,6 +340,7 @@ def export_build(
     from hpsedge.models.checkpoints import build_model
 
     step = progress or (lambda _msg: None)
+    check_build_options(cfg)
     if cfg.precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
     if not 1 <= cfg.min_batch <= cfg.max_batch:
@@ -405,17 +442,21 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
                            hint="pass --force to rebuild it")
     rebuild = BuildConfig(**{**cfg.__dict__, "precision": precision, "require_engine": True,
                              "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
-    built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress, on_device=True)
-    manifest["artifacts"]["engine"]["on_device"] = True
-    if isinstance(manifest.get("detector"), dict):
-        _detector_engine(rebuild, folder, manifest, step, trt_progress)
-        manifest["artifacts"]["detector_engine"]["on_device"] = True
-    write_trtexec(rebuild, folder, manifest)
-    validate_manifest(manifest, source="rebuilt manifest")
-    fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp_name, folder / MANIFEST_NAME)
+    from hpsedge.export.outdir import output_lock
+
+    with output_lock(Path(folder)):  # the same lock as `export build` to this folder
+        built, reason = _engine_step(rebuild, folder, manifest, step, trt_progress, on_device=True)
+        manifest["artifacts"]["engine"]["on_device"] = True
+        if isinstance(manifest.get("detector"), dict):
+            _detector_engine(rebuild, folder, manifest, step, trt_progress)
+            manifest["artifacts"]["detector_engine"]["on_device"] = True
+        write_trtexec(rebuild, folder, manifest)
+        validate_manifest(manifest, source="rebuilt manifest")
+        fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dumps_strict(manifest, indent=2) + "\n")
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, folder / MANIFEST_NAME)
     return BuildResult(folder, manifest, built, reason, time.perf_counter() - t0, {"engine": time.perf_counter() - t0})
 
 

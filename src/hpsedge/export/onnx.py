@@ -15,13 +15,10 @@ Large graphs (TokenHMR: 2.75 GB of FP32 weights, over protobuf's 2 GiB limit) ar
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,10 +32,18 @@ import torch
 
 import hpsedge
 from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
+from hpsedge.export.outdir import atomic_folder, check_target
 from hpsedge.models.checkpoints import build_model
 from hpsedge.models.registry import ModelSpec
 from hpsedge.runtime.errors import ExportError, HpsedgeError
-from hpsedge.runtime.manifest import MANIFEST_NAME, SCHEMA, SCHEMA_VERSION, sha256_file, validate_manifest
+from hpsedge.runtime.manifest import (
+    MANIFEST_NAME,
+    SCHEMA,
+    SCHEMA_VERSION,
+    dumps_strict,
+    sha256_file,
+    validate_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,35 +79,26 @@ class ExportResult:
 # ---------------------------------------------------------------------------------------------------
 # atomic output folder
 # ---------------------------------------------------------------------------------------------------
-def check_target(out_dir: Path, force: bool) -> None:
-    """Refuse to touch an existing folder (or file) unless ``force``; called before any work."""
-    if out_dir.exists() and not force:
-        raise HpsedgeError(f"{out_dir} already exists; not overwriting it", hint="pass --force to replace it")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HpsedgeError(f"{out_dir} exists and is not a folder; refusing to replace it")
+#: largest --max-batch / newest opset accepted (validated before any work)
+MAX_BATCH_LIMIT = 4096
+MAX_OPSET = 21
 
 
-@contextlib.contextmanager
-def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary folder next to ``out_dir``; on success it replaces ``out_dir`` in one rename.
+def check_input_file(path: Path | str | None, option: str) -> None:
+    """An input file option must name an existing regular file (checked before the minutes of work)."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise HpsedgeError(f"{option} {p} is a folder; pass the file itself")
+    if not p.exists():
+        raise HpsedgeError(f"{option.lstrip('-').replace('-', ' ')} not found: {p}")
+    if not p.is_file():
+        raise HpsedgeError(f"{option} {p} is not a regular file (a FIFO or device)")
 
-    On any exception (Ctrl-C included) the temporary folder is removed and ``out_dir`` is untouched.
-    """
-    check_target(out_dir, force)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        yield tmp
-        if out_dir.exists():  # force: move the old folder aside first, so a failure keeps one of the two
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+# check_target / atomic_folder live in hpsedge.export.outdir (lock, --force rules, stale temp folders,
+# permissions); imported above and re-exported here for existing callers.
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -257,6 +253,13 @@ def verify_onnx(
             ref = dict(zip(spec.output_names, (t.numpy() for t in model(*inputs)), strict=True))
         feeds = {name: t.numpy() for name, t in zip(spec.input_names, inputs, strict=True)}
         got = dict(zip(spec.output_names, sess.run(spec.output_names, feeds), strict=True))
+        for runner, outs in (("PyTorch", ref), ("ONNX Runtime", got)):
+            bad = [name for name, arr in outs.items() if not np.isfinite(arr).all()]
+            if bad:  # NaN compares as "no error": all-NaN weights would otherwise pass
+                raise ExportError(
+                    f"{runner} outputs NaN or Inf for {', '.join(bad)} at N={n}; the model cannot be verified",
+                    hint="the checkpoint's weights hold NaN/Inf, or it does not belong to this model",
+                )
         figs = compare_outputs(ref, got)
         per_batch[str(n)] = figs
         worst = max([worst, *(f["rel"] for f in figs.values())])
@@ -424,7 +427,7 @@ def write_export(
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     validate_manifest(manifest, source="generated manifest")
     path = folder / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    path.write_text(dumps_strict(manifest, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -458,8 +461,12 @@ def export_onnx(
     out = Path(out_dir)
     if opset < 13:
         raise HpsedgeError(f"opset {opset} is too old; use 13 or newer (17 is the default)")
-    if max_batch < 1:
-        raise HpsedgeError(f"--max-batch must be at least 1 (got {max_batch})")
+    if opset > MAX_OPSET:
+        raise HpsedgeError(f"opset {opset} is newer than this exporter writes (13 to {MAX_OPSET}; 17 is the default)")
+    if not 1 <= max_batch <= MAX_BATCH_LIMIT:
+        raise HpsedgeError(f"--max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {max_batch})")
+    check_input_file(checkpoint, "--checkpoint")
+    check_input_file(tokenizer, "--tokenizer")
     if precision not in PRECISIONS:
         raise HpsedgeError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     if precision != "fp32":

@@ -23,14 +23,15 @@ called. See :func:`load_tokenhmr`.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
-import types
+import re
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -106,11 +107,14 @@ def _stand_in(module: str, name: str) -> type[InertObject]:
 
 
 def _allowed_globals() -> dict[str, Any]:
-    """Globals that resolve to the real object: torch's weights-only allowlist and numpy's array rebuild.
+    """Globals that resolve to the real object (dotted name → object): torch's weights-only allowlist and
+    numpy's array rebuild, plus the plain-Python pickle helpers of the runtime's core allowlist.
 
     Every entry only rebuilds data (tensors, storages, dtypes, sizes, ordered dicts, sets, bytes, numpy
     arrays); nothing here can run a shell command, open a file or import a module.
     """
+    from hpsedge.runtime.safe_pickle import NUMPY_GLOBALS, PY2_COMPAT_GLOBALS
+
     allowed: dict[str, Any] = {}
     try:
         from torch import _weights_only_unpickler
@@ -123,57 +127,31 @@ def _allowed_globals() -> dict[str, Any]:
         allowed.update({"collections.OrderedDict": OrderedDict, "torch.Size": torch.Size, "torch.device": torch.device})
     # Tensor subclasses are rebuilt by calling a pickled function: not allowed (the stand-in records it).
     allowed.pop("torch._tensor._rebuild_from_type_v2", None)
-    import _codecs
-
-    import numpy as np
-
-    allowed.update({"_codecs.encode": _codecs.encode, "builtins.set": set, "builtins.frozenset": frozenset,
-                    "builtins.complex": complex, "builtins.slice": slice, "builtins.bytearray": bytearray,
-                    "__builtin__.set": set, "numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype})
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[f"{mod}._reconstruct"] = _np_reconstruct()
-        allowed[f"{mod}.scalar"] = _np_scalar()
+    # numpy arrays and the protocol-0..2 helpers (``_codecs.encode`` limited to text codecs) from the core
+    allowed.update({f"{m}.{n}": obj for (m, n), obj in {**NUMPY_GLOBALS, **PY2_COMPAT_GLOBALS}.items()})
+    allowed.update({"builtins.frozenset": frozenset, "builtins.complex": complex, "builtins.slice": slice,
+                    "builtins.bytearray": bytearray})
     return allowed
-
-
-def _np_reconstruct() -> Any:
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
-    return _reconstruct
-
-
-def _np_scalar() -> Any:
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
-    return scalar
 
 
 def _inert_pickle_module(record: list[str]) -> Any:
     """A ``pickle_module`` for ``torch.load`` whose unpickler never resolves a non-allowed global.
 
-    ``torch.load`` wraps ``Unpickler.find_class`` (storage classes are mapped by torch itself first) and
-    feeds tensor data through its own ``persistent_load``; everything else that a pickle names goes
-    through :meth:`find_class` here. Names replaced by stand-ins are appended to ``record``.
+    Built on the runtime's restricted-unpickler core (:func:`hpsedge.runtime.safe_pickle.pickle_module`):
+    ``torch.load`` wraps ``find_class`` (storage classes are mapped by torch itself first) and feeds tensor
+    data through its own ``persistent_load``; every other global the pickle names resolves through the
+    allowlist or becomes a stand-in. Names replaced by stand-ins are appended to ``record``.
     """
-    allowed = _allowed_globals()
+    from hpsedge.runtime.safe_pickle import pickle_module
 
-    class InertUnpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            key = f"{module}.{name}"
-            if key in allowed:
-                return allowed[key]
-            if key not in record:
-                record.append(key)
-            return _stand_in(module, name)
+    def resolver(module: str, name: str) -> Any:
+        key = f"{module}.{name}"
+        if key not in record:
+            record.append(key)
+        return _stand_in(module, name)
 
-    def load(file: Any, **kwargs: Any) -> Any:
-        return InertUnpickler(file, **kwargs).load()
-
-    return types.SimpleNamespace(__name__="hpsedge_inert_pickle", Unpickler=InertUnpickler, load=load)
+    allowed = {tuple(k.rsplit(".", 1)): v for k, v in _allowed_globals().items()}
+    return pickle_module(allowed, resolver=resolver, error=CheckpointError, what="checkpoint")
 
 
 def read_inert(path: str | Path, unsafe_pickle: bool = False) -> tuple[Any, list[str]]:
@@ -192,22 +170,92 @@ def read_inert(path: str | Path, unsafe_pickle: bool = False) -> tuple[Any, list
     return obj, record
 
 
+#: entries of a ``torch.save`` zip (under one top-level folder); anything else (TorchScript's ``code/`` and
+#: ``constants.pkl``, extra files) means the archive is not a plain pickled checkpoint
+_TORCH_ZIP_ENTRY = re.compile(
+    r"[^/]+/(data\.pkl|byteorder|version|\.format_version|\.storage_alignment|data/\d+|\.data/version"
+    r"|\.data/serialization_id)"
+)
+_PICKLE_PROTO = b"\x80"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def check_checkpoint_format(fh: IO[bytes], label: str) -> str:
+    """Refuse any file that is not a plain pickle or a ``torch.save`` zip, *before* torch reads it.
+
+    ``torch.load`` hands a TorchScript archive (a zip with ``constants.pkl`` and ``code/``) to
+    ``torch.jit.load``, which compiles and runs the archive's code (its ``__setstate__`` methods run on
+    load), and reads legacy tar checkpoints through extra code paths. Only two layouts pass: a pickle
+    (first byte PROTO, protocol 2-5) and a zip whose entries are exactly those ``torch.save`` writes, with
+    one ``data.pkl``. Returns ``"pickle"`` or ``"zip"``; ``fh`` is left at offset 0.
+    """
+    fh.seek(0)
+    head = fh.read(4)
+    fh.seek(0)
+    if head[:1] == _PICKLE_PROTO and len(head) > 1 and 2 <= head[1] <= 5:
+        return "pickle"
+    if head not in _ZIP_MAGIC:
+        raise CheckpointError(
+            f"{label} is not a PyTorch checkpoint (neither a pickle nor a torch.save zip archive)",
+            hint="pass the .pt/.pth/.ckpt file written by torch.save",
+        )
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(
+            f"{label} is truncated or corrupt ({_short(str(exc))})", hint="download or copy the checkpoint again"
+        ) from None
+    finally:
+        fh.seek(0)
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        raise CheckpointError(
+            f"{label} is a TorchScript archive, not a checkpoint; refusing to load it (loading it would run its code)",
+            hint="pass the checkpoint written by torch.save (a state dict), not a torch.jit.save'd model",
+        )
+    odd = [n for n in names if not _TORCH_ZIP_ENTRY.fullmatch(n)]
+    roots = {n.split("/", 1)[0] for n in names}
+    if odd or len(roots) != 1 or sum(n.endswith("/data.pkl") for n in names) != 1:
+        what = f"unexpected entry '{odd[0]}'" if odd else "not exactly one data.pkl"
+        raise CheckpointError(
+            f"{label} is a zip archive but not a torch.save checkpoint ({what}); refusing to load it",
+            hint="pass the checkpoint written by torch.save",
+        )
+    return "zip"
+
+
 def read_checkpoint(path: str | Path, unsafe_pickle: bool = False, pickle_module: Any | None = None) -> Any:
     """Read a checkpoint file into Python objects, refusing anything beyond tensors unless asked.
 
-    ``pickle_module`` (internal): read with that unpickler instead (see :func:`read_inert`).
+    The file is opened once; its format is checked (:func:`check_checkpoint_format`) and the same open
+    file is handed to ``torch.load``, so nothing can swap it in between. ``pickle_module`` (internal): read
+    with that unpickler instead (see :func:`read_inert`).
     """
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.is_dir():
         raise CheckpointError(f"{p} is a folder; pass the checkpoint file itself (e.g. {p}/best_model.pt)")
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"{p} is empty (0 bytes)")
+    if not p.is_file():
+        raise CheckpointError(f"{p} is not a regular file (a device, FIFO or socket)")
+    try:
+        fh = open(p, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise CheckpointError(f"{p}: cannot open ({exc.strerror or exc})") from None
+    with fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise CheckpointError(f"{p} is empty (0 bytes)")
+        check_checkpoint_format(fh, str(p))
+        return _torch_load(fh, p, unsafe_pickle, pickle_module)
+
+
+def _torch_load(fh: IO[bytes], p: Path, unsafe_pickle: bool, pickle_module: Any | None) -> Any:
     try:
         if pickle_module is not None:
-            return torch.load(p, map_location="cpu", weights_only=False, pickle_module=pickle_module)
-        return torch.load(p, map_location="cpu", weights_only=not unsafe_pickle)
+            return torch.load(fh, map_location="cpu", weights_only=False, pickle_module=pickle_module)
+        return torch.load(fh, map_location="cpu", weights_only=not unsafe_pickle)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "GLOBAL" in text or "global" in text.split("WeightsUnpickler error:")[-1]:
@@ -225,6 +273,8 @@ def read_checkpoint(path: str | Path, unsafe_pickle: bool = False, pickle_module
                 f"{p} is truncated or corrupt ({_short(text)})", hint="download or copy the checkpoint again"
             ) from None
         raise CheckpointError(f"{p} could not be read as a PyTorch checkpoint ({_short(text)})") from None
+    except MemoryError:
+        raise CheckpointError(f"{p} is corrupt (it asks for more memory than is available)") from None
     except Exception as exc:  # garbage bytes make the unpickler fail in arbitrary ways
         raise CheckpointError(
             f"{p} is not a PyTorch checkpoint ({exc.__class__.__name__}: {_short(str(exc))})"

@@ -87,8 +87,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import re
+import stat
+import threading
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from hpsedge.runtime.errors import ManifestError
@@ -101,6 +106,7 @@ SCHEMA_VERSION = 2
 #: the oldest schema version this runtime reads
 MIN_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+MANIFEST_MAX_BYTES = 16 << 20
 
 _REQUIRED = ("schema", "schema_version", "model", "inputs", "outputs", "preprocessing", "artifacts")
 #: ``postprocessing`` rules and the values this runtime implements
@@ -228,14 +234,71 @@ class Manifest:
                 f"manifest has no '{key}' artifact (it lists: {', '.join(sorted(self.artifacts)) or 'none'})"
             )
         base = self.folder or Path(".")
-        return base / self.artifacts[key]["file"]
+        return safe_artifact_path(base, self.artifacts[key]["file"], what=f"artifact '{key}'")
+
+    def verified_artifact(self, key: str) -> Path:
+        """:meth:`artifact_path`, after checking the file (and its external-data file) against the manifest's
+        ``bytes`` and ``sha256`` (:func:`verify_file`; cached per file, so warm starts do not rehash)."""
+        path = self.artifact_path(key)
+        entry = self.artifacts[key]
+        verify_file(path, entry.get("sha256"), entry.get("bytes"), what=f"artifact '{key}'")
+        if entry.get("data_file"):
+            data = safe_artifact_path(path.parent, entry["data_file"], what=f"artifact '{key}' data file")
+            verify_file(data, entry.get("data_sha256"), entry.get("data_bytes"), what=f"artifact '{key}' data file")
+        return path
 
     def to_dict(self) -> dict[str, Any]:
         return self.raw
 
 
+_DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _check_tensor(d: Any, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ManifestError(f"{where} must be an object with 'name' and 'shape', got {type(d).__name__}")
+    name, shape = d.get("name"), d.get("shape")
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{where}: 'name' must be a non-empty string, got {name!r}"[:300])
+    if not isinstance(shape, list) or not shape or not all(
+        (_is_int(x) and 0 < x < 1 << 31) or x == "N" for x in shape
+    ):
+        raise ManifestError(f"{where} '{name}': 'shape' must be a list of positive integers and \"N\", got {shape!r}"[:300])
+    if "dtype" in d and d["dtype"] not in _DTYPES:
+        raise ManifestError(f"{where} '{name}': unknown dtype {d['dtype']!r} (known: {', '.join(_DTYPES)})"[:300])
+
+
+def _check_artifact(key: str, art: Any, source: str) -> None:
+    where = f"{source}: artifact '{key}'"
+    if not isinstance(art, dict) or "file" not in art:
+        raise ManifestError(f"{where} has no 'file'")
+    check_artifact_name(art["file"], where)
+    if art.get("data_file") is not None:
+        check_artifact_name(art["data_file"], f"{where} data_file")
+    for field_ in ("sha256", "data_sha256"):
+        if art.get(field_) is not None and not (isinstance(art[field_], str) and _SHA256.fullmatch(art[field_])):
+            raise ManifestError(f"{where}: '{field_}' must be 64 lowercase hex digits, got {art[field_]!r}"[:300])
+    for field_ in ("bytes", "data_bytes"):
+        if art.get(field_) is not None and not (_is_int(art[field_]) and art[field_] >= 0):
+            raise ManifestError(f"{where}: '{field_}' must be a non-negative integer, got {art[field_]!r}"[:300])
+
+
 def validate_manifest(raw: Any, source: str = "manifest") -> None:
-    """Raise :class:`ManifestError` naming the first problem, or return None."""
+    """Raise :class:`ManifestError` naming the first problem, or return None.
+
+    A build folder is untrusted input: every field the runtime reads is type-checked here (a string where a
+    number belongs is a one-line error, not a traceback later), the schema version must be one
+    this hpsedge reads (:data:`MIN_SCHEMA_VERSION` to :data:`SCHEMA_VERSION`; older and newer are refused), and artifact names must be plain relative names.
+    """
     if not isinstance(raw, dict):
         raise ManifestError(f"{source} is not a JSON object")
     missing = [k for k in _REQUIRED if k not in raw]
@@ -245,30 +308,220 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
             hint="re-export the folder with `hpsedge export onnx` or `hpsedge export build`",
         )
     if raw["schema"] != SCHEMA:
-        raise ManifestError(f"{source} is not an hpsedge manifest (schema {raw['schema']!r})")
+        raise ManifestError(f"{source} is not an hpsedge manifest (schema {raw['schema']!r})"[:300])
     version = raw["schema_version"]
-    if not isinstance(version, int) or isinstance(version, bool) or not MIN_SCHEMA_VERSION <= version <= SCHEMA_VERSION:
+    if not _is_int(version) or not MIN_SCHEMA_VERSION <= version <= SCHEMA_VERSION:
+        newer = _is_int(version) and version > SCHEMA_VERSION
         raise ManifestError(
-            f"{source} has schema version {version!r}; this hpsedge reads {MIN_SCHEMA_VERSION} to {SCHEMA_VERSION}",
-            hint="upgrade hpsedge on this machine, or re-export with the installed version",
+            f"{source} has schema version {version!r}; this hpsedge reads versions {MIN_SCHEMA_VERSION} to "
+            f"{SCHEMA_VERSION}"[:300],
+            hint="upgrade hpsedge on this machine" if newer else "re-export the folder with the installed hpsedge",
         )
     model = raw["model"]
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(model.get("family"), str):
-        raise ManifestError(f"{source}: 'model' needs 'name' and 'family' (strings)")
+    if not isinstance(model, dict) or "name" not in model or "family" not in model:
+        raise ManifestError(f"{source}: 'model' needs 'name' and 'family'")
+    if not isinstance(model["name"], str) or not isinstance(model["family"], str):
+        raise ManifestError(f"{source}: model 'name' and 'family' must be strings")
+    # the family is a label: the runtime reads the model's rules (postprocessing), never its family
+    if "has_sigma" in model and not isinstance(model["has_sigma"], bool):
+        raise ManifestError(f"{source}: model 'has_sigma' must be true or false, got {model['has_sigma']!r}"[:300])
+    if "params" in model and not _is_int(model["params"]):
+        raise ManifestError(f"{source}: model 'params' must be an integer, got {model['params']!r}"[:300])
     for key in ("inputs", "outputs"):
         if not isinstance(raw[key], list) or not raw[key]:
             raise ManifestError(f"{source}: '{key}' must be a non-empty list")
-        for d in raw[key]:
-            TensorSpec.from_dict(d)
+        for i, d in enumerate(raw[key]):
+            _check_tensor(d, f"{source}: {key}[{i}]")
+        names = [d["name"] for d in raw[key]]
+        if len(set(names)) != len(names):
+            raise ManifestError(f"{source}: '{key}' names a tensor twice ({', '.join(names)})"[:300])
     pre = raw["preprocessing"]
     if not isinstance(pre, dict) or "input_size" not in pre:
         raise ManifestError(f"{source}: 'preprocessing' needs 'input_size' [H, W]")
+    size = pre["input_size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and 0 < v <= 8192 for v in size)):
+        raise ManifestError(f"{source}: preprocessing 'input_size' must be [H, W] positive integers, got {size!r}"[:300])
+    for key in ("mean", "std"):
+        v = pre.get(key)
+        if v is not None and not (isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v)):
+            raise ManifestError(f"{source}: preprocessing '{key}' must be 3 numbers, got {v!r}"[:300])
+    if pre.get("std") is not None and any(x == 0 for x in pre["std"]):
+        raise ManifestError(f"{source}: preprocessing 'std' must not be 0")
+    for key in ("bbox_scale", "square_side"):
+        v = pre.get(key)
+        if v is not None and not (_is_num(v) and v > 0):
+            raise ManifestError(f"{source}: preprocessing '{key}' must be a positive number, got {v!r}"[:300])
+    if "color" in pre and str(pre["color"]).upper() not in ("RGB", "BGR"):
+        raise ManifestError(f"{source}: preprocessing 'color' must be RGB or BGR, got {pre['color']!r}"[:300])
+    post = raw.get("postprocessing", {})
+    if not isinstance(post, dict):
+        raise ManifestError(f"{source}: 'postprocessing' must be an object")
+    for key in ("crop_focal_length", "crop_size"):
+        v = post.get(key)
+        if v is not None and not (_is_num(v) and v > 0):
+            raise ManifestError(f"{source}: postprocessing '{key}' must be a positive number, got {v!r}"[:300])
+    mb = raw.get("max_batch")
+    if mb is not None and not (_is_int(mb) and 1 <= mb <= 4096):
+        raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..4096, got {mb!r}"[:300])
+    if raw.get("precision") is not None and raw["precision"] not in ("fp32", "fp16", "int8"):
+        raise ManifestError(f"{source}: unknown precision {raw['precision']!r} (fp32, fp16, int8)"[:300])
+    if "opset" in raw and raw["opset"] is not None and not _is_int(raw["opset"]):
+        raise ManifestError(f"{source}: 'opset' must be an integer, got {raw['opset']!r}"[:300])
+    for key in ("checkpoint", "verification", "versions", "calibration"):
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise ManifestError(f"{source}: '{key}' must be an object")
     _validate_rules(raw, source)
     if not isinstance(raw["artifacts"], dict):
         raise ManifestError(f"{source}: 'artifacts' must be an object")
     for key, art in raw["artifacts"].items():
-        if not isinstance(art, dict) or "file" not in art:
-            raise ManifestError(f"{source}: artifact '{key}' has no 'file'")
+        _check_artifact(str(key), art, source)
+
+
+# ------------------------------------------------------------------------------------- artifact files
+def check_artifact_name(name: Any, what: str = "artifact") -> str:
+    """``name`` must be a plain relative path inside the build folder: no absolute path, no ``..``, no
+    drive or backslash tricks, no empty or NUL-containing name. Returns it."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise ManifestError(f"{what}: file name must be a plain relative name, got {name!r}"[:300])
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or name.startswith("~") or any(part in ("..", "") for part in name.split("/")) or ":" in pure.parts[0]:
+        raise ManifestError(
+            f"{what}: file name {name!r} points outside the build folder (artifacts must be plain file names "
+            "inside it); refusing it"[:300],
+            hint="artifact names in manifest.json are plain names relative to its folder; re-export the folder",
+        )
+    return name
+
+
+def safe_artifact_path(folder: str | Path, name: Any, what: str = "artifact") -> Path:
+    """``folder / name`` after :func:`check_artifact_name`, refusing a symlink that resolves outside
+    ``folder`` and anything that exists but is not a regular file (a FIFO or ``/dev/zero`` would hang a
+    reader). A missing file is returned as is (callers say it is missing)."""
+    check_artifact_name(name, what)
+    base = Path(folder)
+    path = base / name
+    real_base = os.path.realpath(base)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_base, real]) != real_base:
+        raise ManifestError(
+            f"{what}: {name} resolves to {real}, outside the build folder; refusing it"[:300],
+            hint="copy the file into the folder instead of linking to it",
+        )
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise ManifestError(f"{what}: cannot read {name} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ManifestError(f"{what}: {name} is not a regular file (a folder, FIFO or device); refusing it"[:300])
+    return path
+
+
+#: verified files: real path -> (dev, inode, size, mtime_ns, ctime_ns, sha256); see :func:`verify_file`
+_VERIFIED: dict[str, tuple[int, int, int, int, int, str]] = {}
+_VERIFIED_LOCK = threading.Lock()
+_CACHE_ENV = "HPSEDGE_HASH_CACHE"
+_CACHE_MAX = 512
+
+
+def hash_cache_file() -> Path | None:
+    """The persistent hash cache: ``$HPSEDGE_HASH_CACHE``, or ``$XDG_CACHE_HOME/hpsedge/verified.json``
+    (``~/.cache/...``); ``HPSEDGE_HASH_CACHE=off`` turns it off (the in-process cache stays)."""
+    env = os.environ.get(_CACHE_ENV)
+    if env is not None:
+        return None if env.strip().lower() in ("", "0", "off", "no", "false") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hpsedge" / "verified.json"
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_cache_file(path: Path) -> dict[str, list[Any]]:
+    try:
+        if path.stat().st_size > 1 << 20:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cached_digest(real: str, stamp: tuple[int, ...]) -> str | None:
+    with _VERIFIED_LOCK:
+        hit = _VERIFIED.get(real)
+    if hit is not None and hit[:5] == stamp:
+        return hit[5]
+    cache = hash_cache_file()
+    if cache is None:
+        return None
+    entry = _read_cache_file(cache).get(real)
+    if isinstance(entry, list) and len(entry) == 6 and tuple(entry[:5]) == stamp and isinstance(entry[5], str):
+        with _VERIFIED_LOCK:
+            _VERIFIED[real] = (*stamp, entry[5])  # type: ignore[assignment]
+        return entry[5]
+    return None
+
+
+def _remember(real: str, stamp: tuple[int, ...], digest: str) -> None:
+    with _VERIFIED_LOCK:
+        _VERIFIED[real] = (*stamp, digest)  # type: ignore[assignment]
+    cache = hash_cache_file()
+    if cache is None:
+        return
+    try:  # best effort: a read-only home or a full disk only costs a rehash next time
+        data = _read_cache_file(cache)
+        data[real] = [*stamp, digest]
+        if len(data) > _CACHE_MAX:
+            data = dict(list(data.items())[-_CACHE_MAX:])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+
+
+def verify_file(path: str | Path, sha256: str | None, size: int | None = None, what: str = "artifact") -> None:
+    """Check a build-folder file against the manifest's ``size`` and ``sha256`` (one-line ManifestError).
+
+    The sha256 of a verified file is remembered with its (device, inode, size, mtime_ns, ctime_ns): in this
+    process and in a small JSON cache in the user's cache folder (:func:`hash_cache_file`), so a warm start
+    does not rehash gigabytes. Any write to the file changes its ctime (which no user can set back), so a
+    changed file is always rehashed. Without a ``sha256`` (older folders) only the size is checked.
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ManifestError(f"{what}: {p} is missing", hint="re-export the folder") from None
+    except OSError as exc:
+        raise ManifestError(f"{what}: cannot read {p} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ManifestError(f"{what}: {p} is not a regular file; refusing it")
+    if size is not None and st.st_size != size:
+        raise ManifestError(
+            f"{p.name} does not match the manifest: {st.st_size} bytes on disk, {size} listed",
+            hint="the file was replaced or truncated; re-export the folder",
+        )
+    if not sha256:
+        return
+    real = os.path.realpath(p)
+    stamp = _stamp(st)
+    digest = _cached_digest(real, stamp)
+    if digest is None:
+        digest = sha256_file(p)
+        if _stamp(os.stat(p)) != stamp:
+            raise ManifestError(f"{p.name} changed while it was being verified; try again")
+        if digest == sha256:
+            _remember(real, stamp, digest)
+    if digest != sha256:
+        raise ManifestError(
+            f"{p.name} does not match the sha256 in the manifest (the file was changed or swapped)",
+            hint="re-export the folder, or copy it again from where it was built",
+        )
 
 
 def _validate_rules(raw: dict[str, Any], source: str) -> None:
@@ -306,13 +559,45 @@ def load_manifest(path: str | Path) -> Manifest:
             f"no manifest at {p}",
             hint="point at a folder written by `hpsedge export onnx|build`, or pass the manifest path",
         )
+    if not p.is_file():
+        raise ManifestError(f"{p} is not a regular file")
+    if p.stat().st_size > MANIFEST_MAX_BYTES:
+        raise ManifestError(f"{p} is {p.stat().st_size} bytes; a manifest is at most {MANIFEST_MAX_BYTES}")
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{p} is not valid JSON ({exc.__class__.__name__}: {exc})",
-                            hint="re-export the folder; the manifest looks corrupt") from exc
+        raw = json.loads(p.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ManifestError(f"{p} is not valid JSON ({exc.__class__.__name__}: {first})",
+                            hint="re-export the folder; the manifest looks corrupt") from None
     validate_manifest(raw, source=str(p))
     return Manifest(path=p.resolve(), raw=raw)
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None`` (JSON ``null``), recursively;
+    numpy scalars become Python numbers. JSON has no NaN: ``json.dumps`` would write a bare ``NaN`` that
+    strict readers (browsers, Go, Rust) refuse."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if not isinstance(obj, (str, bytes, int)) and hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:
+        return strict_json(obj.item())
+    return obj
+
+
+def dumps_strict(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`strict_json` ``(obj)`` with ``allow_nan=False``: always strict JSON."""
+    default = kwargs.pop("default", None)
+    if default is not None:
+        obj = json.loads(json.dumps(obj, default=default))  # resolve custom types first
+    return json.dumps(strict_json(obj), allow_nan=False, **kwargs)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

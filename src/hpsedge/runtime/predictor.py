@@ -5,7 +5,8 @@
     for person in pred.predict(rgb_image, boxes_xyxy):
         print(person.confidence, person.transl, person.joints2d.shape)
 
-All people in a frame run as one batch (split when the engine's batch profile is smaller). Everything
+The people of a frame run in batches of the manifest's ``max_batch`` (at most ``Predictor.max_boxes`` per
+image), so memory does not grow with the number of boxes. Everything
 here is numpy; the backend (ONNX Runtime or TensorRT) is imported lazily when the Predictor is loaded.
 """
 
@@ -31,11 +32,14 @@ from hpsedge.runtime.preprocess import (
     crop_images,
     normalize,
     preprocess,
+    validate_boxes,
 )
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "ort", "trt")
+#: default per-image person-box limit of :meth:`Predictor.predict`
+DEFAULT_MAX_BOXES = 1000
 
 
 @dataclass
@@ -190,6 +194,8 @@ class Predictor:
         """
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        if threads is not None and (not isinstance(threads, int) or threads < 0):
+            raise InputError(f"threads must be an integer ≥ 0 (0: ONNX Runtime's default), got {threads!r}")
         manifest, artifact = resolve_folder(path)
         if artifact == "engine":
             backend = "trt"
@@ -220,8 +226,33 @@ class Predictor:
         return cls(manifest, engine, model)
 
     # --------------------------------------------------------------------------------------- predict
+    #: most person boxes one :meth:`predict` call accepts (work and memory stay bounded); set per instance
+    max_boxes: int = DEFAULT_MAX_BOXES
+
     def predict(self, image: Any, boxes: Any | None = None, bgr: bool = False) -> list[PersonResult]:
-        """Run every person box of one image. ``boxes``: [K,4] x1,y1,x2,y2 pixels (None: whole image)."""
+        """Run every person box of one image. ``boxes``: [K,4] x1,y1,x2,y2 pixels (None: whole image).
+
+        At most :attr:`max_boxes` boxes (an :class:`InputError` beyond); they run in chunks of the backend's
+        ``max_batch`` (the manifest's), crops and outputs included, so memory does not grow with K.
+        """
+        if boxes is not None:
+            n = int(np.shape(boxes)[0]) if np.ndim(boxes) >= 1 else 0
+            if n > self.max_boxes:
+                raise InputError(
+                    f"{n} person boxes for one image; the limit is {self.max_boxes}",
+                    hint="filter the detections (score, size, NMS), or raise the limit (--max-boxes / "
+                    "Predictor.max_boxes)",
+                )
+            step = self.backend.max_batch or self.manifest.max_batch or 16
+            if n > step:
+                arr = validate_boxes(boxes, as_rgb_uint8(image, bgr=bgr).shape[:2])  # indices of all K
+                out: list[PersonResult] = []
+                for i in range(0, n, step):
+                    out += self._predict_one(image, arr[i : i + step], bgr)
+                return out
+        return self._predict_one(image, boxes, bgr)
+
+    def _predict_one(self, image: Any, boxes: Any | None, bgr: bool) -> list[PersonResult]:
         if boxes is None:
             arr = np.asarray(image)
             if arr.ndim < 2:
@@ -446,23 +477,10 @@ def _onnx_key(manifest: Manifest, precision: str | None) -> str:
 
 
 def _check_artifact_size(manifest: Manifest, key: str, path: Path) -> None:
-    """A cheap consistency check (a full sha256 of a 300 MB graph is left to `hpsedge inspect`).
-
-    A graph with external weights (``data_file``, e.g. TokenHMR's ``model.onnx.data``) has that file
-    checked the same way (``data_bytes``).
-    """
-    entry = manifest.artifacts[key]
-    checks = [(path, entry.get("bytes"))]
-    if entry.get("data_file"):
-        checks.append((path.parent / str(entry["data_file"]), entry.get("data_bytes")))
-    for file, want in checks:
-        if not file.exists():
-            raise ManifestError(f"{file} is missing (listed in the manifest as '{key}')", hint="re-export the folder")
-        if want is not None and file.stat().st_size != int(want):
-            raise ManifestError(
-                f"{file.name} does not match the manifest: {file.stat().st_size} bytes on disk, {want} listed",
-                hint="the file was replaced or truncated; re-export the folder",
-            )
+    """The artifact (and its external ``data_file``) must match the manifest's size and sha256: a build
+    folder is untrusted, and a swapped graph must not run under the manifest's name. The hash of a verified
+    file is cached by (inode, size, mtime, ctime), so warm starts cost a ``stat``."""
+    manifest.verified_artifact(key)  # names, sizes and sha256 (cached per file), external data included
 
 
 def _make_ort(manifest: Manifest, onnx_path: Path, device: str, threads: int | None) -> Backend:

@@ -138,7 +138,18 @@ def validate_boxes(boxes: Any, image_hw: Sequence[int]) -> np.ndarray:
         raise InputError(
             f"box {i} {arr[i].tolist()} lies entirely outside the {w}×{h} (W×H) image",
         )
+    bad = np.maximum(x2 - x1, y2 - y1) > MAX_BOX_SCALE * max(h, w)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(
+            f"box {i} {arr[i].tolist()} is more than {MAX_BOX_SCALE:g}× larger than the {w}×{h} (W×H) image",
+            "boxes are pixel corners (x1, y1, x2, y2) of this image; were they scaled or normalised?",
+        )
     return arr
+
+
+#: a box side may be at most this many times the image's larger side (a 1e30 box is an error, not a crop)
+MAX_BOX_SCALE = 8.0
 
 
 # ---------------------------------------------------------------------------------------------------

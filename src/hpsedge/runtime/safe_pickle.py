@@ -1,4 +1,7 @@
-"""Restricted unpickling: read body-model pickles (and, later, other pickled files) without running their code.
+"""Restricted unpickling: read pickled files (SMPL models, TokenHMR checkpoints) without running their code.
+
+This is hpsedge's one unpickler core: SMPL files use :func:`load_smpl_pickle`, and ``hpsedge.models.checkpoints``
+reads TokenHMR's ``.ckpt``/``tokenizer.pth`` through :func:`pickle_module` (handed to ``torch.load``).
 
 A pickle names the callables it needs by ``module`` + ``name`` (the GLOBAL opcodes), and ``pickle.load`` imports
 and calls whatever is named, ``os.system`` included. :class:`RestrictedUnpickler` resolves every name through an
@@ -18,6 +21,7 @@ Public API::
                     persistent_load=None, what="pickle") -> object
     RestrictedUnpickler(file, allowed, *, resolver=None, error=SMPLFileError, encoding="latin1",
                         persistent_load=None, what="pickle")
+    pickle_module(allowed, *, resolver=None, error=SMPLFileError, what="pickle")  # for torch.load(pickle_module=)
     NUMPY_GLOBALS, PY2_COMPAT_GLOBALS, SMPL_GLOBALS       # allowlists: {(module, name): object}
     smpl_resolver(module, name) -> object | None           # chumpy.* / scipy.sparse.* stand-ins
     to_numpy(obj) -> object                                # stubs -> ndarrays, recursively in dicts/lists/tuples
@@ -48,6 +52,7 @@ __all__ = [
     "RestrictedUnpickler",
     "SparseStub",
     "load_smpl_pickle",
+    "pickle_module",
     "restricted_load",
     "smpl_resolver",
     "to_numpy",
@@ -267,8 +272,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._resolver = resolver
         self._error = error
         self._what = what
-        if persistent_load is not None:
-            self.persistent_load = persistent_load  # type: ignore[method-assign]
+        # An instance attribute, not a method: the C unpickler reads ``persistent_load`` through a data
+        # descriptor, so a later assignment (``torch.load`` makes one) must not be shadowed by a class method.
+        self.persistent_load = persistent_load or self._refuse_persistent_id
 
     def find_class(self, module: str, name: str) -> Any:
         obj = self._allowed.get((module, name))
@@ -282,8 +288,34 @@ class RestrictedUnpickler(pickle.Unpickler):
             )
         return obj
 
-    def persistent_load(self, pid: Any) -> Any:
+    def _refuse_persistent_id(self, pid: Any) -> Any:
         raise self._error(f"{self._what} uses persistent ids, which this loader does not accept")
+
+
+def pickle_module(
+    allowed: Mapping[tuple[str, str], Any],
+    *,
+    resolver: Resolver | None = None,
+    error: type[HpsedgeError] = SMPLFileError,
+    what: str = "pickle",
+) -> Any:
+    """A ``pickle``-like module (``Unpickler`` and ``load``) built on :class:`RestrictedUnpickler`.
+
+    For loaders that take a ``pickle_module`` (``torch.load``): they construct ``Unpickler(file, **kwargs)``,
+    may wrap ``find_class`` (torch maps its storage classes first) and set ``persistent_load`` (torch feeds
+    tensor data through it); every other global still goes through ``allowed`` and ``resolver``.
+    """
+
+    class Unpickler(RestrictedUnpickler):
+        def __init__(self, file: IO[bytes], *, encoding: str = "latin1", **_ignored: Any) -> None:
+            super().__init__(file, allowed, resolver=resolver, error=error, encoding=encoding, what=what)
+
+    def load(file: IO[bytes], **kwargs: Any) -> Any:
+        return Unpickler(file, **kwargs).load()
+
+    import types
+
+    return types.SimpleNamespace(__name__="hpsedge_restricted_pickle", Unpickler=Unpickler, load=load)
 
 
 def restricted_load(

@@ -126,7 +126,12 @@ def _open_container(target: str, name: str, kind: str, timeout: float, fmt: str 
                     options: dict[str, str] | None = None) -> Any:
     av = _av()
     try:
-        container = av.open(target, mode="r", format=fmt, options=options or {}, timeout=timeout)
+        # a local file is untrusted: file protocol and common containers only (no playlist opening other files)
+        from hpsedge.runtime.video import SAFE_OPEN_OPTIONS
+
+        safe = dict(SAFE_OPEN_OPTIONS) if kind not in ("stream", "camera") else None
+        container = av.open(target, mode="r", format=fmt, options=options or {}, container_options=safe,
+                            timeout=timeout)
     except (av.FFmpegError, OSError, ValueError) as exc:
         if kind == "stream":
             why = _redact(str(exc))

@@ -24,7 +24,6 @@ Frames inside hpsedge are always 0-based video frame indices.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -198,10 +197,9 @@ def read_tracks(
         raise InputError(f"{p} is not a text file (MOT text or JSON expected)") from None
     stripped = text.lstrip()
     if stripped[:1] in ("[", "{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{p} is not valid JSON ({exc})") from None
+        from hpsedge.runtime.io import loads_strict
+
+        data = loads_strict(text, str(p), "tracks file")
         frames, ids, boxes, scores, base = _parse_json(data, str(p))
     else:
         frames, ids, boxes, scores = _parse_mot(text, str(p))

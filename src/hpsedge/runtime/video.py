@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.runtime.errors import HpsedgeError, InputError
+from hpsedge.runtime.manifest import dumps_strict
 from hpsedge.runtime.temporal import TemporalConfig, TemporalResult, Track, process
 from hpsedge.runtime.tracking import Tracks, read_tracks, whole_frame_tracks
 
@@ -74,16 +75,26 @@ class VideoInfo:
     codec: str
 
 
+#: FFmpeg options for opening an untrusted local video: only the local-file protocol and common video
+#: containers (no playlists such as HLS/concat that would make FFmpeg open other files or URLs)
+SAFE_OPEN_OPTIONS: dict[str, str] = {
+    "protocol_whitelist": "file",
+    "format_whitelist": "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,gif,mjpeg,h264,hevc,mpeg,"
+                        "mpegvideo,m4v,asf,ogg,image2,image2pipe,png_pipe,jpeg_pipe,bmp_pipe,webp_pipe,tiff_pipe",
+}
+
 class VideoReader:
     """Iterate over a video's frames as (index, H×W×3 uint8 RGB). A context manager."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise InputError(f"{self.path} is not a regular file (a folder, FIFO or device)")
         if not self.path.is_file():
             raise InputError(f"video not found: {self.path}")
         av = _av()
         try:
-            self._container = av.open(str(self.path), mode="r")
+            self._container = av.open(str(self.path), mode="r", container_options=dict(SAFE_OPEN_OPTIONS))
         except (av.FFmpegError, OSError, ValueError) as exc:
             raise _open_error(self.path, exc) from None
         if not self._container.streams.video:
@@ -378,7 +389,7 @@ def run_video(
         "frames_per_second": round(decoded / max(t_predict, 1e-9), 2),
         "files": [*files, "summary.json"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     return summary
 
 

@@ -129,7 +129,8 @@ class OrtBackend(Backend):
         log.info("ONNX Runtime %s: %s (threads: %s)", ort.__version__, " > ".join(taken), threads or "default")
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.max_batch = max_batch if taken[0] == "TensorrtExecutionProvider" else None
+        # every provider takes at most the manifest's max_batch people per call (the Predictor splits)
+        self.max_batch = max_batch
         if inputs is not None or outputs is not None:
             self._check_against(inputs or [], outputs or [], p)
         if warmup:
