@@ -339,12 +339,12 @@ def _bracket_path(ctx: Ctx) -> list[str]:
 
 
 def _unexpected(ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    import hpsedge.models.zoo as zoo
+    import hpsedge.models.registry as registry
 
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("something nobody foresaw")
 
-    monkeypatch.setattr(zoo, "count_parameters", boom)
+    monkeypatch.setattr(registry, "registered", boom)  # `hpsedge models` reads the registry
     return ["models"]
 
 
