@@ -192,3 +192,14 @@ def test_geodesic_angle() -> None:
     np.testing.assert_allclose(
         geodesic_angle(r, np.eye(3)), np.linalg.norm(rotmat_to_axis_angle(r), axis=-1), atol=1e-12
     )
+
+
+def test_quaternion_maths_moved_here_is_still_importable_from_temporal() -> None:
+    """The split of temporal.py: the quaternion helpers live in rotations and temporal re-exports the same objects."""
+    from hpsedge.runtime import rotations, temporal
+
+    for name in ("quat_mul", "quat_log", "quat_exp", "slerp", "slerp_rotmat", "quat_continuity", "project_to_so3"):
+        assert getattr(temporal, name) is getattr(rotations, name), name
+        assert name in rotations.__all__ and name in temporal.__all__
+    q = rotmat_to_quat(random_rotations(5, seed=3))
+    np.testing.assert_allclose(rotations.quat_mul(q, rotations.quat_conj(q)), [[1, 0, 0, 0]] * 5, atol=1e-12)

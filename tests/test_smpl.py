@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import smplx
 import torch
 
 import smpl_synth
-from hpsedge.runtime import safe_pickle
+from hpsedge.runtime import blas, safe_pickle
 from hpsedge.runtime.errors import CheckpointError, InputError, SMPLFileError
 from hpsedge.runtime.rotations import axis_angle_to_rotmat
 from hpsedge.runtime.smpl import (
@@ -478,6 +479,154 @@ def test_forked_child_can_still_decode(smpl_model: SMPL) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def _other_threads_cpu_ns(exclude: set[int]) -> int | None:
+    """CPU time (ns) used so far by this process's threads other than ``exclude`` (Linux schedstat), or None."""
+    total = 0
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            if int(task.name) in exclude:
+                continue
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except FileNotFoundError:  # the thread ended meanwhile
+                continue
+    except OSError:
+        return None
+    return total
+
+
+def test_decoder_never_wakes_openblas_threads(smpl_pkl: Path) -> None:
+    """The root cause of the predict() stall: after the decoder, OpenBLAS's workers spun for ~0.1 s and took the
+    cores from the next ONNX Runtime call. Now the decoder holds OpenBLAS at one thread (its own helpers do the
+    splitting), so OpenBLAS's workers use no CPU at all; thread_mode="blas" (the old way) is the control."""
+    if blas.blas_threads() is None or blas.blas_threads() < 2:
+        pytest.skip("numpy's BLAS is not a multi-threaded OpenBLAS here")
+    if _other_threads_cpu_ns(set()) is None or not Path(f"/proc/self/task/{threading.get_native_id()}/schedstat").exists():
+        pytest.skip("no per-thread CPU accounting (/proc/self/task/*/schedstat)")
+    ours, old = SMPL.load(smpl_pkl), SMPL.load(smpl_pkl, thread_mode="blas")
+    assert ours.threads >= 1
+    threads_before = blas.blas_threads()
+
+    def busy_elsewhere(model: SMPL) -> int:
+        for B in (1, 4):  # warm up: helper threads exist, allocations done
+            betas, aa, transl = _random_inputs(B, seed=B)
+            model.forward(betas, aa, transl)
+        time.sleep(0.5)  # anything still spinning from before goes to sleep
+        helpers = {t.native_id for t in blas.worker_pool(model.threads)._threads} if model.threads > 1 else set()
+        exclude = {threading.get_native_id()} | {h for h in helpers if h is not None}
+        before = _other_threads_cpu_ns(exclude)
+        for _ in range(30):
+            for B in (1, 4):
+                betas, aa, transl = _random_inputs(B, seed=B)
+                model.forward(betas, aa, transl)
+        return _other_threads_cpu_ns(exclude) - before
+
+    used_ours = busy_elsewhere(ours)
+    used_old = busy_elsewhere(old)
+    assert blas.blas_threads() == threads_before  # the count is restored after every call
+    assert used_old > 2e6, f"control: OpenBLAS threads used only {used_old / 1e6:.2f} ms with thread_mode='blas'"
+    assert used_ours < max(1e6, 0.05 * used_old), (
+        f"OpenBLAS (or other) threads used {used_ours / 1e6:.2f} ms during the decoder calls "
+        f"(control, thread_mode='blas': {used_old / 1e6:.2f} ms)"
+    )
+
+
+def test_single_threaded_blas_nests_across_threads() -> None:
+    n0 = blas.blas_threads()
+    if n0 is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS this module can find")
+    seen: list[int | None] = []
+    inside = threading.Barrier(2)
+
+    def hold() -> None:
+        with blas.single_threaded_blas():
+            inside.wait()
+            seen.append(blas.blas_threads())
+            inside.wait()
+
+    with blas.single_threaded_blas():
+        t = threading.Thread(target=hold)
+        t.start()
+        inside.wait()
+        with blas.single_threaded_blas():
+            seen.append(blas.blas_threads())
+        inside.wait()
+        t.join()
+        seen.append(blas.blas_threads())  # the other thread left; this one is still inside
+    assert seen == [1, 1, 1]
+    assert blas.blas_threads() == n0
+
+
+def test_worker_pool_never_waits_for_a_busy_helper_and_reraises() -> None:
+    pool = blas.WorkerPool(1)
+    release = threading.Event()
+    stuck = pool.start(lambda i, private: release.wait(10), 2)  # the helper claims one task and blocks on it
+    time.sleep(0.05)
+    done: list[int] = []
+    pool.run(done.append, 6)  # the caller runs every task itself: the helper is busy
+    assert sorted(done) == list(range(6))
+    release.set()
+    stuck.work()
+    stuck.finish()
+
+    def fail(i: int) -> None:
+        if i == 3:
+            raise ValueError("task 3")
+
+    with pytest.raises(ValueError, match="task 3"):
+        pool.run(fail, 8)
+    pool.close()
+
+
+def test_stealable_job_runs_a_late_helpers_task_itself_and_drops_its_commit() -> None:
+    """A helper kept off the CPU must not stall the caller: after the grace period the caller runs the helper's
+    task itself, and the helper's result, committed late, is dropped (never written after finish())."""
+    pool = blas.WorkerPool(1)
+    release = threading.Event()
+    written: list[tuple[int, str]] = []
+
+    def task(i: int, private: bool) -> Any:
+        if private:
+            release.wait(10)  # the helper is "descheduled"
+            return lambda: written.append((i, "helper"))
+        written.append((i, "caller"))
+        return None
+
+    job = pool.start(task, 3, stealable=True)
+    time.sleep(0.05)  # the helper has claimed task 0
+    t0 = time.perf_counter()
+    job.work()
+    job.finish(grace=0.01)
+    assert time.perf_counter() - t0 < 5
+    assert sorted(written) == [(0, "caller"), (1, "caller"), (2, "caller")]
+    release.set()
+    time.sleep(0.05)
+    assert len(written) == 3  # the late commit was dropped
+    pool.close()
+
+
+def test_concurrent_decoders_share_the_pool(smpl_model: SMPL) -> None:
+    """Two threads decoding at once (e.g. two video streams) get the same meshes as one at a time."""
+    inputs = [_random_inputs(B, seed=20 + B) for B in (1, 4, 9)]
+    expect = [smpl_model.forward(*x).vertices for x in inputs]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(5):
+                for x, e in zip(inputs, expect, strict=True):
+                    np.testing.assert_array_equal(smpl_model.forward(*x).vertices, e)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 def test_empty_batch(smpl_model: SMPL) -> None:
     for pose in (np.zeros((0, 24, 3, 3)), np.zeros((0, 24, 3)), np.zeros((0, 72))):
         out = smpl_model.forward(np.zeros((0, 10)), pose, np.zeros((0, 3)))
@@ -515,9 +664,14 @@ def test_bad_inputs_are_named(smpl_model: SMPL) -> None:
 
 
 def test_runtime_smpl_files_never_import_heavy_packages() -> None:
-    """smpl.py must not import torch/onnx/smplx/scipy anywhere; safe_pickle.py neither scipy nor chumpy."""
+    """smpl.py (and the modules it is split into) must not import torch/onnx/smplx/scipy anywhere; safe_pickle.py
+    neither scipy nor chumpy."""
+    heavy = {"torch", "onnx", "smplx", "scipy", "chumpy"}
     for name, banned in (
-        ("smpl.py", {"torch", "onnx", "smplx", "scipy", "chumpy"}),
+        ("smpl.py", heavy),
+        ("smpl_io.py", heavy),
+        ("smpl_core.py", heavy),
+        ("blas.py", heavy | {"threadpoolctl"}),
         ("safe_pickle.py", {"torch", "smplx", "scipy", "chumpy"}),
     ):
         tree = ast.parse((SRC / name).read_text())

@@ -60,7 +60,8 @@ and the joint thresholds are the 95th percentiles of each σ_j: on data like the
 5 % of samples are inpainted. A model without σ uses ``1 − confidence_percentiles["5"]``. Without these
 statistics the frame threshold is 0.3 (the official rule) and joint gating is off.
 
-Everything here is numpy (runtime code).
+Everything here is numpy (runtime code). The quaternion maths (``quat_*``, ``slerp``, ``project_to_so3``) lives in
+:mod:`hpsedge.runtime.rotations` and is re-exported from here.
 """
 
 from __future__ import annotations
@@ -73,7 +74,20 @@ from typing import Any
 import numpy as np
 
 from hpsedge.runtime.errors import InputError
-from hpsedge.runtime.rotations import quat_to_rotmat, rotmat_to_axis_angle, rotmat_to_quat
+from hpsedge.runtime.rotations import (  # the quaternion maths lives there; re-exported here as before
+    project_to_so3,
+    quat_conj,
+    quat_continuity,
+    quat_exp,
+    quat_log,
+    quat_mul,
+    quat_normalize,
+    quat_to_rotmat,
+    rotmat_to_axis_angle,
+    rotmat_to_quat,
+    slerp,
+    slerp_rotmat,
+)
 
 __all__ = [
     "DEFAULT_FRAME_THRESHOLD",
@@ -101,101 +115,6 @@ __all__ = [
 NUM_JOINTS = 24
 #: Official pseudo-GT rule: a frame is confident when its pelvis σ₀ < 0.3 (``DATASET.UNCERT_THRESHOLD``).
 DEFAULT_FRAME_THRESHOLD = 0.3
-
-
-# ============================================================================ quaternion maths (w, x, y, z)
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product ``a ⊗ b`` of quaternions ``[..., 4]`` (scalar first); broadcasts."""
-    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
-    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
-    return np.stack(
-        (
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ),
-        axis=-1,
-    )
-
-
-def _conj(q: np.ndarray) -> np.ndarray:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-def quat_log(q: np.ndarray) -> np.ndarray:
-    """Unit quaternion → rotation vector ``[..., 3]`` (axis·angle, radians, angle in [0, π]).
-
-    ``q`` and ``−q`` give the same result (the shorter of the two arcs): this is the log map of SO(3).
-    """
-    q = np.asarray(q, dtype=np.float64)
-    q = np.where(q[..., :1] < 0.0, -q, q)
-    w = q[..., 0]
-    xyz = q[..., 1:]
-    n = np.linalg.norm(xyz, axis=-1)
-    small = n < 1e-10
-    # θ/sin(θ/2)·(θ = 2·atan2(n, w)); its limit at n → 0 is 2/w
-    factor = np.where(small, 2.0 / np.where(small, w, 1.0), 2.0 * np.arctan2(n, w) / np.where(small, 1.0, n))
-    return xyz * factor[..., None]
-
-
-def quat_exp(v: np.ndarray) -> np.ndarray:
-    """Rotation vector ``[..., 3]`` → unit quaternion ``[..., 4]`` (exact at 0)."""
-    v = np.asarray(v, dtype=np.float64)
-    theta = np.linalg.norm(v, axis=-1)
-    # sin(θ/2)/θ = ½·sinc(θ/(2π)) with numpy's normalised sinc; exact ½ at θ = 0
-    s = 0.5 * np.sinc(theta / (2.0 * np.pi))
-    return np.concatenate((np.cos(0.5 * theta)[..., None], v * s[..., None]), axis=-1)
-
-
-def _normalize(q: np.ndarray) -> np.ndarray:
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray | float) -> np.ndarray:
-    """Spherical linear interpolation of unit quaternions along the **shorter** arc.
-
-    ``slerp(q0, q1, 0) = q0``, ``slerp(q0, q1, 1) = ±q1`` (the sign of ``q1`` is flipped when ``q0·q1 < 0``, which
-    is the same rotation), and the rotation angle from ``q0`` grows linearly with ``t``. Computed as
-    ``q0 ⊗ exp(t·log(q0⁻¹ ⊗ q1))``, which stays accurate when ``q0 ≈ q1``. Shapes broadcast: ``q [..., 4]``,
-    ``t [...]``.
-    """
-    q0 = np.asarray(q0, dtype=np.float64)
-    q1 = np.asarray(q1, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    rel = quat_mul(_conj(q0), q1)  # quat_log picks the short arc of ±rel
-    return _normalize(quat_mul(q0, quat_exp(t[..., None] * quat_log(rel))))
-
-
-def slerp_rotmat(r0: np.ndarray, r1: np.ndarray, t: np.ndarray | float) -> np.ndarray:
-    """Geodesic interpolation of rotation matrices ``[..., 3, 3]`` (SLERP of their quaternions)."""
-    return quat_to_rotmat(slerp(rotmat_to_quat(np.asarray(r0, dtype=np.float64)),
-                                rotmat_to_quat(np.asarray(r1, dtype=np.float64)), t))
-
-
-def quat_continuity(q: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Flip signs along ``axis`` so that consecutive quaternions have a non-negative dot product.
-
-    ``q`` and ``−q`` are the same rotation; methods that treat quaternions as vectors (averaging, linear
-    filtering, plotting) need this continuity. Returns a new array.
-    """
-    q = np.moveaxis(np.array(q, dtype=np.float64), axis, 0)
-    if q.shape[0] > 1:
-        dots = np.sum(q[1:] * q[:-1], axis=-1)
-        flips = np.cumsum(dots < 0.0, axis=0) % 2  # odd number of flips so far → negate
-        q[1:] = np.where(flips[..., None] == 1, -q[1:], q[1:])
-    return np.moveaxis(q, 0, axis)
-
-
-def project_to_so3(m: np.ndarray) -> np.ndarray:
-    """Nearest rotation (Frobenius norm) to each matrix ``[..., 3, 3]``: ``U·diag(1, 1, det(UVᵀ))·Vᵀ``."""
-    m = np.asarray(m, dtype=np.float64)
-    u, _, vt = np.linalg.svd(m)
-    d = np.sign(np.linalg.det(u @ vt))
-    d = np.where(d == 0, 1.0, d)
-    u = u.copy()
-    u[..., :, 2] *= d[..., None]
-    return u @ vt
 
 
 # ============================================================================================ config
@@ -616,10 +535,10 @@ class OneEuroSO3:
             self.q = np.where(q[..., :1] < 0, -q, q)
             self.w = np.zeros((*q.shape[:-1], 3))
             return self.q.copy()
-        e = quat_log(quat_mul(_conj(self.q), q)) * np.asarray(gain, dtype=np.float64)[..., None]
+        e = quat_log(quat_mul(quat_conj(self.q), q)) * np.asarray(gain, dtype=np.float64)[..., None]
         self.w = self.w + _alpha(self.p.d_cutoff, dt) * (e / dt - self.w)
         fc = self.p.min_cutoff + self.p.beta * np.linalg.norm(self.w, axis=-1)
-        self.q = _normalize(quat_mul(self.q, quat_exp(_alpha(fc, dt)[..., None] * e)))
+        self.q = quat_normalize(quat_mul(self.q, quat_exp(_alpha(fc, dt)[..., None] * e)))
         return self.q.copy()
 
 
