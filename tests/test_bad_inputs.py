@@ -339,12 +339,12 @@ def _bracket_path(ctx: Ctx) -> list[str]:
 
 
 def _unexpected(ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    import hpsedge.models.zoo as zoo
+    import hpsedge.models.registry as registry
 
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("something nobody foresaw")
 
-    monkeypatch.setattr(zoo, "count_parameters", boom)
+    monkeypatch.setattr(registry, "registered", boom)  # `hpsedge models` reads the registry
     return ["models"]
 
 
@@ -488,8 +488,8 @@ CASES: list[Case] = [
     Case("graph-io-vs-manifest", _renamed_output, ManifestError, "graph outputs"),
     Case("sha256-malformed", _manifest_case(_art(sha256="xyz")), ManifestError, "64 lowercase hex"),
     Case("bytes-string", _manifest_case(_art(bytes="123")), ManifestError, "'bytes' must be a non-negative integer"),
-    Case("schema-older", _manifest_case(lambda m: m.update(schema_version=0)), ManifestError, "reads version 1 only"),
-    Case("schema-newer", _manifest_case(lambda m: m.update(schema_version=2)), ManifestError, "reads version 1 only"),
+    Case("schema-older", _manifest_case(lambda m: m.update(schema_version=0)), ManifestError, "reads versions 1 to 2"),
+    Case("schema-newer", _manifest_case(lambda m: m.update(schema_version=3)), ManifestError, "reads versions 1 to 2"),
     Case("schema-string", _manifest_case(lambda m: m.update(schema_version="1")), ManifestError, "schema version '1'"),
     Case("schema-bool", _manifest_case(lambda m: m.update(schema_version=True)), ManifestError, "schema version True"),
     Case("max-batch-string", _manifest_case(lambda m: m.update(max_batch="16")), ManifestError, "'max_batch' must be"),

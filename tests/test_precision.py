@@ -166,7 +166,7 @@ def test_fp16_manifest(fp16: dict, name: str) -> None:
     assert manifest["artifacts"]["onnx"]["file"] == "model.onnx"  # FP32 graph untouched
     assert manifest["precision"] == "fp16"
     cfg = manifest["precision_config"]
-    assert cfg["keep_fp32"] == default_keep_fp32(manifest["model"]["family"])
+    assert cfg["keep_fp32"] == default_keep_fp32(manifest["model"]["name"])
     assert cfg["kept_nodes"] > 0 and cfg["typing"]["cast_round_trips"] == 0
     acc = manifest["accuracy"]
     assert acc["precision"] == "fp16" and acc["passed"] is True and "random inputs" in acc["inputs"]
@@ -241,7 +241,7 @@ def test_int8_graph(int8: dict, name: str) -> None:
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
     assert "QLinearConv" not in ops and "ConvInteger" not in ops  # QDQ format, not QOperator
     fed = qdq_inputs(model)
-    excluded = selected(model, default_exclude_int8(manifest["model"]["family"]))
+    excluded = selected(model, default_exclude_int8(manifest["model"]["name"]))
     assert excluded
     # no Q/DQ in excluded heads: no excluded node reads a DequantizeLinear, no Q/DQ node sits in the σ head
     assert not set(fed) & excluded
@@ -284,7 +284,7 @@ def test_int8_manifest(int8: dict, calib_sets: dict[str, Path], name: str) -> No
     assert art["sha256"] == sha256_file(folder / "model.int8.onnx")
     cfg = manifest["precision_config"]
     assert cfg["method"] == DEFAULT_METHOD and cfg["qdq_flavor"] == "trt-s8s8"
-    assert cfg["exclude_int8"] == [*default_exclude_int8(manifest["model"]["family"]), "@activation-matmul"]
+    assert cfg["exclude_int8"] == [*default_exclude_int8(manifest["model"]["name"]), "@activation-matmul"]
     assert cfg["calib"]["sha256"] == sha256_file(calib_sets[name])
     # the folder carries both Q/DQ flavours, from the same calibration ranges, each saying whom it serves
     assert "TensorrtExecutionProvider" in art["serves"] and "tensorrt" in art["serves"]

@@ -164,16 +164,16 @@ def _precision_options(
 # -------------------------------------------------------------------------------------------------
 @app.command("models")
 def models_cmd() -> None:
-    """List the model zoo: input size, inputs, outputs, parameter count."""
+    """List the model zoo: input size, inputs, outputs, parameter count (static metadata: no torch needed)."""
     with _export_side("`hpsedge models`"):
-        from hpsedge.models.zoo import ZOO, count_parameters
+        from hpsedge.models.registry import registered
 
     table = Table(title="hpsedge model zoo")
     for col in ("model", "family", "input", "extra", "params"):
         table.add_column(col, no_wrap=True)
     table.add_column("outputs")
     table.add_column("checkpoint", overflow="fold")
-    for name, spec in ZOO.items():
+    for name, spec in registered().items():
         h, w = spec.input_size
         extra = ", ".join(n for n in spec.input_names if n != "image") or "-"
         table.add_row(
@@ -181,7 +181,7 @@ def models_cmd() -> None:
             spec.family,
             f"{h}×{w}",
             extra,
-            f"{count_parameters(spec) / 1e6:.2f} M",
+            f"{spec.params / 1e6:.2f} M" if spec.params else "?",
             ", ".join(spec.output_names),
             spec.official_checkpoint or "-",
         )

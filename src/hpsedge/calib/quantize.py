@@ -64,20 +64,13 @@ ENTROPY_QUANT_BINS = 255
 #: activation tensors fed to the calibrator per ONNX Runtime run
 CALIB_BATCH = 8
 
-#: INT8 exclusions per model family (rules of hpsedge.calib.graph): heads stay in FP32.
-DEFAULT_EXCLUDE: dict[str, tuple[str, ...]] = {
-    # CLIFF/HMR: the whole IEF regressor (fc1/fc2 + decpose/decshape/deccam, 6D→rotation) and the σ head
-    "cliff": ("^/head/", "/uncert_head/", "@output-tail"),
-    "hmr": ("^/head/", "/uncert_head/", "@output-tail"),
-    # PARE: the regression MLPs, the part-attention pooling (softmax weights in [0, 1]) and the σ head;
-    # its convolutional branches (most of the head's FLOPs) are quantized
-    "pare": ("^/head/(pose_mlp|shape_mlp|cam_mlp)/", "^/head/MatMul", "/uncert_head/", "@output-tail"),
-    "tokenhmr": ("@output-tail",),
-}
+def default_exclusions(model: str) -> list[str]:
+    """The INT8 exclusions the registry declares for model ``model`` (``ModelSpec.int8_exclude``; heads stay
+    in FP32), or the generic ``@output-tail`` for an unregistered one."""
+    from hpsedge.models import registry
 
-
-def default_exclusions(family: str) -> list[str]:
-    return list(DEFAULT_EXCLUDE.get(family, ("@output-tail",)))
+    spec = registry.lookup(model)
+    return list(spec.int8_exclude if spec is not None else registry.GENERIC_INT8_EXCLUDE)
 
 
 #: the CPU flavour for graphs whose weights sit mostly in MatMul/Gemm (transformers) and for the others

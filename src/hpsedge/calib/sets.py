@@ -357,11 +357,11 @@ def onnx_scorer(manifest: Manifest, threads: int | None = None, batch: int = 16)
             hint="uncertainty selection is for POCO models; use --select random",
         )
     sess = session(manifest.artifact_path("onnx"), threads)
-    family = manifest.family
+    rule = manifest.sigma_score
 
     def score(feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         out = run_batched(sess, feeds, batch=batch, outputs=["sigma"])
-        return official_score(out["sigma"], family).astype(np.float64)
+        return official_score(out["sigma"], rule).astype(np.float64)
 
     return score
 

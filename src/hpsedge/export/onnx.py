@@ -15,7 +15,6 @@ Large graphs (TokenHMR: 2.75 GB of FP32 weights, over protobuf's 2 GiB limit) ar
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import platform
@@ -35,7 +34,7 @@ import hpsedge
 from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
 from hpsedge.export.outdir import atomic_folder, check_target
 from hpsedge.models.checkpoints import build_model
-from hpsedge.models.zoo import ModelSpec
+from hpsedge.models.registry import ModelSpec
 from hpsedge.runtime.errors import ExportError, HpsedgeError
 from hpsedge.runtime.manifest import (
     MANIFEST_NAME,
@@ -477,9 +476,9 @@ def export_onnx(
 
     spec = get_spec(model_name)
     if token_probs:
-        if spec.family != "tokenhmr":
-            raise HpsedgeError(f"--token-probs is only for TokenHMR models, not {spec.name}")
-        spec = dataclasses.replace(spec, extra_outputs=("token_probs",))
+        if "token_probs" not in {t.name for t in spec.optional_outputs}:
+            raise HpsedgeError(f"--token-probs is only for TokenHMR models (those with token probabilities), not {spec.name}")
+        spec = spec.with_outputs("token_probs")
     check_target(out, force)
     t0 = time.perf_counter()
     step("building the model")

@@ -5,7 +5,7 @@ into the ONNX graph and everything here can be checked with ONNX Runtime on a CP
 
 FP16 (``model.fp16.onnx``): ONNX Runtime's float16 converter (``onnxruntime.transformers.float16``, the
 maintained copy of onnxconverter-common's, shipped inside the ``onnxruntime`` wheel) with FP32 graph inputs and
-outputs and a node block list: the per-family keep-list (:data:`DEFAULT_KEEP_FP32`, rules of
+outputs and a node block list: the model's keep-list (``ModelSpec.fp16_keep`` in the registry, rules of
 :mod:`hpsedge.calib.graph`), nodes reading initializers beyond the FP16 range, and every node whose FP32
 activations exceed :data:`FP16_DATA_MAX` on the calibration (or random) inputs, together with the consumers of
 those activations. The converter's Cast chains between neighbouring FP32 nodes (``fp32→fp16→fp32``, which
@@ -46,6 +46,7 @@ from hpsedge.calib.graph import (
     topo_sort,
 )
 from hpsedge.calib.report import accuracy_report, check_thresholds, summary, write_report
+from hpsedge.models import registry
 from hpsedge.runtime.errors import ExportError, InputError
 from hpsedge.runtime.manifest import sha256_file, validate_manifest
 
@@ -57,23 +58,9 @@ CPU_INT8_KEY = "onnx_int8_cpu"
 CPU_INT8_NAME = "model.int8.cpu.onnx"
 ProgressFn = Callable[[str], None]
 
-#: FP16 keeps these op types in FP32 everywhere: softmax and normalisation reductions
-FP16_KEEP_OPS = (
-    "op:Softmax", "op:LogSoftmax", "op:ReduceMean", "op:ReduceSum", "op:ReduceSumSquare", "op:ReduceL2",
-    "op:LpNormalization", "op:LayerNormalization", "op:InstanceNormalization", "op:Pow", "op:Sqrt", "op:Exp",
-)  # fmt: skip
-#: FP16 keep-lists per model family (node-name regexes, ``op:`` types, ``@output-tail``)
-DEFAULT_KEEP_FP32: dict[str, tuple[str, ...]] = {
-    # CLIFF/HMR: the IEF regressor (~0.1 % of the FLOPs) and the σ head stay FP32
-    "cliff": ("^/head/", "/uncert_head/", "@output-tail", *FP16_KEEP_OPS),
-    "hmr": ("^/head/", "/uncert_head/", "@output-tail", *FP16_KEEP_OPS),
-    # PARE: regressors + 6D→rotation (output tail), part-attention pooling and the σ head; the head's
-    # convolutional branches (most of its FLOPs) run in FP16
-    "pare": ("/uncert_head/", "@output-tail", "^/head/MatMul", *FP16_KEEP_OPS),
-    # TokenHMR: LayerNorm/softmax (in FP16_KEEP_OPS), the codebook mixture, 6D→rotation (eps 1e-12) and
-    # the token-confidence entropy stay FP32; the ViT's matmuls run in FP16
-    "tokenhmr": ("@output-tail", "/rot6d/", "/token_confidence/", "/tokenizer/MatMul", *FP16_KEEP_OPS),
-}
+#: FP16 keeps these op types in FP32 everywhere: softmax and normalisation reductions (each spec's keep-list
+#: includes them; the per-model lists live in the model registry, ``ModelSpec.fp16_keep``)
+FP16_KEEP_OPS = registry.FP16_KEEP_OPS
 #: activations above this (|x|, FP32 run) keep their node and its consumers in FP32 (FP16 max is 65504;
 #: the margin covers inputs the check did not see)
 FP16_DATA_MAX = 8192.0
@@ -89,12 +76,14 @@ LATENCY_REPS = 10
 LATENCY_REPS_LARGE = 3
 
 
-def default_keep_fp32(family: str) -> list[str]:
-    return list(DEFAULT_KEEP_FP32.get(family, ("@output-tail", *FP16_KEEP_OPS)))
+def default_keep_fp32(model: str) -> list[str]:
+    """The FP16 keep-list the registry declares for model ``model`` (generic rules for an unregistered one)."""
+    spec = registry.lookup(model)
+    return list(spec.fp16_keep if spec is not None else registry.GENERIC_FP16_KEEP)
 
 
-def default_exclude_int8(family: str) -> list[str]:
-    return q8.default_exclusions(family)
+def default_exclude_int8(model: str) -> list[str]:
+    return q8.default_exclusions(model)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -409,7 +398,9 @@ def apply_precision(
         return {}
     folder = Path(folder)
     fp32 = folder / manifest["artifacts"]["onnx"]["file"]
-    family = str(manifest["model"]["family"])
+    model_name = str(manifest["model"]["name"])
+    # the σ score rule the report compares (None: no σ); accepted by calib.report as its "family" argument
+    sigma_rule = manifest.get("postprocessing", {}).get("sigma_score") or manifest["model"].get("sigma_score")
     random_weights = bool(manifest.get("checkpoint", {}).get("random_init", False))
     if precision == "int8" and calib is None:
         raise ExportError(
@@ -428,7 +419,7 @@ def apply_precision(
     config: dict[str, Any] = {"precision": precision, "source": fp32.name}
 
     if precision == "fp16":
-        rules = list(keep_fp32) if keep_fp32 is not None else default_keep_fp32(family)
+        rules = list(keep_fp32) if keep_fp32 is not None else default_keep_fp32(model_name)
         if data is not None:
             n = len(data["image"])
             range_src = _take(data, np.arange(min(n, RANGE_SAMPLES)))
@@ -447,7 +438,7 @@ def apply_precision(
         art_extra: dict[str, Any] = {}
     else:
         assert data is not None and calib_info is not None
-        rules = list(exclude_int8) if exclude_int8 is not None else default_exclude_int8(family)
+        rules = list(exclude_int8) if exclude_int8 is not None else default_exclude_int8(model_name)
         n = len(data["image"])
         perm = np.random.default_rng(0).permutation(n)
         hold = min(report_samples, max(1, n // 5)) if n >= 5 else 0
@@ -495,7 +486,7 @@ def apply_precision(
         latency_reps = LATENCY_REPS_LARGE if file_uses_external_data(fp32) else LATENCY_REPS
     step("measuring the accuracy drop")
     report = accuracy_report(
-        fp32, out, report_feeds, precision=precision, family=family, source=source, smpl=smpl,
+        fp32, out, report_feeds, precision=precision, family=sigma_rule, source=source, smpl=smpl,
         max_drop_deg=max_drop_deg, min_sigma_rank_corr=min_sigma_rank_corr, latency_batch=latency_batch,
         latency_reps=latency_reps, threads=threads,
         extra={"model": manifest["model"].get("name"), "random_weights": random_weights, "config": config},
@@ -505,7 +496,7 @@ def apply_precision(
         cpu_results = results[cpu]
         step("measuring the CPU flavour's accuracy drop")
         cpu_report = accuracy_report(
-            fp32, cpu_results.path, report_feeds, precision=precision, family=family, source=source, smpl=smpl,
+            fp32, cpu_results.path, report_feeds, precision=precision, family=sigma_rule, source=source, smpl=smpl,
             max_drop_deg=max_drop_deg, min_sigma_rank_corr=min_sigma_rank_corr, latency_batch=latency_batch,
             latency_reps=latency_reps, threads=threads, extra={"qdq_flavor": cpu_results.flavor},
         )

@@ -36,7 +36,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from hpsedge.models.zoo import ZOO, ModelSpec, expected_state_shapes
+from hpsedge.models.zoo import ModelSpec, expected_state_shapes
 from hpsedge.runtime.errors import CheckpointError
 from hpsedge.runtime.manifest import sha256_file
 
@@ -335,7 +335,9 @@ def guess_model(sd: Mapping[str, torch.Tensor]) -> str | None:
 
     Keys that come from a second file (``ModelSpec.aux_prefixes``: TokenHMR's tokenizer) may be absent.
     """
-    for name, spec in ZOO.items():
+    from hpsedge.models.registry import registered
+
+    for name, spec in registered().items():
         missing, unexpected, mismatched = match_report(spec, sd)
         missing = [k for k in missing if not (spec.aux_prefixes and k.startswith(spec.aux_prefixes))]
         if not (missing or unexpected or mismatched):
@@ -424,8 +426,8 @@ def build_model(
     from hpsedge.models.zoo import get_spec
 
     spec = spec or get_spec(name)
-    if tokenizer is not None and spec.family != "tokenhmr":
-        raise CheckpointError(f"--tokenizer is only for TokenHMR models, not {spec.name}")
+    if tokenizer is not None and spec.aux_option != "tokenizer":
+        raise CheckpointError(f"--tokenizer is only for TokenHMR models (those with a tokenizer file), not {spec.name}")
     if tokenizer is not None and checkpoint is None:
         raise CheckpointError(
             "a tokenizer alone is not enough: the ViT and token head weights are in the model checkpoint",
@@ -433,7 +435,7 @@ def build_model(
         )
     model = spec.build(tiny=tiny)
     loaded = None
-    if checkpoint is not None and spec.family == "tokenhmr":
+    if checkpoint is not None and spec.checkpoint_reader == "inert":  # Lightning .ckpt (TokenHMR, HMR 2.0)
         loaded = load_tokenhmr(model, spec, checkpoint, tokenizer, unsafe_pickle=unsafe_pickle, tiny=tiny)
     elif checkpoint is not None:
         loaded = load_into(model, spec, checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny)
@@ -505,6 +507,8 @@ def load_tokenhmr(
 ) -> LoadedCheckpoint:
     """Load TokenHMR's model checkpoint and tokenizer into ``model`` strictly, or raise :class:`CheckpointError`.
 
+    Used for every spec with ``checkpoint_reader == "inert"`` (Lightning ``.ckpt`` files); drops come from the spec.
+
     * ``checkpoint``: the official Lightning ``.ckpt`` (``state_dict`` → ``backbone.*``, ``smpl_head.*``; an
       optional ``model.`` prefix is removed) or an hpsedge checkpoint (a full state dict of this network,
       ``tokenizer.*`` included, in which case ``tokenizer`` may be omitted).
@@ -557,7 +561,8 @@ def load_tokenhmr(
     if missing or unexpected or mismatched:
         raise _mismatch_error(
             f"{p} + {tokenizer}" if tokenizer is not None else str(p), spec, sd, missing, unexpected, mismatched,
-            "is this TokenHMR's tokenhmr_model_latest.ckpt (with tokenizer.pth as --tokenizer)?",
+            f"is this the official {spec.official_checkpoint or spec.name + ' checkpoint'}"
+            + (f" (with its {spec.aux_option} file as --{spec.aux_option})" if spec.aux_option else "") + "?",
         )
     target = model.state_dict()
     model.load_state_dict({k: v.to(dtype=target[k].dtype) for k, v in kept.items()}, strict=True)

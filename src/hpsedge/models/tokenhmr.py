@@ -29,7 +29,7 @@ from hpsedge.models.heads.token_head import TOKEN_HEAD_RELEASE, TOKEN_HEAD_TINY,
 from hpsedge.models.tokenizer import TOKENIZER_RELEASE, TOKENIZER_TINY, TokenDecoder
 
 if TYPE_CHECKING:
-    from hpsedge.models.zoo import ModelSpec
+    from hpsedge.models.registry import ModelSpec
 
 #: ``F.normalize``'s default, as the official ``rot6d_to_rotmat``. It underflows in FP16 (smallest normal
 #: 6.1e-5): the precision step must keep the ``rot6d`` module's nodes in FP32.

@@ -19,11 +19,13 @@ __all__ = [
     "CLIFF_THRESHOLD",
     "PARE_THRESHOLD",
     "SCORE_MAX",
+    "SIGMA_RULES",
     "SMPL_PARENTS",
     "accumulate_sigma",
     "confidence",
     "joint_confidence",
     "official_score",
+    "sigma_rule",
     "token_confidence",
 ]
 
@@ -38,7 +40,10 @@ CLIFF_THRESHOLD = 0.8
 #: The demo clips the score to [0, SCORE_MAX].
 SCORE_MAX = 0.99
 
-_FAMILIES = ("cliff", "pare", "hmr")
+#: the σ score rules a manifest may declare (``postprocessing.sigma_score``), see :func:`official_score`
+SIGMA_RULES = ("pelvis", "mean")
+#: manifests of schema 1 and older callers name the POCO family instead of the rule
+_RULE_ALIASES = {"cliff": "pelvis", "pare": "mean", "hmr": "mean"}
 
 
 def _sigma(sigma: np.ndarray) -> np.ndarray:
@@ -66,51 +71,55 @@ def accumulate_sigma(sigma: np.ndarray) -> np.ndarray:
     return s
 
 
-def _family(family: str) -> str:
-    f = str(family).lower()
-    if f not in _FAMILIES:
+def sigma_rule(rule: str | None) -> str:
+    """The σ score rule ``rule`` names (``"pelvis"`` | ``"mean"``; the POCO family names are accepted)."""
+    r = str(rule).lower()
+    r = _RULE_ALIASES.get(r, r)
+    if r not in SIGMA_RULES:
         raise InputError(
-            f"no σ score for model family {family!r}; POCO families are {', '.join(_FAMILIES)}",
-            "TokenHMR models have no uncertainty head",
+            f"no σ score rule {rule!r}; the rules are {', '.join(SIGMA_RULES)} "
+            f"(POCO-CLIFF: pelvis, POCO-PARE/HMR: mean)",
+            "models without an uncertainty head (TokenHMR, HMR 2.0) have no σ score",
         )
-    return f
+    return r
 
 
-def official_score(sigma: np.ndarray, family: str, kinematic: bool = True) -> np.ndarray:
+def official_score(sigma: np.ndarray, rule: str, kinematic: bool = True) -> np.ndarray:
     """The demo's per-person uncertainty score ``[K]`` in ``[0, 0.99]`` (higher = less certain).
 
     1. σ is accumulated along the kinematic tree (:func:`accumulate_sigma`); on by default in the demo
        (``kinematic=False`` is ``--no_kinematic_uncert``).
-    2. ``get_global_uncert`` with ``sensitivity_threshold = 0.4``:
+    2. ``get_global_uncert`` with ``sensitivity_threshold = 0.4``, by the manifest's ``sigma_score`` rule
+       (``rule``; the family names ``"cliff"``, ``"pare"``, ``"hmr"`` stand for their rules):
 
-       * ``"cliff"``: score = σ₀ (pelvis / global orientation; accumulation leaves it unchanged), except that
+       * ``"pelvis"`` (CLIFF): score = σ₀ (pelvis / global orientation; accumulation leaves it unchanged), except that
          a row with σ₀ > 0.8 is set to 1.0 entirely, so the score becomes 1.0.
-       * ``"pare"``: score = mean of the 24 (accumulated) values, except that a row with σ₀ > 0.4 is set to
+       * ``"mean"`` (PARE): score = mean of the 24 (accumulated) values, except that a row with σ₀ > 0.4 is set to
          1.0, so the score becomes 1.0.
-       * ``"hmr"``: the official code has no branch for it (``UnboundLocalError``); this function uses the
-         PARE rule.
+       * HMR: the official code has no branch for it (``UnboundLocalError``); hpsedge declares the
+         ``"mean"`` rule for it.
     3. The demo clips to ``[0, 0.99]``.
 
     The thresholds compare raw σ₀ with ``>`` (a value of exactly 0.8 / 0.4 keeps its own score).
     """
-    fam = _family(family)
+    pelvis_rule = sigma_rule(rule) == "pelvis"
     s = accumulate_sigma(sigma) if kinematic else _sigma(sigma)
     root = s[:, 0]
-    if fam == "cliff":
+    if pelvis_rule:
         score = np.where(root > CLIFF_THRESHOLD, 1.0, root)
     else:
         score = np.where(root > PARE_THRESHOLD, 1.0, s.mean(axis=1))
     return np.clip(score, 0.0, SCORE_MAX).astype(s.dtype, copy=False)
 
 
-def confidence(sigma: np.ndarray, family: str, kinematic: bool = True) -> np.ndarray:
-    """Per-person confidence ``[K]`` in ``[0.01, 1]``: exactly ``1 − official_score(sigma, family, kinematic)``.
+def confidence(sigma: np.ndarray, rule: str, kinematic: bool = True) -> np.ndarray:
+    """Per-person confidence ``[K]`` in ``[0.01, 1]``: exactly ``1 − official_score(sigma, rule, kinematic)``.
 
     So for CLIFF it is ``1 − σ₀`` when σ₀ ≤ 0.8 and 0.01 otherwise; for PARE/HMR it is ``1 − mean_j(σ̃_j)``
     (σ̃ = kinematically accumulated σ) clipped below at 0.01, and 0.01 when σ₀ > 0.4. Higher = more
     confident. This is hpsedge's definition; POCO itself reports only the score.
     """
-    return 1.0 - official_score(sigma, family, kinematic)
+    return 1.0 - official_score(sigma, rule, kinematic)
 
 
 def joint_confidence(sigma: np.ndarray, kinematic: bool = True) -> np.ndarray:

@@ -1,10 +1,10 @@
 """The build-folder manifest: schema, reading and validation.
 
 The runtime owns the schema (it is the reader); ``hpsedge.export`` writes it. A manifest is plain
-JSON so that a C++ or Rust consumer can read it too. Version 1 looks like this (abridged)::
+JSON so that a C++ or Rust consumer can read it too. Version 2 looks like this (abridged)::
 
     {
-      "schema": "hpsedge.manifest", "schema_version": 1,
+      "schema": "hpsedge.manifest", "schema_version": 2,
       "model": {"name": "poco-cliff", "family": "cliff", "has_sigma": true, "variant": "full",
                 "sigma_score": "pelvis", "params": 81442253},
       "checkpoint": {"file": "poco_cliff.pt", "sha256": "...", "random_init": false},
@@ -14,12 +14,31 @@ JSON so that a C++ or Rust consumer can read it too. Version 1 looks like this (
       "preprocessing": {"input_size": [224, 224], "mean": [...], "std": [...], "color": "RGB",
                         "bbox_scale": 1.0, "square": true, "bbox_info": true},
       "postprocessing": {"camera": "weak_perspective_crop", "crop_focal_length": 5000.0,
-                         "sigma_score": "pelvis"},
+                         "projection": "full_image", "full_focal": "diagonal",
+                         "sigma_score": "pelvis", "confidence": "sigma",
+                         "joint_sets": ["smpl24", "smpl45", "spin49"]},
       "precision": "fp32", "opset": 17, "max_batch": 16,
       "artifacts": {"onnx": {"file": "model.onnx", "sha256": "...", "bytes": 123, "precision": "fp32"}},
       "versions": {"hpsedge": "0.1.0", "torch": "...", "onnx": "...", "onnxruntime": "..."},
       "verification": {...}, "created": "2026-11-23T10:00:00Z"
     }
+
+The runtime takes everything model-specific from ``preprocessing`` (crop, normalisation) and
+``postprocessing`` (the rules below), never from ``model.family``, which is a label: a folder of a model
+family this runtime has never heard of runs as long as its rules are ones it implements.
+
+* ``projection``: ``"full_image"`` (2D joints = pinhole projection of ``joints + transl`` with the full-image
+  camera) or ``"crop"`` (the crop camera, ``crop_focal_length``, mapped from the crop to the image);
+* ``full_focal``: ``"diagonal"`` (√(W²+H²), CLIFF) or ``"max_side"`` (``crop_focal_length / crop_size ·
+  max(W, H)``, HMR 2.0's ``cam_crop_to_full``);
+* ``confidence``: ``"sigma"`` (1 − the σ score), the name of a graph output that holds a per-person
+  confidence in [0, 1] (TokenHMR: ``"token_confidence"``), or null: the model has no uncertainty output and
+  results carry no confidence (HMR 2.0, the plain regressors);
+* ``sigma_score``: ``"pelvis"`` | ``"mean"`` (:func:`hpsedge.runtime.confidence.official_score`) or null;
+* ``joint_sets``: which of ``smpl24``, ``smpl45``, ``spin49`` results carry (with an SMPL file).
+
+Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: projection is
+``full_image`` when the model takes ``bbox_info``, else ``crop``; confidence is ``"sigma"`` when the model has σ.
 
 ``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. An INT8 folder also
 holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration ranges and say in ``"serves"``
@@ -84,12 +103,22 @@ from typing import Any
 from hpsedge.runtime.errors import ManifestError
 
 SCHEMA = "hpsedge.manifest"
-SCHEMA_VERSION = 1
+#: version 2: the runtime reads the model's rules from ``postprocessing`` (``projection``, ``full_focal``,
+#: ``confidence``, ``sigma_score``, ``joint_sets``) and no longer knows model families, so ``model.family`` is
+#: a free label. Version 1 folders still load: missing rules are inferred from the rest of the manifest.
+SCHEMA_VERSION = 2
+#: the oldest schema version this runtime reads
+MIN_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MANIFEST_MAX_BYTES = 16 << 20
 
 _REQUIRED = ("schema", "schema_version", "model", "inputs", "outputs", "preprocessing", "artifacts")
-_FAMILIES = ("cliff", "pare", "hmr", "tokenhmr")
+#: ``postprocessing`` rules and the values this runtime implements
+PROJECTIONS = ("full_image", "crop")
+FULL_FOCALS = ("diagonal", "max_side")
+SIGMA_SCORES = ("pelvis", "mean")
+#: joint sets an SMPL file gives: SMPL's 24 (FK), smplx's 45, SPIN/POCO's 49 (needs J_regressor_extra)
+JOINT_SETS = ("smpl24", "smpl45", "spin49")
 
 
 @dataclass(frozen=True)
@@ -130,6 +159,48 @@ class Manifest:
     @property
     def has_sigma(self) -> bool:
         return bool(self.raw["model"].get("has_sigma", False))
+
+    # ---- the model's rules (postprocessing); schema-1 folders get them inferred, never from the family --
+    @property
+    def sigma_score(self) -> str | None:
+        """σ → per-person score rule (``"pelvis"`` | ``"mean"``), or None for a model without σ."""
+        rule = self.postprocessing.get("sigma_score", self.raw["model"].get("sigma_score"))
+        return None if rule is None else str(rule)
+
+    @property
+    def confidence_rule(self) -> str | None:
+        """Where the per-person confidence comes from: ``"sigma"`` (1 − the σ score), the name of a graph
+        output holding it (``"token_confidence"``), or None: the model has no uncertainty output and the
+        runtime reports no confidence. Schema 1 without the field: ``"sigma"`` when the model has σ."""
+        post = self.postprocessing
+        sigma_ok = self.has_sigma and self.sigma_score is not None and any(o.name == "sigma" for o in self.outputs)
+        if "confidence" in post:
+            rule = post["confidence"]
+            if rule is None or (rule == "sigma" and not sigma_ok):  # no σ output or rule: no confidence
+                return None
+            return str(rule)
+        return "sigma" if sigma_ok else None
+
+    @property
+    def projection(self) -> str:
+        """2D joints: ``"full_image"`` (pinhole camera of the whole image with ``transl``) or ``"crop"`` (the
+        crop camera, mapped to the image). Schema 1 without the field: full image for models fed
+        ``bbox_info`` (CLIFF), else crop."""
+        proj = self.postprocessing.get("projection")
+        if proj is None:
+            return "full_image" if self.preprocessing.get("bbox_info") else "crop"
+        return str(proj)
+
+    @property
+    def full_focal(self) -> str:
+        """Full-image focal length: ``"diagonal"`` (√(W²+H²), CLIFF) or ``"max_side"`` (5000/256·max(W, H))."""
+        return str(self.postprocessing.get("full_focal") or "diagonal")
+
+    @property
+    def joint_sets(self) -> tuple[str, ...]:
+        """The joint sets the model's results carry with an SMPL file (default: all)."""
+        sets = self.postprocessing.get("joint_sets")
+        return JOINT_SETS if sets is None else tuple(str(s) for s in sets)
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -229,8 +300,8 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
     """Raise :class:`ManifestError` naming the first problem, or return None.
 
     A build folder is untrusted input: every field the runtime reads is type-checked here (a string where a
-    number belongs is a one-line error, not a traceback later), the schema version must be exactly the one
-    this hpsedge reads (older and newer are refused), and artifact names must be plain relative names.
+    number belongs is a one-line error, not a traceback later), the schema version must be one
+    this hpsedge reads (:data:`MIN_SCHEMA_VERSION` to :data:`SCHEMA_VERSION`; older and newer are refused), and artifact names must be plain relative names.
     """
     if not isinstance(raw, dict):
         raise ManifestError(f"{source} is not a JSON object")
@@ -243,10 +314,11 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
     if raw["schema"] != SCHEMA:
         raise ManifestError(f"{source} is not an hpsedge manifest (schema {raw['schema']!r})"[:300])
     version = raw["schema_version"]
-    if not _is_int(version) or version != SCHEMA_VERSION:
+    if not _is_int(version) or not MIN_SCHEMA_VERSION <= version <= SCHEMA_VERSION:
         newer = _is_int(version) and version > SCHEMA_VERSION
         raise ManifestError(
-            f"{source} has schema version {version!r}; this hpsedge reads version {SCHEMA_VERSION} only"[:300],
+            f"{source} has schema version {version!r}; this hpsedge reads versions {MIN_SCHEMA_VERSION} to "
+            f"{SCHEMA_VERSION}"[:300],
             hint="upgrade hpsedge on this machine" if newer else "re-export the folder with the installed hpsedge",
         )
     model = raw["model"]
@@ -254,8 +326,7 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
         raise ManifestError(f"{source}: 'model' needs 'name' and 'family'")
     if not isinstance(model["name"], str) or not isinstance(model["family"], str):
         raise ManifestError(f"{source}: model 'name' and 'family' must be strings")
-    if model["family"] not in _FAMILIES:
-        raise ManifestError(f"{source}: unknown model family {model['family']!r} (known: {', '.join(_FAMILIES)})"[:300])
+    # the family is a label: the runtime reads the model's rules (postprocessing), never its family
     if "has_sigma" in model and not isinstance(model["has_sigma"], bool):
         raise ManifestError(f"{source}: model 'has_sigma' must be true or false, got {model['has_sigma']!r}"[:300])
     if "params" in model and not _is_int(model["params"]):
@@ -303,6 +374,7 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
     for key in ("checkpoint", "verification", "versions", "calibration"):
         if raw.get(key) is not None and not isinstance(raw[key], dict):
             raise ManifestError(f"{source}: '{key}' must be an object")
+    _validate_rules(raw, source)
     if not isinstance(raw["artifacts"], dict):
         raise ManifestError(f"{source}: 'artifacts' must be an object")
     for key, art in raw["artifacts"].items():
@@ -454,6 +526,31 @@ def verify_file(path: str | Path, sha256: str | None, size: int | None = None, w
             f"{p.name} does not match the sha256 in the manifest (the file was changed or swapped)",
             hint="re-export the folder, or copy it again from where it was built",
         )
+
+
+def _validate_rules(raw: dict[str, Any], source: str) -> None:
+    """The ``postprocessing`` rules must be ones this runtime implements (it knows rules, not families)."""
+    post = raw.get("postprocessing", {})
+    if not isinstance(post, dict):
+        raise ManifestError(f"{source}: 'postprocessing' must be an object")
+    outputs = {d.get("name") for d in raw["outputs"] if isinstance(d, dict)}
+    checks = (("projection", PROJECTIONS), ("full_focal", FULL_FOCALS), ("sigma_score", SIGMA_SCORES))
+    for key, allowed in checks:
+        value = post.get(key)
+        if value is not None and value not in allowed:
+            raise ManifestError(
+                f"{source}: postprocessing.{key} {value!r} is not one this hpsedge implements ({', '.join(allowed)})",
+                hint="upgrade hpsedge on this machine",
+            )
+    rule = post.get("confidence")
+    if rule is not None and rule != "sigma" and rule not in outputs:
+        raise ManifestError(
+            f"{source}: postprocessing.confidence {rule!r} is neither 'sigma' nor one of the graph outputs "
+            f"({', '.join(sorted(str(o) for o in outputs))})"
+        )
+    sets = post.get("joint_sets")
+    if sets is not None and (not isinstance(sets, list) or any(s not in JOINT_SETS for s in sets)):
+        raise ManifestError(f"{source}: postprocessing.joint_sets must list some of {', '.join(JOINT_SETS)}")
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -65,8 +65,10 @@ class PersonResult:
     sigma: np.ndarray | None = None  #: [24] POCO's per-joint uncertainty, as the network outputs it
     sigma_accumulated: np.ndarray | None = None  #: [24] σ summed along each root→joint chain (official)
     score: float | None = None  #: official per-person uncertainty (CLIFF: pelvis; PARE/HMR: mean), [0, 0.99]
-    #: in [0, 1]. POCO: 1 − score (:func:`hpsedge.runtime.confidence.confidence`); TokenHMR: the graph's
-    #: ``token_confidence``, 1 − mean normalised entropy of the token distributions (no score)
+    #: in [0, 1], by the manifest's ``postprocessing.confidence`` rule. POCO: 1 − score
+    #: (:func:`hpsedge.runtime.confidence.confidence`); TokenHMR: the graph's ``token_confidence``, 1 − mean
+    #: normalised entropy of the token distributions (no score); None for models without an uncertainty
+    #: output (HMR 2.0, the plain regressors): hpsedge does not invent one
     confidence: float | None = None
     joint_confidence: np.ndarray | None = None  #: [24] 1 − clip(accumulated σ, 0, 1)
     vertices: np.ndarray | None = None  #: [6890, 3] with an SMPL file
@@ -150,10 +152,17 @@ class Predictor:
         self.manifest = manifest
         self.backend = backend
         self.smpl = smpl
-        self.family = manifest.family
+        self.family = manifest.family  # a label only: every rule below comes from the manifest
         self.has_sigma = manifest.has_sigma and "sigma" in backend.output_names
         self.preprocessing = manifest.preprocessing
         self.postprocessing = manifest.postprocessing
+        self.sigma_score = manifest.sigma_score
+        #: "sigma", a graph output's name, or None (no uncertainty output: results carry no confidence)
+        self.confidence_rule = manifest.confidence_rule
+        self.projection = manifest.projection
+        self.joint_sets = manifest.joint_sets
+        if self.confidence_rule is None:
+            log.info("%s has no uncertainty output: results carry no confidence (None)", manifest.model_name)
         # side of the square crop the camera refers to (TokenHMR: 256, of which the graph sees 256×192)
         self.crop_size = float(self.postprocessing.get("crop_size") or self.preprocessing["input_size"][1])
 
@@ -280,14 +289,17 @@ class Predictor:
         transl = camera.full_image_translation(cam, meta.center, meta.size, meta.image_hw, focal).astype(np.float32)
         sigma = out.get("sigma") if self.has_sigma else None
         acc = score = conf = jconf = None
-        if "token_confidence" in out:
-            conf = np.clip(out["token_confidence"].astype(np.float32).reshape(-1), 0.0, 1.0)
+        rule = self.confidence_rule
+        if rule is not None and rule != "sigma" and rule in out:  # a graph output holds the confidence
+            conf = np.clip(out[rule].astype(np.float32).reshape(-1), 0.0, 1.0)
         if sigma is not None:
             sigma = sigma.astype(np.float32)
             acc = confidence.accumulate_sigma(sigma)
-            score = confidence.official_score(sigma, self.family)
-            conf = confidence.confidence(sigma, self.family)
             jconf = confidence.joint_confidence(sigma)
+            if self.sigma_score is not None:  # the manifest's σ score rule (pelvis | mean)
+                score = confidence.official_score(sigma, self.sigma_score)
+                if rule == "sigma":
+                    conf = (1.0 - score).astype(np.float32)
         view_f, view_c, view_t = self.view_cameras(cam, transl, meta)
         behind = ~(np.isfinite(view_t).all(axis=1) & (view_t[:, 2] > 1e-6))
         body = None
@@ -321,8 +333,10 @@ class Predictor:
                     joint_confidence=pick(jconf, i),
                     vertices=None if body is None else body.vertices[i],
                     joints3d=None if body is None else body.joints[i],
-                    joints45=None if body is None else body.joints45[i],
-                    joints49=None if body is None or body.joints49 is None else body.joints49[i],
+                    joints45=None if body is None or "smpl45" not in self.joint_sets else body.joints45[i],
+                    joints49=None
+                    if body is None or body.joints49 is None or "spin49" not in self.joint_sets
+                    else body.joints49[i],
                     joints2d=pick(joints2d, i),
                     joints49_2d=pick(joints49_2d, i),
                     view_focal=float(view_f[i]),
@@ -339,26 +353,26 @@ class Predictor:
         ``postprocessing.full_focal == "max_side"`` (TokenHMR, HMR 2.0's demo): ``crop_focal_length /
         crop_size · max(W, H)`` = 5000/256 · max(W, H); otherwise CLIFF's √(W² + H²) (``meta.focal``).
         """
-        if self.postprocessing.get("full_focal") == "max_side":
+        if self.manifest.full_focal == "max_side":
             crop_focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
             return crop_focal / self.crop_size * float(max(meta.image_hw))
         return float(meta.focal)
 
     def view_cameras(self, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each person's pinhole camera with the family's official 2D convention: ``(focal [K], center [K,2],
+        """Each person's pinhole camera by the manifest's ``projection`` rule: ``(focal [K], center [K,2],
         transl [K,3])``, pixels = ``focal·(P+t)_xy/(P+t)_z + center``.
 
-        CLIFF: the full-image perspective camera (``transl``, focal √(W²+H²)), as POCO-CLIFF's smplcam head.
-        TokenHMR: the full-image camera of HMR 2.0's ``cam_crop_to_full`` (``transl``, focal
-        5000/256 · max(W, H)), the camera its demo renders the mesh with.
-        PARE/HMR: the crop camera (f=5000, POCO's ``crop_translation``) mapped from the crop to the image, as
+        ``"full_image"``: the full-image perspective camera (``transl``, :meth:`full_focal`): CLIFF's (focal
+        √(W²+H²), as POCO-CLIFF's smplcam head) or HMR 2.0's ``cam_crop_to_full`` (focal
+        5000/256 · max(W, H); HMR 2.0 and TokenHMR, the camera their demos render the mesh with).
+        ``"crop"`` (PARE/HMR): the crop camera (f=5000, POCO's ``crop_translation``) mapped from the crop to the image, as
         POCO's demo maps its 2D joints: focal ``5000·size/crop_size`` px, principal point at the box centre
         (:func:`hpsedge.runtime.camera.project_crop_to_image`, written as one pinhole).
         """
         k = meta.num_persons
         h, w = meta.image_hw
-        if self.family == "cliff" or self.family == "tokenhmr" or self.postprocessing.get("projection") == "full_image":
-            focal = meta.focal if self.family == "cliff" else self.full_focal(meta)
+        if self.projection == "full_image":
+            focal = self.full_focal(meta)
             return (np.full(k, float(focal)), np.tile([w / 2.0, h / 2.0], (k, 1)),
                     np.asarray(transl, dtype=np.float64).reshape(k, 3))
         crop_focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
@@ -367,7 +381,7 @@ class Predictor:
         return focal, np.asarray(meta.center, dtype=np.float64), t
 
     def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
-        """3D points [K,J,3] in the body frame → image pixels, with each family's camera (:meth:`view_cameras`)."""
+        """3D points [K,J,3] in the body frame → image pixels, with the manifest's camera (:meth:`view_cameras`)."""
         focal, center, t = self.view_cameras(cam, transl, meta)
         return camera.project_pinhole(points, t, focal, center).astype(np.float32)
 

@@ -20,16 +20,18 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from hpsedge.models.backbones.blocks import Bottleneck, bn2d
+
 __all__ = ["BasicBlock", "Bottleneck", "HighResolutionModule", "HighResolutionNet", "hrnet_w32_pose", "hrnet_w48_cls"]
 
-# The official code uses momentum 0.1 (its BN_MOMENTUM, also PyTorch's default) and the default eps 1e-5.
-BN_MOMENTUM = 0.1
+# The official code uses momentum 0.1 (its BN_MOMENTUM, also PyTorch's default) and the default eps 1e-5:
+# BN_MOMENTUM and bn2d come from blocks.py, with the Bottleneck the ResNet shares.
 
 HRNetMode = Literal["cls", "pose"]
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=1e-5, momentum=BN_MOMENTUM)
+    return bn2d(channels)
 
 
 def _conv3x3(in_ch: int, out_ch: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -54,30 +56,6 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """1x1 → 3x3 (carries the stride) → 1x1 bottleneck with a residual connection (expansion 4)."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn2 = _bn(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = _bn(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
         return self.relu(out + identity)
 
 

@@ -11,31 +11,13 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from hpsedge.models.backbones.blocks import Bottleneck
+
 __all__ = ["ResNet", "ResNetBottleneck", "resnet50"]
 
 
-class ResNetBottleneck(nn.Module):
-    """torchvision's Bottleneck: 1x1 → 3x3 (stride) → 1x1 ×4, residual, BN with default eps/momentum."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+#: the shared block (:mod:`hpsedge.models.backbones.blocks`); the old name stays importable
+ResNetBottleneck = Bottleneck
 
 
 class ResNet(nn.Module):
