@@ -441,7 +441,12 @@ def test_large_graph_passes_never_serialise_the_weights(exports: dict[str, Path]
         seen["sessions"] += 1
         return real_session(path_or_bytes, *a, **k)
 
+    from onnxruntime.transformers import (
+        float16,  # binds infer_shapes at import: patch (and restore) it there too
+    )
+
     monkeypatch.setattr(onnx.shape_inference, "infer_shapes", infer)
+    monkeypatch.setattr(float16, "infer_shapes", infer)
     monkeypatch.setattr(ort, "InferenceSession", session)
     for precision in ("fp16", "int8"):
         folder, manifest = _copy(exports["poco-cliff"], tmp_path / precision)
