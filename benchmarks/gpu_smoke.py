@@ -124,21 +124,11 @@ def random_feeds(inputs: list[Any], batch: int, seed: int) -> dict[str, Any]:
 
 
 def compare(ref: dict[str, Any], got: dict[str, Any]) -> dict[str, dict[str, float]]:
-    import numpy as np
+    """max_abs, max_rel (elementwise, floored), max_rel_range (vs the output's range), finite: the project's one
+    comparison helper (also used by export verification and the accuracy report)."""
+    from hpsedge.runtime.compare import output_errors
 
-    out = {}
-    for name, r in ref.items():
-        r64, g64 = np.asarray(r, np.float64), np.asarray(got[name], np.float64)
-        diff = np.abs(r64 - g64)
-        out[name] = {
-            "max_abs": float(diff.max(initial=0.0)),
-            # elementwise, against a floor so near-zero references do not explode the ratio
-            "max_rel": float((diff / np.maximum(np.abs(r64), 1e-3)).max(initial=0.0)),
-            # against the output's range
-            "max_rel_range": float(diff.max(initial=0.0) / max(float(np.abs(r64).max(initial=0.0)), 1e-12)),
-            "finite": bool(np.isfinite(g64).all()),
-        }
-    return out
+    return output_errors(ref, got)
 
 
 def median_ms(backend: Any, feeds: dict[str, Any], iters: int, warmup: int) -> float:

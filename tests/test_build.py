@@ -64,6 +64,32 @@ def test_exception_mid_build_leaves_no_folder(tmp_path: Path, monkeypatch: pytes
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("exc", "match"), [
+    (MemoryError(), "out of memory while"),
+    (OSError(28, "No space left on device", "model.onnx.data"), "no space left on the disk while"),
+    (RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : std::bad_alloc"), "out of memory while"),
+])
+def test_out_of_memory_or_disk_is_one_clean_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  exc: BaseException, match: str, capsys: pytest.CaptureFixture) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(build_mod, "_engine_step", boom)
+    with pytest.raises(ExportError, match=match):
+        export_build(_cfg(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+    from hpsedge import cli
+
+    monkeypatch.setattr(sys, "argv", ["hpsedge", "export", "build", "--model", "poco-hmr", "--tiny", "--precision",
+                                      "fp32", "--out", str(tmp_path / "cli")])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Traceback" not in err
+    assert sum(ln.startswith("error: ") for ln in err.splitlines()) == 1
+    assert match.split(" while")[0] in err
+
+
 def test_force_semantics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "build"
     out.mkdir()
@@ -212,8 +238,8 @@ def test_precision_build_folders(tmp_path: Path, precision: str) -> None:
     res = export_build(_cfg(tmp_path, **kw))
     names = sorted(p.name for p in res.folder.iterdir())
     expected = ["manifest.json", "model.onnx", f"model.{precision}.onnx", "report.json", "report.md", "trtexec.sh"]
-    if precision == "int8":
-        expected += ["calib.json", "calib.npz"]
+    if precision == "int8":  # both Q/DQ flavours: TensorRT (model.int8.onnx) and ONNX Runtime CPU
+        expected += ["calib.json", "calib.npz", "model.int8.cpu.onnx"]
     assert names == sorted(expected)
     m = load_manifest(res.folder)
     art = m.artifacts[f"onnx_{precision}"]

@@ -284,8 +284,15 @@ def test_int8_manifest(int8: dict, calib_sets: dict[str, Path], name: str) -> No
     assert art["sha256"] == sha256_file(folder / "model.int8.onnx")
     cfg = manifest["precision_config"]
     assert cfg["method"] == DEFAULT_METHOD and cfg["qdq_flavor"] == "trt-s8s8"
-    assert cfg["exclude_int8"] == default_exclude_int8(manifest["model"]["name"])
+    assert cfg["exclude_int8"] == [*default_exclude_int8(manifest["model"]["name"]), "@activation-matmul"]
     assert cfg["calib"]["sha256"] == sha256_file(calib_sets[name])
+    # the folder carries both Q/DQ flavours, from the same calibration ranges, each saying whom it serves
+    assert "TensorrtExecutionProvider" in art["serves"] and "tensorrt" in art["serves"]
+    cpu = manifest["artifacts"]["onnx_int8_cpu"]
+    assert cpu["file"] == "model.int8.cpu.onnx" and cpu["serves"] == ["CPUExecutionProvider"]
+    assert cpu["qdq_flavor"] == "ort-u8s8" and cpu["sha256"] == sha256_file(folder / cpu["file"])
+    assert set(cfg["flavours"]) == {"trt-s8s8", "ort-u8s8"}
+    assert report["cpu_flavour"]["figures"]["pose_deg"]["worst_joint_mean"] <= 5.0
     assert cfg["calib"]["held_out"] == 8 and cfg["calib"]["calibrated_on"] == 32
     assert manifest["precision"] == "int8" and manifest["accuracy"]["passed"] is True
     assert report["figures"]["persons"] == 8 and "held-out" in report["inputs"]
@@ -415,6 +422,95 @@ def test_external_data_graphs(exports: dict[str, Path], calib_sets: dict[str, Pa
         assert np.isfinite(out["pose"]).all()
 
 
+def test_large_graph_passes_never_serialise_the_weights(exports: dict[str, Path], calib_sets: dict[str, Path],
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With external data (graphs > 2 GB) shape inference only ever sees the weightless structure and ONNX
+    Runtime opens files, never a serialised model: what keeps the full-size ViT-H (2.75 GB) from failing
+    with "Failed to serialize proto"."""
+    real_infer = onnx.shape_inference.infer_shapes
+    real_session = ort.InferenceSession
+    seen = {"infer": 0, "sessions": 0}
+
+    def infer(model, *a, **k):  # type: ignore[no-untyped-def]
+        assert model.ByteSize() < 4 << 20, f"shape inference got {model.ByteSize()} bytes"
+        seen["infer"] += 1
+        return real_infer(model, *a, **k)
+
+    def session(path_or_bytes, *a, **k):  # type: ignore[no-untyped-def]
+        assert isinstance(path_or_bytes, (str, Path)), "a serialised model reached ONNX Runtime"
+        seen["sessions"] += 1
+        return real_session(path_or_bytes, *a, **k)
+
+    from onnxruntime.transformers import (
+        float16,  # binds infer_shapes at import: patch (and restore) it there too
+    )
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", infer)
+    monkeypatch.setattr(float16, "infer_shapes", infer)
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    for precision in ("fp16", "int8"):
+        folder, manifest = _copy(exports["poco-cliff"], tmp_path / precision)
+        model = onnx.load(str(folder / "model.onnx"))
+        onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True,
+                        location="model.onnx.data", size_threshold=0)
+        calib = calib_sets["poco-cliff"] if precision == "int8" else None
+        report = apply_precision(folder, manifest, precision, calib=calib, latency_reps=0)
+        assert all(e["finite"] for e in report["figures"]["outputs"].values())
+    assert seen["sessions"] > 0
+
+
+def test_streaming_percentile_histogram_matches_exact_quantiles() -> None:
+    from hpsedge.calib.collect import RangeCollector
+
+    rng = np.random.default_rng(3)
+    batches = [rng.standard_normal(20000).astype(np.float32) * s for s in (0.5, 1.0, 4.0, 2.0)]  # range grows
+    col = RangeCollector("percentile", 99.9)
+    for b in batches:
+        col.update("x", b)
+    lo, hi = col.ranges()["x"]
+    exact = float(np.percentile(np.abs(np.concatenate(batches)), 99.9))
+    assert hi == -lo and abs(hi - exact) / exact < 0.02  # bins merge as the range doubles: within 2 %
+    mx = RangeCollector("max")
+    for b in batches:
+        mx.update("x", b)
+    allv = np.concatenate(batches)
+    assert mx.ranges()["x"] == (float(allv.min()), float(allv.max()))
+
+
+def test_calibration_batch_adapts_to_the_activation_budget(exports: dict[str, Path], calib_sets: dict[str, Path]) -> None:
+    from hpsedge.calib.collect import collect_ranges
+    from hpsedge.calib.graph import COMPUTE_OPS
+
+    data = dict(np.load(calib_sets["poco-cliff"]))
+    src = exports["poco-cliff"] / "model.onnx"
+    small, facts_small = collect_ranges(src, data, op_types=COMPUTE_OPS, method="max", budget=1)
+    big, facts_big = collect_ranges(src, data, op_types=COMPUTE_OPS, method="max")
+    assert facts_small["batch"] == 1 and facts_small["runs"] == facts_small["samples"]
+    assert facts_big["runs"] < facts_small["runs"]
+    assert small.keys() == big.keys()
+    for k in small:
+        np.testing.assert_allclose(small[k], big[k], rtol=1e-5, atol=1e-6)
+
+
+def test_runtime_takes_the_flavour_made_for_its_provider(int8: dict, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from hpsedge.runtime.backends.ort import graph_for_provider
+    from hpsedge.runtime.predictor import Predictor
+
+    folder, manifest, _ = int8["poco-cliff"]
+    arts = manifest["artifacts"]
+    assert graph_for_provider(arts, "onnx_int8", "CPUExecutionProvider") == "onnx_int8_cpu"
+    assert graph_for_provider(arts, "onnx_int8", "TensorrtExecutionProvider") == "onnx_int8"
+    assert graph_for_provider(arts, "onnx_int8", "CUDAExecutionProvider") == "onnx_int8"
+    assert graph_for_provider(arts, "onnx", "TensorrtExecutionProvider") == "onnx"  # fp32 never turns INT8
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.INFO, logger="hpsedge.runtime.predictor"):
+        pred = Predictor.load(folder, backend="ort", device="cpu")
+    assert "running model.int8.cpu.onnx (ort-u8s8 flavour) for CPUExecutionProvider" in caplog.text
+    pred.close()
+
+
 def test_fp32_is_a_no_op(exports: dict[str, Path], tmp_path: Path) -> None:
     folder, manifest = _copy(exports["poco-cliff"], tmp_path / "c")
     before = sorted(p.name for p in folder.iterdir())
@@ -453,3 +549,36 @@ def test_spearman_matches_scipy() -> None:
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([0.5, 0.5], [0.2, 0.2]) == 1.0 and spearman([0.5, 0.5], [0.1, 0.2]) == 0.0
     assert spearman([1.0], [2.0]) is None
+
+
+def test_move_model_relocates_constant_attributes_too(tmp_path: Path) -> None:
+    """quantize_static saves Constant-node tensors to the external file as well (convert_attribute); moving
+    a graph must rewrite their location with the initializers' (a full-size TokenHMR graph has such a node)."""
+    from hpsedge.calib.quantize import move_model
+
+    big = numpy_helper.from_array(np.arange(4096, dtype=np.float32).reshape(64, 64), "c")
+    w = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Constant", [], ["k"], value=big, name="const"),
+         helper.make_node("MatMul", ["x", "w"], ["y0"], name="mm"), helper.make_node("Add", ["y0", "k"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 64])], [w])
+    src = tmp_path / "q-x.onnx"
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src),
+                    save_as_external_data=True, location="q-x.onnx.data", size_threshold=0, convert_attribute=True)
+    dst = tmp_path / "model.int8.cpu.onnx"
+    move_model(onnx.load(str(src), load_external_data=False), src, dst)
+    assert not (tmp_path / "q-x.onnx.data").exists() and (tmp_path / "model.int8.cpu.onnx.data").exists()
+    x = np.zeros((64, 64), np.float32)
+    out = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(out, np.arange(4096, dtype=np.float32).reshape(64, 64))
+
+
+def test_run_help_tells_which_graph_runs() -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "hpsedge", "run", "--help"], capture_output=True, text=True, timeout=120)
+    text = " ".join(res.stdout.split())
+    assert res.returncode == 0 and "fp32 (default)" not in text
+    assert "the folder's own precision" in text and "CPU Q/DQ graph on the CPU provider" in text

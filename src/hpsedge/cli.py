@@ -226,7 +226,8 @@ def export_onnx_cmd(
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: adds MPJPE/vertex error (mm) to the report.")] = None,
     int8_flavor: Annotated[
         str | None,
-        typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, for TensorRT) | ort (u8s8, CPU) [default: trt]."),
+        typer.Option("--int8-flavor", help="INT8 Q/DQ graphs: both [default: TensorRT s8s8 + ONNX Runtime CPU, "
+                     "same ranges] | trt | ort."),
     ] = None,
     tokenizer: Annotated[
         Path | None, typer.Option("--tokenizer", help="TokenHMR: tokenizer.pth (decoder + codebook).")
@@ -336,7 +337,7 @@ def export_build_cmd(
     ] = None,
     smpl: Annotated[Path | None, typer.Option(help="SMPL file: MPJPE/vertex error in the report.")] = None,
     int8_flavor: Annotated[
-        str | None, typer.Option("--int8-flavor", help="INT8 Q/DQ: trt (symmetric, default) | ort (u8s8, CPU).")
+        str | None, typer.Option("--int8-flavor", help="INT8 Q/DQ graphs: both [default: TensorRT s8s8 + ONNX Runtime CPU, same ranges] | trt | ort.")
     ] = None,
     tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="TokenHMR: tokenizer.pth.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
@@ -534,7 +535,9 @@ def run_cmd(
     backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads [default: one per core].")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
+    precision: Annotated[str | None, typer.Option(
+        help="fp32 | fp16 | int8 graph of the folder [default: the folder's own precision, from its manifest]; "
+        "an INT8 folder runs its CPU Q/DQ graph on the CPU provider and its TensorRT graph on TensorRT.")] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
     side_view: Annotated[
         bool, typer.Option("--side-view", help="--image: add a second overlay panel seen from the side (depth to the right).")

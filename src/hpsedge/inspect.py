@@ -79,6 +79,8 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
         if key == "engine":
             extra = (f", TensorRT {art.get('trt_version')}, {art.get('gpu_name')} (sm {art.get('compute_capability')}), "
                      f"profile {art.get('profile')}")
+        if art.get("serves"):  # INT8 flavours: which runner takes which graph
+            extra += f", INT8 {art.get('qdq_flavor')} for {' / '.join(art['serves'])}"
         arts[key] = f"{art['file']} ({_size(path.stat().st_size)}{', ' + status if status else ''}{extra})"
     ops = raw.get("graph", {}).get("ops", {})
     if not isinstance(ops, dict):
@@ -192,12 +194,22 @@ def _machine(m: Manifest) -> dict[str, Any]:
     except ImportError:
         ort_line = "onnxruntime not installed (pip install onnxruntime)"
     choice, reason = choose_backend(m, available, gpu_cc, trt_version, gpu_name=gpu_name)
-    return {
+    out = {
         "GPU": f"{gpu_name} (sm {gpu_cc})" if gpu_cc else "none visible to TensorRT",
         "TensorRT": trt_version or "not installed",
         "ONNX Runtime": ort_line,
         "runs with": f"{'TensorRT' if choice == 'trt' else 'ONNX Runtime'} — {reason}",
     }
+    if choice != "trt":
+        try:
+            from hpsedge.runtime.backends.ort import first_provider
+            from hpsedge.runtime.predictor import _flavour_key, _onnx_key
+
+            key = _flavour_key(m, _onnx_key(m, None), "auto", log_choice=False)
+            out["ONNX Runtime graph"] = f"{m.artifacts[key]['file']} on {first_provider('auto')}"
+        except HpsedgeError:
+            pass
+    return out
 
 
 def _bare_onnx(path: Path) -> dict[str, dict[str, Any]]:

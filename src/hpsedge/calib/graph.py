@@ -9,6 +9,8 @@ Node selection rules (``keep_fp32`` for FP16, ``exclude_int8`` for INT8) are pla
   final regressors (CLIFF's ``decpose``/``decshape``/``deccam``, PARE's ``pose_mlp``/``shape_mlp``/``cam_mlp``,
   POCO's last σ layer) and everything after them (IEF residual adds, 6D→rotation Gram-Schmidt, sigmoid).
   ``Shape`` nodes end a walk (a shape does not depend on precision);
+* ``"@activation-matmul"``: every MatMul whose two operands are both activations (no constant weight):
+  attention's ``Q·Kᵀ`` and ``softmax·V`` in a transformer, PARE's part-attention pooling;
 * anything else: a regular expression searched in the node name. The PyTorch exporter names nodes after
   the module path (``/head/decpose/Gemm``, ``/uncert_head/Sigmoid``), so ``/uncert_head/`` selects POCO's
   σ head and ``^/head/`` the whole regression head.
@@ -27,6 +29,7 @@ from hpsedge.runtime.errors import ExportError
 
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 OUTPUT_TAIL = "@output-tail"
+ACTIVATION_MATMUL = "@activation-matmul"
 
 
 def load_model(path: str | Path, with_data: bool = True) -> Any:
@@ -83,7 +86,12 @@ def select_nodes(model: Any, rules: Iterable[str]) -> dict[str, list[str]]:
     tail: set[str] | None = None
     out: dict[str, list[str]] = {}
     for rule in rules:
-        if rule == OUTPUT_TAIL:
+        if rule == ACTIVATION_MATMUL:
+            consts = {t.name for t in model.graph.initializer}
+            consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+            out[rule] = [n.name for n in model.graph.node
+                         if n.op_type == "MatMul" and not any(x in consts for x in n.input)]
+        elif rule == OUTPUT_TAIL:
             if tail is None:
                 tail = output_tail(model)
             out[rule] = [n for n in names if n in tail]
@@ -115,11 +123,60 @@ def name_unnamed_nodes(model: Any) -> None:
             used.add(name)
 
 
-def float_value_types(model: Any) -> dict[str, int]:
-    """elem_type of every tensor that shape inference can type (inputs, outputs, intermediates)."""
+def inferred_graph(src: Any) -> Any:
+    """Shape-inferred copy of a graph **without its weights** (any size).
+
+    ``src`` is a path or a ModelProto. A path goes through ``onnx.shape_inference.infer_shapes_path`` (C++ reads
+    the file, never the external ``.data``); a ModelProto is first stripped of its weight bytes (dims and types
+    are all inference needs), so nothing ever serialises a > 2 GB protobuf.
+    """
+    import tempfile
+
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model) if not has_external_data(model) else model
+    if isinstance(src, (str, Path)):
+        with tempfile.TemporaryDirectory(prefix="hpsedge-infer-") as tmp:
+            out = Path(tmp) / "inferred.onnx"
+            onnx.shape_inference.infer_shapes_path(str(src), str(out))
+            return onnx.load(str(out), load_external_data=False)
+    return onnx.shape_inference.infer_shapes(weightless_copy(src))
+
+
+def weightless_copy(model: Any, keep_below: int = 1024) -> Any:
+    """A copy of ``model`` whose initializers larger than ``keep_below`` bytes carry no data (dims/type only).
+
+    Good for anything that reads structure (shape inference, node selection); small constants are kept
+    because shape inference reads them (Reshape targets, Slice bounds).
+    """
+    import onnx
+
+    m = onnx.ModelProto()
+    m.ir_version = model.ir_version
+    m.opset_import.extend(model.opset_import)
+    m.producer_name = model.producer_name
+    g = m.graph
+    g.name = model.graph.name
+    g.node.extend(model.graph.node)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    g.value_info.extend(model.graph.value_info)
+    for t in model.graph.initializer:
+        if len(t.raw_data) > keep_below or t.ByteSize() > keep_below + 256:
+            e = onnx.TensorProto(name=t.name, data_type=t.data_type, dims=t.dims)
+            e.data_location = onnx.TensorProto.EXTERNAL
+            e.external_data.add(key="location", value="__weightless__")
+            g.initializer.append(e)
+        else:
+            g.initializer.append(t)
+    return m
+
+
+def float_value_types(model: Any) -> dict[str, int]:
+    """elem_type of every tensor that shape inference can type (inputs, outputs, intermediates).
+
+    ``model``: a ModelProto or a path; graphs above 2 GB are handled (see :func:`inferred_graph`).
+    """
+    inferred = inferred_graph(model)
     types: dict[str, int] = {}
     for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
         if vi.type.HasField("tensor_type"):
@@ -127,29 +184,70 @@ def float_value_types(model: Any) -> dict[str, int]:
     return types
 
 
-def intermediate_absmax(
-    model: Any, feeds: Iterator[Mapping[str, np.ndarray]], threads: int | None = None
-) -> dict[str, float]:
-    """Run ``model`` with every float node output exposed; node name → max |activation| over all feeds.
+def graph_session(model: Any, weights_dir: str | Path, threads: int | None = None) -> Any:
+    """A CPU session for a *weightless* ModelProto whose external initializers live in ``weights_dir``.
 
-    NaN/inf activations count as ``inf``. Used to find nodes whose FP32 activations leave the FP16 range.
+    The (small) graph is written into ``weights_dir`` under a temporary name, so ONNX Runtime resolves the
+    external data file there; the weights are never loaded into Python or copied.
     """
+    import os
+    import tempfile
+
     import onnx
 
-    from hpsedge.calib.ort import session_from_proto
+    from hpsedge.calib.ort import session
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    types = float_value_types(m)
-    existing = {o.name for o in m.graph.output}
+    fd, name = tempfile.mkstemp(prefix=".hpsedge-graph-", suffix=".onnx", dir=weights_dir)
+    os.close(fd)
+    try:
+        onnx.save_model(model, name)
+        return session(name, threads)
+    finally:
+        os.unlink(name)
+
+
+def expose_float_outputs(model: Any, path: str | Path | None = None) -> dict[str, str]:
+    """Add every float node output of ``model`` (in place) as a graph output; returns tensor → node name."""
+    import onnx
+
+    types = float_value_types(path if path is not None else model)
+    existing = {o.name for o in model.graph.output}
     tensor_node: dict[str, str] = {}
-    for node in m.graph.node:
+    for node in model.graph.node:
         for out in node.output:
             if out and types.get(out) == onnx.TensorProto.FLOAT:
                 tensor_node[out] = node.name
                 if out not in existing:
-                    m.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
-    sess = session_from_proto(m, threads=threads)
+                    model.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+    return tensor_node
+
+
+def intermediate_absmax(
+    model: Any, feeds: Iterator[Mapping[str, np.ndarray]], threads: int | None = None, path: str | Path | None = None
+) -> dict[str, float]:
+    """Run ``model`` with every float node output exposed; node name → max |activation| over all feeds.
+
+    NaN/inf activations count as ``inf``. Used to find nodes whose FP32 activations leave the FP16 range.
+    With ``path`` (the file ``model`` was read from, weights external or not) the graph is run from that
+    file's folder without copying the weights; node names must match the file's (``prepare_model`` only
+    names nodes and folds constant identities, which keeps every node output of the file).
+    """
+    import onnx
+
+    if path is not None and file_uses_external_data(path):
+        m = onnx.load(str(path), load_external_data=False)
+        name_unnamed_nodes(m)
+        tensor_node = expose_float_outputs(m, path)
+        sess = graph_session(m, Path(path).parent, threads)
+        del m
+    else:
+        from hpsedge.calib.ort import session_from_proto
+
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        tensor_node = expose_float_outputs(m)
+        sess = session_from_proto(m, threads=threads)
+        del m
     names = [o.name for o in sess.get_outputs()]
     peak: dict[str, float] = {}
     for feed in feeds:
@@ -161,6 +259,7 @@ def intermediate_absmax(
             v = np.asarray(value)
             a = float(np.max(np.abs(v))) if np.isfinite(v).all() else float("inf")
             peak[node] = max(peak.get(node, 0.0), a)
+        del results
     return peak
 
 

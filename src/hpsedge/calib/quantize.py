@@ -1,18 +1,25 @@
 """INT8 post-training quantization into an explicit Q/DQ ONNX graph (ONNX Runtime ``quantize_static``).
 
-Two flavours, recorded in the manifest as ``qdq_flavor``:
+Flavours, recorded in the manifest as ``qdq_flavor``; an INT8 build folder carries two of them, made from
+the **same** activation ranges (:func:`quantize_int8_flavors`):
 
-* ``"trt-s8s8"`` (default; what TensorRT 10/11 strongly typed builds want): symmetric INT8 activations
-  (per tensor, zero point 0) and symmetric per-channel INT8 weights, Q/DQ **only on the inputs of
-  Conv/ConvTranspose/Gemm/MatMul**, biases left in FP32, every other op in FP32.
-* ``"ort-u8s8"``: ONNX Runtime's own CPU recipe: asymmetric UINT8 activations, per-channel INT8 weights,
-  INT32 biases, Q/DQ around every op type ONNX Runtime can quantize. Several times faster than the TRT
-  flavour on ONNX Runtime CPU (see ``shared/reference/tensorrt.md``), useless for TensorRT.
+* ``"trt-s8s8"`` (``model.int8.onnx``; what TensorRT 10/11 strongly typed builds want): symmetric INT8
+  activations (per tensor, zero point 0) and symmetric per-channel INT8 weights, Q/DQ **only on the inputs of
+  Conv/ConvTranspose/Gemm/MatMul**, biases left in FP32, every other op (LayerNorm, Softmax, GELU, residual
+  adds) in FP32, as TensorRT's transformer recipes do. Attention's activation×activation MatMuls stay in
+  float unless asked for (the ``@activation-matmul`` rule of :mod:`hpsedge.calib.graph`).
+* the ONNX Runtime CPU flavour (``model.int8.cpu.onnx``), picked per graph by :func:`choose_cpu_flavor`:
+  ``"ort-u8s8"`` (ONNX Runtime's own static recipe: asymmetric UINT8 activations, per-channel INT8 weights,
+  INT32 biases, Q/DQ around every op type ONNX Runtime can quantize) for convolutional networks, and
+  ``"ort-dynamic-s8"`` (INT8 MatMul/Gemm weights, activations quantized at run time) for transformers;
+  ``"ort-u8s8-compute"`` (static u8s8 on Conv/Gemm/MatMul only) is there to be measured against them.
+  None of these is of use to TensorRT, and the TensorRT flavour is slow on ONNX Runtime CPU, which runs its
+  Q/DQ as float ops.
 
 Calibration (``method``): ``max`` (min/max of every calibrated tensor), ``entropy`` (TensorRT's KL-divergence
 threshold on a 2048-bin histogram with 255 quantized levels) or ``percentile`` (``percentile`` % of |x|,
-99.99 by default). The ranges are computed with ONNX Runtime's calibrators and handed to ``quantize_static``
-through its calibration cache: ``quantize_static`` itself builds its entropy calibrator with 128 bins and
+99.99 by default). The ranges are computed by :mod:`hpsedge.calib.collect` (batches streamed, statistics
+kept, activations dropped) and handed to ``quantize_static`` through its calibration cache: ``quantize_static`` itself builds its entropy calibrator with 128 bins and
 128 quantized bins, which leaves a single candidate threshold, so its "entropy" equals min/max.
 
 Excluded nodes (``exclude``, rules of :mod:`hpsedge.calib.graph`) are neither quantized nor fed by a
@@ -22,9 +29,7 @@ DequantizeLinear: after ``quantize_static`` a small pass rewires any consumer th
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
 import logging
 import tempfile
 import time
@@ -49,7 +54,7 @@ from hpsedge.runtime.errors import ExportError, InputError
 log = logging.getLogger(__name__)
 
 METHODS = ("max", "entropy", "percentile")
-FLAVORS = {"trt": "trt-s8s8", "ort": "ort-u8s8"}
+FLAVORS = {"trt": "trt-s8s8", "ort": "ort-u8s8", "ort-compute": "ort-u8s8-compute", "ort-dynamic": "ort-dynamic-s8"}
 #: percentile (99.99 %) gave the smallest pose drop on the tiny and full POCO graphs (benchmarks/precision.py)
 DEFAULT_METHOD = "percentile"
 DEFAULT_FLAVOR = "trt"
@@ -66,6 +71,48 @@ def default_exclusions(model: str) -> list[str]:
 
     spec = registry.lookup(model)
     return list(spec.int8_exclude if spec is not None else registry.GENERIC_INT8_EXCLUDE)
+
+
+#: the CPU flavour for graphs whose weights sit mostly in MatMul/Gemm (transformers) and for the others
+#: (convolutional networks); chosen by measurement on ONNX Runtime CPU: full-size TokenHMR, dynamic 3.2× FP32
+#: at 1 person, 2.2× at 4, least drift (benchmarks/tokenhmr_precision.py); POCO, static u8s8 2.3–3.3×
+#: (benchmarks/precision.py, benchmarks/int8_folder.py)
+CPU_FLAVOR_MATMUL = "ort-dynamic"
+CPU_FLAVOR_CONV = "ort"
+
+
+def weight_bytes_by_op(path: str | Path, exclude: Iterable[str] = ()) -> dict[str, int]:
+    """Bytes of constant weights read by each op type, nodes selected by the ``exclude`` rules left out
+    (from the graph structure; weights are not loaded)."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    name_unnamed_nodes(m)
+    skip = {x for v in select_nodes(m, list(exclude)).values() for x in v}
+    size = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2}
+    nbytes = {t.name: int(np.prod(t.dims)) * size.get(t.data_type, 1) for t in m.graph.initializer}
+    out: dict[str, int] = {}
+    for n in m.graph.node:
+        if n.name in skip:
+            continue
+        for x in n.input:
+            if x in nbytes:
+                out[n.op_type] = out.get(n.op_type, 0) + nbytes[x]
+    return out
+
+
+def choose_cpu_flavor(path: str | Path, exclude: Iterable[str] = (), matmul: str = CPU_FLAVOR_MATMUL,
+                      conv: str = CPU_FLAVOR_CONV) -> str:
+    """The ONNX Runtime CPU flavour for the graph at ``path``, by a generic op-type rule: ``matmul`` when the
+    weights INT8 will quantize (nodes not excluded) sit more in MatMul/Gemm than in Conv/ConvTranspose (a
+    transformer), else ``conv`` (a convolutional network).
+
+    A model spec can pass its own choice instead (``cpu_flavor`` of :func:`hpsedge.export.precision.apply_precision`).
+    """
+    w = weight_bytes_by_op(path, exclude)
+    mm = w.get("MatMul", 0) + w.get("Gemm", 0)
+    cv = w.get("Conv", 0) + w.get("ConvTranspose", 0)
+    return matmul if mm > cv else conv
 
 
 ProgressFn = Callable[[str], None]
@@ -301,20 +348,49 @@ def quantize_int8(
     progress: ProgressFn | None = None,
 ) -> QuantResult:
     """Quantize the FP32 graph ``src`` into ``dst`` (explicit Q/DQ) from calibration arrays keyed by input name."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import create_calibrator
+    return quantize_int8_flavors(src, {flavor: dst}, calib, method=method, exclude=exclude, percentile=percentile,
+                                 batch=batch, progress=progress)[flavor]
+
+
+def _op_types(flavor: str) -> list[str] | None:
+    """Op types a flavour quantizes (None: every op type ONNX Runtime's QDQ quantizer knows)."""
+    return None if flavor == "ort" else sorted(COMPUTE_OPS)
+
+
+def quantize_int8_flavors(
+    src: str | Path,
+    outputs: Mapping[str, str | Path],
+    calib: Mapping[str, np.ndarray] | None,
+    *,
+    method: str = DEFAULT_METHOD,
+    exclude: Iterable[str] = (),
+    percentile: float = DEFAULT_PERCENTILE,
+    batch: int = CALIB_BATCH,
+    progress: ProgressFn | None = None,
+) -> dict[str, QuantResult]:
+    """Quantize ``src`` once per flavour (``outputs``: flavour → file), all from **one** set of activation ranges.
+
+    Flavours: ``trt`` (symmetric s8s8 on Conv/Gemm/MatMul inputs), ``ort`` (ONNX Runtime's u8s8 CPU recipe,
+    every quantizable op), ``ort-compute`` (u8s8 on Conv/Gemm/MatMul only), ``ort-dynamic`` (weights of
+    MatMul/Gemm in INT8, activations quantized at run time: no calibration). The calibration batches are
+    streamed (:mod:`hpsedge.calib.collect`): memory holds statistics, not activations.
+    """
+    from hpsedge.calib.collect import collect_ranges
 
     step = progress or (lambda _m: None)
     if method not in METHODS:
         raise ExportError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
-    if flavor not in FLAVORS:
-        raise ExportError(f"unknown INT8 flavour {flavor!r} (choose 'trt' for TensorRT or 'ort' for ONNX Runtime CPU)")
+    for flavor in outputs:
+        if flavor not in FLAVORS:
+            raise ExportError(f"unknown INT8 flavour {flavor!r} (choose from {', '.join(FLAVORS)})")
     t0 = time.perf_counter()
-    src, dst = Path(src), Path(dst)
-    model = prepare_model(load_model(src))
-    n = check_calibration_feeds(calib, model)
-    external = file_uses_external_data(src) or model_bytes(model) > (1 << 31) - (1 << 26)
+    src = Path(src)
+    external = file_uses_external_data(src)
+    model = prepare_model(onnx_load_structure(src, external))
+    if not external and model_bytes(model) > (1 << 31) - (1 << 26):
+        external = True
+    static = [f for f in outputs if f != "ort-dynamic"]
+    n = check_calibration_feeds(calib, model) if static else (len(next(iter(calib.values()))) if calib else 0)
     rules = list(exclude)
     excluded_set = {x for v in select_nodes(model, rules).values() for x in v}
     # a MatMul with a constant weight of rank > 2 (PARE's per-joint pose MLP) gets per-channel scales of a shape
@@ -326,118 +402,203 @@ def quantize_int8(
         log.info("kept in float (batched MatMul, weight rank > 2): %s", ", ".join(batched))
         excluded_set.update(batched)
     excluded = sorted(excluded_set)
-    trt = flavor == "trt"
-    op_types = sorted(COMPUTE_OPS) if trt else None
-    if trt:
-        candidates = [nd.name for nd in model.graph.node if nd.op_type in COMPUTE_OPS and nd.name not in excluded_set]
-        if not candidates:
-            raise ExportError("every Conv/Gemm/MatMul is excluded from INT8; nothing to quantize",
-                              hint="loosen --exclude-int8")
-    cm = {"max": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-          "percentile": CalibrationMethod.Percentile}[method]
-    calib_opts: dict[str, Any] = {"symmetric": trt}
-    if method == "entropy":
-        calib_opts.update(num_bins=ENTROPY_BINS, num_quantized_bins=ENTROPY_QUANT_BINS, symmetric=True)
-    elif method == "percentile":
-        calib_opts.update(num_bins=ENTROPY_BINS, percentile=float(percentile), symmetric=True)
-
-    with tempfile.TemporaryDirectory(prefix="hpsedge-int8-", dir=dst.parent) as tmp_s:
+    candidates = [nd.name for nd in model.graph.node if nd.op_type in COMPUTE_OPS and nd.name not in excluded_set]
+    if not candidates:
+        raise ExportError("every Conv/Gemm/MatMul is excluded from INT8; nothing to quantize",
+                          hint="loosen --exclude-int8")
+    first = Path(next(iter(outputs.values())))
+    results: dict[str, QuantResult] = {}
+    with tempfile.TemporaryDirectory(prefix="hpsedge-int8-", dir=first.parent) as tmp_s:
         tmp = Path(tmp_s)
-        prepared = tmp / "prepared.onnx"
-        onnx.save_model(model, str(prepared), save_as_external_data=external,
-                        location="prepared.onnx.data" if external else None)
-        del model
-        step(f"calibrating ({method}) on {n} samples")
-        calibrator = create_calibrator(
-            prepared,
-            op_types,
-            augmented_model_path=str(tmp / "augmented.onnx"),
-            calibrate_method=cm,
-            use_external_data_format=external,
-            providers=["CPUExecutionProvider"],
-            extra_options=calib_opts,
-        )
-        if method != "max":
-            # ORT's histogram collector stacks the per-run arrays, so every run must have the same batch
-            batch = max(d for d in range(1, max(1, batch) + 1) if n % d == 0)
-        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress
-            calibrator.collect_data(_Reader(calib, batch, step))
-            ranges = calibrator.compute_data()
-        del calibrator
-        step("inserting Q/DQ nodes")
-        extra: dict[str, Any] = {
-            "ActivationSymmetric": trt,
-            "WeightSymmetric": True,
-            "QuantizeBias": not trt,
-        }
-        if _has_cache():
-            # hand our ranges to quantize_static through its calibration cache (onnxruntime >= 1.27)
-            from onnxruntime.quantization.calibrate import save_tensors_data
-
-            cache_kw: dict[str, Any] = {"calibration_cache_path": tmp / "ranges.json", "calibrate_method": cm}
-            save_tensors_data(ranges, tmp / "ranges.json")
-            reader = None
-        else:
-            # older onnxruntime: a quick min/max pass satisfies quantize_static, our ranges override it
-            extra["TensorQuantOverrides"] = {
-                name: [{"rmin": np.asarray(td.range_value[0], np.float32), "rmax": np.asarray(td.range_value[1], np.float32)}]
-                for name, td in ranges.items()
-                if td.range_value is not None
-            }
-            cache_kw = {"calibrate_method": CalibrationMethod.MinMax}
-            reader = _Reader(calib, CALIB_BATCH)
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(max(level, logging.ERROR))  # quantize_static logs "consider pre-processing" at WARNING
+        # the prepared graph (named nodes, no Identity(constant)) is written beside its weights: with external
+        # data only the small graph is rewritten, the weights stay in the source's .data file
+        prepared = _write_prepared(model, src, tmp, external)
         try:
-            quantize_static(
-                prepared,
-                tmp / "q.onnx",
-                reader,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                per_channel=True,
-                reduce_range=False,
-                activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=excluded,
-                use_external_data_format=external,
-                extra_options=extra,
-                **cache_kw,
-            )
-        except Exception as exc:
-            raise ExportError(f"INT8 quantization failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from None
+            del model
+            ranges: dict[str, tuple[float, float]] = {}
+            facts: dict[str, Any] = {}
+            if static:
+                assert calib is not None
+                union: set[str] | None = set()
+                for f in static:
+                    ops = _op_types(f)
+                    union = None if ops is None or union is None else union | set(ops)
+                step(f"calibrating ({method}) on {n} samples")
+                ranges, facts = collect_ranges(prepared, calib, op_types=union, method=method, percentile=percentile,
+                                               max_batch=batch, progress=step)
+                log.info("calibration: %d tensors, %d runs (batch %d)", facts["tensors"], facts["runs"], facts["batch"])
+            for flavor, dst in outputs.items():
+                step(f"INT8 graph, {FLAVORS[flavor]} flavour")
+                q_path = tmp / f"q-{flavor}.onnx"
+                if flavor == "ort-dynamic":
+                    _quantize_dynamic(prepared, q_path, excluded, external)
+                else:
+                    _quantize_static(prepared, q_path, ranges, flavor, excluded, external, tmp, calib)
+                results[flavor] = _finish(q_path, Path(dst), flavor, excluded_set, excluded, method, n, t0, external)
         finally:
-            root.setLevel(level)
-        q = onnx.load(str(tmp / "q.onnx"))
+            if prepared.parent != tmp:  # the graph written beside the source weights
+                prepared.unlink(missing_ok=True)
+    return results
 
-    if trt:
-        restrict_qdq(q, lambda nd: nd.op_type not in COMPUTE_OPS or nd.name in excluded_set)
+
+def onnx_load_structure(src: Path, external: bool) -> Any:
+    """The graph at ``src``: without weights when they are external (structure is all the passes read)."""
+    import onnx
+
+    return onnx.load(str(src), load_external_data=False) if external else load_model(src)
+
+
+def _write_prepared(model: Any, src: Path, tmp: Path, external: bool) -> Path:
+    import onnx
+
+    if external and file_uses_external_data(src):
+        p = src.with_name(f".{tmp.name}-prepared.onnx")  # beside the .data file its initializers point to
+        onnx.save_model(model, str(p))
+        return p
+    p = tmp / "prepared.onnx"
+    onnx.save_model(model, str(p), save_as_external_data=external, location="prepared.onnx.data" if external else None)
+    return p
+
+
+def _quantize_static(prepared: Path, out: Path, ranges: Mapping[str, tuple[float, float]], flavor: str,
+                     excluded: list[str], external: bool, tmp: Path,
+                     calib: Mapping[str, np.ndarray] | None = None) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    trt = flavor == "trt"
+    extra: dict[str, Any] = {"ActivationSymmetric": trt, "WeightSymmetric": True, "QuantizeBias": not trt}
+    if _has_cache():
+        # our ranges reach quantize_static through its calibration cache (onnxruntime >= 1.27)
+        from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+        cache = tmp / "ranges.json"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, {
+            k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()
+        }), cache)
+        cache_kw: dict[str, Any] = {"calibration_cache_path": cache, "calibrate_method": CalibrationMethod.MinMax}
+        reader = None
     else:
+        # older onnxruntime: a quick min/max pass satisfies quantize_static, our ranges override it
+        extra["TensorQuantOverrides"] = {
+            k: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for k, (lo, hi) in ranges.items()
+        }
+        cache_kw = {"calibrate_method": CalibrationMethod.MinMax}
+        reader = _Reader(calib, CALIB_BATCH) if calib is not None else None
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # quantize_static logs "consider pre-processing" at WARNING
+    try:
+        quantize_static(
+            prepared, out, reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=_op_types(flavor),
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            use_external_data_format=external,
+            extra_options=extra,
+            **cache_kw,
+        )
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"INT8 quantization failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}") from None
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_dynamic(prepared: Path, out: Path, excluded: list[str], external: bool) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        quantize_dynamic(prepared, out, op_types_to_quantize=["MatMul", "Gemm"], per_channel=False,
+                         reduce_range=False, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                         use_external_data_format=external)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"dynamic INT8 quantization failed: {exc.__class__.__name__}: "
+                          f"{str(exc).splitlines()[0][:300]}") from None
+    finally:
+        root.setLevel(level)
+
+
+def _finish(q_path: Path, dst: Path, flavor: str, excluded_set: set[str], excluded: list[str], method: str, n: int,
+            t0: float, external: bool) -> QuantResult:
+    """Restrict the Q/DQ placement to the flavour's rules and move the graph (and its weights) to ``dst``."""
+    import onnx
+
+    q = onnx.load(str(q_path), load_external_data=False)
+    if flavor == "trt":
+        restrict_qdq(q, lambda nd: nd.op_type not in COMPUTE_OPS or nd.name in excluded_set)
+    elif flavor != "ort-dynamic":
         restrict_qdq(q, lambda nd: nd.name in excluded_set)
     bad = sorted(set(qdq_inputs(q)) & excluded_set)
     if bad:  # pragma: no cover - guarded by restrict_qdq
         raise ExportError(f"excluded nodes still read quantized tensors: {', '.join(bad[:5])}")
-    quantized = sorted(
-        nd.name for nd in q.graph.node if nd.op_type in COMPUTE_OPS and nd.name in set(qdq_inputs(q))
-    )
+    if flavor == "ort-dynamic":
+        quantized = sorted(nd.name for nd in q.graph.node if nd.op_type in ("MatMulInteger", "DynamicQuantizeMatMul",
+                                                                             "MatMulIntegerToFloat"))
+    else:
+        qd = set(qdq_inputs(q))
+        quantized = sorted(nd.name for nd in q.graph.node if nd.op_type in COMPUTE_OPS and nd.name in qd)
     counts = op_counts(q)
     qdq = {"QuantizeLinear": counts.get("QuantizeLinear", 0), "DequantizeLinear": counts.get("DequantizeLinear", 0)}
     if not quantized:
         raise ExportError("the quantizer inserted no Q/DQ nodes (is every Conv/Gemm/MatMul excluded?)")
     q.producer_name = "hpsedge"
-    save_model(q, dst, external)
+    move_model(q, q_path, dst)
     return QuantResult(
-        path=dst,
-        method=method,
-        flavor=FLAVORS[flavor],
-        excluded_nodes=excluded,
-        quantized_nodes=quantized,
-        qdq=qdq,
-        calib_samples=n,
-        seconds=time.perf_counter() - t0,
-        external_data=external,
+        path=dst, method="dynamic" if flavor == "ort-dynamic" else method, flavor=FLAVORS[flavor],
+        excluded_nodes=excluded, quantized_nodes=quantized, qdq=qdq, calib_samples=0 if flavor == "ort-dynamic" else n,
+        seconds=time.perf_counter() - t0, external_data=_uses_external(q),
     )
+
+
+def _uses_external(model: Any) -> bool:
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    return any(uses_external_data(t) for t in _get_all_tensors(model))
+
+
+def move_model(model: Any, src_path: Path, dst: Path) -> None:
+    """Save the structure ``model`` (loaded from ``src_path`` without its weights) as ``dst``.
+
+    External weights are moved, not re-serialised: the ``.data`` file is renamed to ``<dst>.data`` and the
+    initializers' locations rewritten. A graph with inline weights is loaded and saved normally.
+    """
+    import os
+
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+
+    # every tensor: initializers and Constant-node attributes (savers move large ones out too)
+    ext = [t for t in _get_all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL]
+    locs = {e.value for t in ext for e in t.external_data if e.key == "location"}
+    if not ext:
+        onnx.save_model(model, str(dst))
+        return
+    if len(locs) != 1:
+        # several data files: load everything and save as one (rare; small graphs)
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(src_path.parent))
+        save_model(model, dst, True)
+        return
+    data_src = src_path.parent / next(iter(locs))
+    data_dst = dst.with_name(dst.name + ".data")
+    os.replace(data_src, data_dst)
+    _default_mode(data_dst)
+    for t in ext:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = data_dst.name
+    onnx.save_model(model, str(dst))
 
 
 def save_model(model: Any, path: Path, external: bool) -> None:
@@ -450,5 +611,16 @@ def save_model(model: Any, path: Path, external: bool) -> None:
             data.unlink()
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data.name, size_threshold=1024)
+        _default_mode(data)
     else:
         onnx.save_model(model, str(path))
+
+
+def _default_mode(path: Path) -> None:
+    """Give a weights file the mode a plain new file gets (onnx writes external data as 0600), so a build
+    folder copied to the device or shared stays readable like its graph."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -12,6 +12,8 @@ Figures (all against FP32 on the same inputs; per person ``i`` and SMPL joint ``
   people by confidence the same way? ``min_sigma_rank_corr`` limits it;
 * with an SMPL file: MPJPE (24 SMPL joints) and mean vertex error in mm between the two decoded bodies (same
   frame, no alignment, no translation), through :class:`hpsedge.runtime.smpl.SMPL`;
+* every output: max abs / relative error (:func:`hpsedge.runtime.compare.output_errors`, shared with export
+  verification and the GPU smoke test);
 * ONNX Runtime CPU latency of both graphs: median of interleaved runs at one batch size.
 
 Written as ``report.json`` and ``report.md``. With random weights the figures only show how the numerics
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.calib.ort import median_latency_ms, run_batched, session
+from hpsedge.runtime.compare import output_errors
 from hpsedge.runtime.confidence import official_score
 from hpsedge.runtime.errors import ExportError
 from hpsedge.runtime.manifest import dumps_strict
@@ -183,8 +186,9 @@ def accuracy_report(
     names = [o.name for o in ref_sess.get_outputs()]
     ref = run_batched(ref_sess, feeds, outputs=names)
     got = run_batched(test_sess, feeds, outputs=names)
-    for k, v in got.items():
-        if not np.isfinite(v).all():
+    errors = output_errors(ref, got)  # the comparison export verification and the GPU smoke test use too
+    for k, e in errors.items():
+        if not e["finite"]:
             raise ExportError(f"the {precision} graph produced NaN/inf in output '{k}'",
                               hint="keep more nodes in FP32 (--keep-fp32) or check the calibration set")
     body = None
@@ -193,6 +197,7 @@ def accuracy_report(
 
         body = SMPL.load(smpl)
     figures = compare_outputs(ref, got, family=family, smpl=body)
+    figures["outputs"] = errors
     lat = {}
     if latency_reps > 0:
         lat_feeds = _latency_feeds(feeds, latency_batch)

@@ -18,6 +18,7 @@ workflow: export on a workstation, build where it runs).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -335,7 +336,41 @@ def check_build_options(cfg: BuildConfig) -> None:
 def export_build(
     cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
 ) -> BuildResult:
-    """Run the whole chain into ``cfg.out`` atomically (see the module docstring)."""
+    """Run the whole chain into ``cfg.out`` atomically (see the module docstring).
+
+    Running out of memory or disk space (a full-size ViT-H build needs several GB of each) ends in one
+    :class:`ExportError` naming the step, never a traceback; the partial folder is removed as for any failure.
+    """
+    last = ["starting"]
+
+    def tracked(msg: str) -> None:
+        last[0] = msg
+        if progress is not None:
+            progress(msg)
+
+    try:
+        return _export_build(cfg, tracked, trt_progress)
+    except MemoryError:
+        raise ExportError(f"out of memory while {last[0]}",
+                          hint="close other programs, or build on a machine with more RAM (see the README's "
+                          "build memory figures)") from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise ExportError(f"no space left on the disk while {last[0]} ({exc.filename or cfg.out})",
+                          hint="free disk space (a full-size TokenHMR build writes ≈ 7 GB) or choose another --out") from None
+    except Exception as exc:  # ONNX Runtime reports allocation failures as its own RuntimeException
+        text = str(exc)
+        if "bad_alloc" in text or "Failed to allocate memory" in text:
+            raise ExportError(f"out of memory while {last[0]} (ONNX Runtime could not allocate)",
+                              hint="close other programs, or build on a machine with more RAM") from None
+        raise
+
+
+def _export_build(
+    cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
+) -> BuildResult:
+    """The chain itself (see :func:`export_build`)."""
     from hpsedge.export.onnx import PRECISIONS, atomic_folder, check_target, write_export, write_manifest
     from hpsedge.models.checkpoints import build_model
 

@@ -220,16 +220,15 @@ def ort_session(path: Path, threads: int | None = None) -> Any:
 
 
 def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per output: max absolute error and the relative error max|a−b| / max|ref|."""
-    figures = {}
-    for name, r in ref.items():
-        g = got[name]
-        if g.shape != r.shape:
-            raise ExportError(f"output '{name}' has shape {g.shape} in ONNX Runtime but {r.shape} in PyTorch")
-        abs_err = float(np.max(np.abs(g.astype(np.float64) - r.astype(np.float64)))) if r.size else 0.0
-        scale = float(np.max(np.abs(r))) if r.size else 0.0
-        figures[name] = {"max_abs": abs_err, "rel": abs_err / max(scale, 1e-8)}
-    return figures
+    """Per output: max absolute error and the relative error max|a−b| / max|ref|
+    (:func:`hpsedge.runtime.compare.output_errors`, the comparison the accuracy report and the GPU smoke test use)."""
+    from hpsedge.runtime.compare import output_errors
+
+    try:
+        errors = output_errors(ref, got)
+    except ValueError as exc:
+        raise ExportError(f"ONNX Runtime vs PyTorch: {exc}") from None
+    return {name: {"max_abs": e["max_abs"], "rel": e["max_rel_range"]} for name, e in errors.items()}
 
 
 def verify_onnx(

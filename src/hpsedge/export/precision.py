@@ -12,8 +12,13 @@ those activations. The converter's Cast chains between neighbouring FP32 nodes (
 would round an FP32 tensor through FP16) and duplicate casts are folded afterwards, and the result must pass
 strict ONNX shape inference with a type for every tensor.
 
-INT8 (``model.int8.onnx``): :func:`hpsedge.calib.quantize.quantize_int8` from a calibration set
-(``hpsedge calib make``), heads excluded by default.
+INT8: :func:`hpsedge.calib.quantize.quantize_int8_flavors` from a calibration set (``hpsedge calib make``),
+heads excluded by default; one calibration pass gives both ``model.int8.onnx`` (TensorRT flavour) and
+``model.int8.cpu.onnx`` (ONNX Runtime CPU flavour, chosen per graph by a generic op-type rule), each with its
+own accuracy figures in the report and its ``serves`` list in the manifest.
+
+Graphs above 2 GB (TokenHMR's ViT-H) go through every step: structure-only loads, shape inference on the
+file or the weightless structure, range checks and calibration run from the graph's own folder.
 
 Entry point: :func:`apply_precision`, called inside the export's temporary folder.
 """
@@ -30,10 +35,11 @@ import numpy as np
 
 from hpsedge.calib import quantize as q8
 from hpsedge.calib.graph import (
+    ACTIVATION_MATMUL,
     file_uses_external_data,
     has_external_data,
+    inferred_graph,
     intermediate_absmax,
-    load_model,
     model_bytes,
     op_counts,
     select_nodes,
@@ -47,6 +53,9 @@ from hpsedge.runtime.manifest import sha256_file, validate_manifest
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: the INT8 folder's second graph: the ONNX Runtime CPU flavour (manifest key / file name)
+CPU_INT8_KEY = "onnx_int8_cpu"
+CPU_INT8_NAME = "model.int8.cpu.onnx"
 ProgressFn = Callable[[str], None]
 
 #: FP16 keeps these op types in FP32 everywhere: softmax and normalisation reductions (each spec's keep-list
@@ -60,6 +69,11 @@ FP16_MAX = 65504.0
 RANGE_SAMPLES = 32
 REPORT_SAMPLES = 64
 RANDOM_SAMPLES = 16
+#: range-check crops for graphs above 2 GB without a calibration set
+RANGE_SAMPLES_LARGE = 4
+#: interleaved latency repetitions in the report (graphs above 2 GB: fewer)
+LATENCY_REPS = 10
+LATENCY_REPS_LARGE = 3
 
 
 def default_keep_fp32(model: str) -> list[str]:
@@ -251,17 +265,18 @@ def convert_fp16(
     step = progress or (lambda _m: None)
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
-    model = q8.prepare_model(load_model(src))
-    external = file_uses_external_data(src) or model_bytes(model) > (1 << 31) - (1 << 26)
+    ext_file = file_uses_external_data(src)
+    # a graph with external weights is read as structure first: the range check runs from the file, and the
+    # weights are loaded only for the conversion itself (one copy in memory at a time)
+    model = q8.prepare_model(q8.onnx_load_structure(src, ext_file))
+    external = ext_file or model_bytes(model) > (1 << 31) - (1 << 26)
     rules = list(keep_fp32)
     by_rule = select_nodes(model, rules)
     block = {x for v in by_rule.values() for x in v}
-    big_init = big_initializer_nodes(model)
-    block.update(big_init)
     overflow: dict[str, float] = {}
     if range_feeds:
         step("checking FP32 activation ranges")
-        peaks = intermediate_absmax(model, iter(range_feeds))
+        peaks = intermediate_absmax(model, iter(range_feeds), path=src if ext_file else None)
         over = {k: v for k, v in peaks.items() if not v <= data_max}
         cons = _consumers(model)
         outs = {n.name: list(n.output) for n in model.graph.node}
@@ -270,29 +285,33 @@ def convert_fp16(
             block.add(name)
             for o in outs.get(name, []):
                 block.update(cons.get(o, []))
+    if ext_file:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(src.parent))
+    big_init = big_initializer_nodes(model)
+    block.update(big_init)
     step(f"converting to FP16 ({len(block)} nodes kept in FP32)")
     if external:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="hpsedge-fp16-", dir=dst.parent) as tmp:
-            p = Path(tmp) / "in.onnx"
-            onnx.save_model(model, str(p), save_as_external_data=True, location="in.onnx.data")
-            onnx.shape_inference.infer_shapes_path(str(p), str(Path(tmp) / "inf.onnx"))
-            model = onnx.load(str(Path(tmp) / "inf.onnx"))
+        # types for the converter from shape inference on the weightless structure (no > 2 GB protobuf)
+        inferred = inferred_graph(model)
+        have = {vi.name for vi in model.graph.value_info}
+        model.graph.value_info.extend(vi for vi in inferred.graph.value_info if vi.name not in have)
+        del inferred
         m16 = convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(block),
                                        disable_shape_infer=True)
     else:
         m16 = convert_float_to_float16(model, keep_io_types=True, node_block_list=sorted(block))
+    del model
     topo_sort(m16)
     folded = fold_casts(m16)
     m16.producer_name = "hpsedge"
     q8.save_model(m16, dst, external)
     typing = check_strongly_typed(m16, dst)
-    if not external:
-        try:
-            onnx.checker.check_model(m16, full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"the FP16 graph is not valid ONNX: {str(exc).splitlines()[0]}") from None
+    try:  # a path lets the checker handle graphs above 2 GB (it never builds one protobuf of the weights)
+        onnx.checker.check_model(str(dst) if external else m16, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the FP16 graph is not valid ONNX: {str(exc).splitlines()[0]}") from None
     ops = op_counts(m16)
     return {
         "converter": "onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types)",
@@ -353,11 +372,13 @@ def apply_precision(
     min_sigma_rank_corr: float | None = None,
     smpl: Path | None = None,
     progress: ProgressFn | None = None,
-    flavor: str = q8.DEFAULT_FLAVOR,
+    flavor: str = "both",
+    cpu_flavor: str = "auto",
+    quantize_activation_matmul: bool = False,
     percentile: float = q8.DEFAULT_PERCENTILE,
     data_max: float = FP16_DATA_MAX,
     latency_batch: int = 1,
-    latency_reps: int = 10,
+    latency_reps: int | None = None,
     report_samples: int = REPORT_SAMPLES,
     threads: int | None = None,
 ) -> dict[str, Any]:
@@ -405,10 +426,13 @@ def apply_precision(
             report_feeds = _take(data, np.arange(min(n, report_samples)))
             source = f"calibration set {calib_info['file']} (first {len(report_feeds['image'])} samples)"  # type: ignore[index]
         else:
-            range_src = random_feeds(manifest, RANDOM_SAMPLES, seed=1)
+            # a graph above 2 GB (ViT-H) runs its range check on fewer random crops: each exposes ≈ 1 GB of
+            # activations and takes seconds on a CPU
+            big = file_uses_external_data(fp32)
+            range_src = random_feeds(manifest, RANGE_SAMPLES_LARGE if big else RANDOM_SAMPLES, seed=1)
             report_feeds = random_feeds(manifest, RANDOM_SAMPLES, seed=0)
             source = f"seeded random inputs (N={RANDOM_SAMPLES}, seed 0)"
-        info = convert_fp16(fp32, out, keep_fp32=rules, range_feeds=_chunks(range_src, 4), data_max=data_max,
+        info = convert_fp16(fp32, out, keep_fp32=rules, range_feeds=_chunks(range_src, 1 if file_uses_external_data(fp32) else 4), data_max=data_max,
                             progress=step)
         config.update(info)
         art_extra: dict[str, Any] = {}
@@ -426,8 +450,18 @@ def apply_precision(
             source = f"the {n} calibration samples of {calib_info['file']} (too few to hold any out)"
             log.warning("calibration set has only %d samples; the report reuses them (none held out)", n)
         calib_info.update(calibrated_on=len(cal_idx), held_out=int(hold))
-        res = q8.quantize_int8(fp32, out, _take(data, cal_idx), method=method, exclude=rules, flavor=flavor,
-                               percentile=percentile, progress=step)
+        if not quantize_activation_matmul and ACTIVATION_MATMUL not in rules:
+            rules.append(ACTIVATION_MATMUL)
+        cpu = q8.choose_cpu_flavor(fp32, rules) if cpu_flavor == "auto" else cpu_flavor
+        if flavor in ("both", "trt"):
+            targets = {"trt": out}
+            if flavor == "both":
+                targets[cpu] = folder / CPU_INT8_NAME
+        else:
+            targets = {flavor: out}
+        results = q8.quantize_int8_flavors(fp32, targets, _take(data, cal_idx), method=method, exclude=rules,
+                                           percentile=percentile, progress=step)
+        res = results[next(iter(targets))]
         report_feeds = _take(data, test_idx)
         config.update(
             quantizer="onnxruntime.quantization.quantize_static (QDQ)",
@@ -439,12 +473,17 @@ def apply_precision(
             quantized_nodes=len(res.quantized_nodes),
             qdq_nodes=res.qdq,
             external_data=res.external_data,
-            seconds=round(res.seconds, 2),
+            seconds=round(max(r.seconds for r in results.values()), 2),
         )
-        art_extra = {"qdq_flavor": res.flavor, "calibration": method}
+        if len(results) > 1:
+            config["flavours"] = {r.flavor: {"file": r.path.name, "quantized_nodes": len(r.quantized_nodes),
+                                             "qdq_nodes": r.qdq, "method": r.method} for r in results.values()}
+        art_extra = {"qdq_flavor": res.flavor, "calibration": method, "serves": _serves(res.flavor)}
     if calib_info is not None:
         config["calib"] = calib_info
 
+    if latency_reps is None:  # the report's latency is a hint (benchmarks/ measure); a ViT-H run takes seconds
+        latency_reps = LATENCY_REPS_LARGE if file_uses_external_data(fp32) else LATENCY_REPS
     step("measuring the accuracy drop")
     report = accuracy_report(
         fp32, out, report_feeds, precision=precision, family=sigma_rule, source=source, smpl=smpl,
@@ -452,29 +491,33 @@ def apply_precision(
         latency_reps=latency_reps, threads=threads,
         extra={"model": manifest["model"].get("name"), "random_weights": random_weights, "config": config},
     )
+    cpu_results = cpu_report = None
+    if precision == "int8" and len(results) > 1:
+        cpu_results = results[cpu]
+        step("measuring the CPU flavour's accuracy drop")
+        cpu_report = accuracy_report(
+            fp32, cpu_results.path, report_feeds, precision=precision, family=sigma_rule, source=source, smpl=smpl,
+            max_drop_deg=max_drop_deg, min_sigma_rank_corr=min_sigma_rank_corr, latency_batch=latency_batch,
+            latency_reps=latency_reps, threads=threads, extra={"qdq_flavor": cpu_results.flavor},
+        )
+        report["cpu_flavour"] = cpu_report
     write_report(folder, report)
 
-    entry: dict[str, Any] = {
-        "file": out.name,
-        "sha256": sha256_file(out),
-        "bytes": out.stat().st_size,
-        "precision": precision,
-        "source": fp32.name,
-        **art_extra,
-    }
-    data_file = out.with_name(out.name + ".data")
-    if data_file.exists():
-        entry.update(data_file=data_file.name, data_sha256=sha256_file(data_file), data_bytes=data_file.stat().st_size)
-    import onnx
-
-    entry["ops"] = op_counts(onnx.load(str(out), load_external_data=False))
+    entry = _artifact_entry(out, fp32, precision) | art_extra
     manifest.setdefault("artifacts", {})[f"onnx_{precision}"] = entry
+    if cpu_results is not None:
+        manifest["artifacts"][CPU_INT8_KEY] = _artifact_entry(cpu_results.path, fp32, precision) | {
+            "qdq_flavor": cpu_results.flavor, "calibration": cpu_results.method, "serves": _serves(cpu_results.flavor),
+        }
     manifest["precision"] = precision
     manifest["precision_config"] = dict(config)
     manifest["accuracy"] = summary(report)
     validate_manifest(manifest, source="updated manifest")
 
     enforced = check_thresholds(report["figures"], max_drop_deg, min_sigma_rank_corr)
+    if cpu_report is not None:
+        enforced += [f"CPU flavour: {f}" for f in check_thresholds(cpu_report["figures"], max_drop_deg,
+                                                                     min_sigma_rank_corr)]
     if enforced:
         raise ExportError(
             f"{precision} accuracy drop too large: " + "; ".join(enforced),
@@ -485,6 +528,28 @@ def apply_precision(
         log.warning("%s is outside the report's default thresholds: %s", precision,
                     "; ".join(report["thresholds"]["failures"]))
     return report
+
+
+def _artifact_entry(path: Path, fp32: Path, precision: str) -> dict[str, Any]:
+    import onnx
+
+    entry: dict[str, Any] = {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "precision": precision,
+        "source": fp32.name,
+    }
+    data_file = path.with_name(path.name + ".data")
+    if data_file.exists():
+        entry.update(data_file=data_file.name, data_sha256=sha256_file(data_file), data_bytes=data_file.stat().st_size)
+    entry["ops"] = op_counts(onnx.load(str(path), load_external_data=False))
+    return entry
+
+
+def _serves(qdq_flavor: str) -> list[str]:
+    """Runners a Q/DQ flavour is made for (the manifest's ``serves``; the runtime picks by it)."""
+    return ["tensorrt", "TensorrtExecutionProvider"] if qdq_flavor.startswith("trt") else ["CPUExecutionProvider"]
 
 
 def check_precision_args(precision: str, calib: Path | None) -> None:

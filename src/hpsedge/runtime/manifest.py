@@ -40,7 +40,11 @@ family this runtime has never heard of runs as long as its rules are ones it imp
 Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: projection is
 ``full_image`` when the model takes ``bbox_info``, else ``crop``; confidence is ``"sigma"`` when the model has σ.
 
-``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. The engine entry
+``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. An INT8 folder also
+holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration ranges and say in ``"serves"``
+which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
+"TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it
+(:func:`hpsedge.runtime.backends.ort.graph_for_provider`). The engine entry
 is written by ``hpsedge.export.tensorrt.build_engine`` and read by ``hpsedge.runtime.compat``, which
 checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
 

@@ -218,6 +218,8 @@ class Predictor:
             engine: Backend = TensorRTBackend(manifest.artifact_path("engine"), entry, device=int(device) if device.isdigit() else 0)
         else:
             key = artifact or _onnx_key(manifest, precision)
+            if artifact is None:
+                key = _flavour_key(manifest, key, device)
             onnx_path = manifest.artifact_path(key)
             _check_artifact_size(manifest, key, onnx_path)
             engine = _make_ort(manifest, onnx_path, device, threads)
@@ -474,6 +476,18 @@ def _onnx_key(manifest: Manifest, precision: str | None) -> str:
             hint=f"build it with `hpsedge export build --precision {precision}`",
         )
     return key
+
+
+def _flavour_key(manifest: Manifest, key: str, device: str, log_choice: bool = True) -> str:
+    """Among a precision's flavours (INT8: TensorRT and CPU Q/DQ), the graph made for this device's provider."""
+    from hpsedge.runtime.backends.ort import first_provider, graph_for_provider
+
+    provider = first_provider(device)
+    chosen = graph_for_provider(manifest.artifacts, key, provider)
+    entry = manifest.artifacts[chosen]
+    if entry.get("qdq_flavor") and log_choice:
+        log.info("running %s (%s flavour) for %s", entry["file"], entry["qdq_flavor"], provider)
+    return chosen
 
 
 def _check_artifact_size(manifest: Manifest, key: str, path: Path) -> None:

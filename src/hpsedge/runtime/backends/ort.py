@@ -8,7 +8,7 @@ GPU device that is not there is an error, not a silent slowdown.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,23 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
     return chosen or ["CPUExecutionProvider"]
 
 
+def graph_for_provider(artifacts: Mapping[str, Mapping[str, Any]], key: str, provider: str) -> str:
+    """The artifact of ``key``'s precision made for ``provider`` (pure, testable).
+
+    An INT8 folder holds two graphs from the same calibration ranges: ``onnx_int8`` (TensorRT flavour,
+    symmetric s8s8; what engines and ONNX Runtime's TensorRT provider take) and ``onnx_int8_cpu`` (the ONNX
+    Runtime CPU flavour). Each lists the runners it is made for in ``serves``; the first ONNX artifact of the
+    same precision (``key`` itself first) that serves ``provider`` wins, else ``key``.
+    """
+    prec = (artifacts.get(key) or {}).get("precision")
+    family = [key, *sorted(k for k, a in artifacts.items()
+                           if k != key and k.startswith("onnx") and prec is not None and a.get("precision") == prec)]
+    for k in family:
+        if provider in (artifacts.get(k) or {}).get("serves", ()):
+            return k
+    return key
+
+
 def provider_options(provider: str, cache_dir: Path | None, max_batch: int | None, inputs: Sequence[Any]) -> dict:
     """TensorRT EP options: engine/timing caches beside the model and a batch profile (no rebuilds)."""
     if provider != "TensorrtExecutionProvider":
@@ -75,6 +92,12 @@ def provider_options(provider: str, cache_dir: Path | None, max_batch: int | Non
 
         opts.update(trt_profile_min_shapes=shapes(1), trt_profile_opt_shapes=shapes(1), trt_profile_max_shapes=shapes(max_batch))
     return opts
+
+
+def first_provider(device: str) -> str:
+    """The provider a session for ``device`` asks for first on this machine."""
+    ort = import_onnxruntime()
+    return choose_providers(device, ort.get_available_providers())[0]
 
 
 class OrtBackend(Backend):
@@ -106,6 +129,7 @@ class OrtBackend(Backend):
         if not p.is_file():
             raise ManifestError(f"ONNX file not found: {p}", hint="re-export the folder, or check the manifest's artifacts")
         providers = choose_providers(device, ort.get_available_providers())
+        self.path = p  #: the graph this session runs (an INT8 folder holds one per Q/DQ flavour)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
