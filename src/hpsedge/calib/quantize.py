@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 METHODS = ("max", "entropy", "percentile")
 FLAVORS = {"trt": "trt-s8s8", "ort": "ort-u8s8", "ort-compute": "ort-u8s8-compute", "ort-dynamic": "ort-dynamic-s8"}
-#: percentile (99.99 %) gave the smallest pose drop on the tiny and full POCO graphs (benchmarks/precision.py)
+#: percentile (99.99 %) gave the smallest pose drop on the tiny and full POCO graphs (the precision benchmark of
+#: round one, since replaced by `hpsedge bench`; its figures are in the README)
 DEFAULT_METHOD = "percentile"
 DEFAULT_FLAVOR = "trt"
 DEFAULT_PERCENTILE = 99.99
@@ -76,7 +77,7 @@ def default_exclusions(model: str) -> list[str]:
 #: the CPU flavour for graphs whose weights sit mostly in MatMul/Gemm (transformers) and for the others
 #: (convolutional networks); chosen by measurement on ONNX Runtime CPU: full-size TokenHMR, dynamic 3.2× FP32
 #: at 1 person, 2.2× at 4, least drift (benchmarks/tokenhmr_precision.py); POCO, static u8s8 2.3–3.3×
-#: (benchmarks/precision.py, benchmarks/int8_folder.py)
+#: (benchmarks/int8_folder.py)
 CPU_FLAVOR_MATMUL = "ort-dynamic"
 CPU_FLAVOR_CONV = "ort"
 
