@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hpsedge.calib.graph import select_nodes
+from hpsedge.calib.graph import ACTIVATION_MATMUL, select_nodes
 from hpsedge.export import onnx as export_mod
 from hpsedge.export.build import BuildConfig, export_build
 from hpsedge.export.precision import apply_precision, default_exclude_int8, default_keep_fp32
@@ -191,7 +191,11 @@ def test_build_folder_and_runtime_follow_the_manifest(exports: dict[str, Path], 
     folder = res.folder
     m = load_manifest(folder)
     assert m.postprocessing == spec.postprocessing() and m.preprocessing == spec.preprocessing()
-    assert m.raw["precision"] == "int8" and m.raw["precision_config"]["exclude_int8"] == list(spec.int8_exclude)
+    # the spec's exclusions, plus the generic rule that keeps activation×activation MatMuls in float (#16)
+    expected = list(spec.int8_exclude)
+    if ACTIVATION_MATMUL not in expected:
+        expected.append(ACTIVATION_MATMUL)
+    assert m.raw["precision"] == "int8" and m.raw["precision_config"]["exclude_int8"] == expected
     pred = Predictor.load(folder, backend="ort", device="cpu", smpl=smpl_file)
     people = pred.predict(_image(), BOXES)
     assert len(people) == 2
