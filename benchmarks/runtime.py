@@ -36,34 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from _neighbours import Neighbours as _Neighbours
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 TARGET = 1.10
 
 
-class _Neighbours:
-    """CPU time other processes used while a block ran (Linux /proc/stat), as a fraction of one core."""
-
-    def __init__(self) -> None:
-        self.ok = Path("/proc/stat").exists()
-        self.tck = os.sysconf("SC_CLK_TCK") if self.ok else 100
-        self.fraction = float("nan")
-
-    def _busy(self) -> int:
-        v = list(map(int, Path("/proc/stat").read_text().splitlines()[0].split()[1:9]))
-        return sum(v) - v[3] - v[4]
-
-    def __enter__(self) -> _Neighbours:
-        if self.ok:
-            t = os.times()
-            self._b0, self._s0, self._w0 = self._busy(), (t.user + t.system) * self.tck, time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.ok:
-            t = os.times()
-            other = (self._busy() - self._b0) - ((t.user + t.system) * self.tck - self._s0)
-            self.fraction = max(0.0, other / self.tck / max(time.perf_counter() - self._w0, 1e-9))
 
 
 def _thread_ids() -> set[int]:
