@@ -334,9 +334,8 @@ def _uncertainty_kind(pred: Any) -> str | None:
     """What a folder's per-person uncertainty is (see :func:`_uncertainty`)."""
     if pred.has_sigma:
         return _POCO_SCORE
-    if "token_confidence" in pred.backend.output_names:
-        return _TOKEN
-    return None
+    rule = pred.manifest.confidence_rule  # the manifest's rule, as the runtime reads it
+    return None if rule is None else _TOKEN
 
 
 def _safe(label: str) -> str:

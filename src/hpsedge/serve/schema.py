@@ -53,7 +53,12 @@ def output_specs(manifest: Any, with_smpl: bool) -> list[dict[str, Any]]:
         {"name": "size", "shape": [-1]},
     ]
     has_sigma = bool(manifest.has_sigma) and "sigma" in names
-    if has_sigma or "token_confidence" in names:
+    # the manifest's confidence rule says whether results carry a confidence (never the family or a guess)
+    if hasattr(manifest, "confidence_rule"):
+        has_confidence = manifest.confidence_rule is not None
+    else:
+        has_confidence = has_sigma or "token_confidence" in names
+    if has_confidence:
         specs.append({"name": "confidence", "shape": [-1]})
     if has_sigma:
         n_sigma = _dims(outs, "sigma", [24])[0]
