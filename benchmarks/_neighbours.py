@@ -1,9 +1,10 @@
-"""CPU time other processes use during a measurement: shared by the benchmark scripts (run as scripts, so
-this sibling module is importable as ``_neighbours``)."""
+"""Machine facts shared by the benchmark scripts: CPU time other processes use during a measurement, and the
+CPU model (the scripts run as scripts, so this sibling module is importable as ``_neighbours``)."""
 
 from __future__ import annotations
 
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,14 @@ class Neighbours:
             t = os.times()
             other = (self._busy() - self._b0) - ((t.user + t.system) * self.tck - self._s0)
             self.fraction = max(0.0, other / self.tck / max(time.perf_counter() - self._w0, 1e-9))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

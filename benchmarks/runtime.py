@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from _neighbours import Neighbours as _Neighbours
+from _neighbours import cpu_model as _cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -84,16 +84,6 @@ class _Stages:
                 self.now[stage] = self.now.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
 
         return timed
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _boxes(rng: np.random.Generator, k: int) -> np.ndarray:

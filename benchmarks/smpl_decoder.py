@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from _neighbours import Neighbours as _Neighbours
+from _neighbours import cpu_model as _cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -69,16 +70,6 @@ def _openblas_info() -> dict[str, Any]:
     except OSError:
         pass
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 
