@@ -38,6 +38,9 @@ from torch import nn
 
 from hpsedge.models.zoo import ModelSpec, expected_state_shapes
 from hpsedge.runtime.errors import CheckpointError
+
+#: the seed of a model's random initialisation when no checkpoint is given (``export onnx|build --seed``)
+DEFAULT_INIT_SEED = 0
 from hpsedge.runtime.manifest import sha256_file
 
 log = logging.getLogger(__name__)
@@ -417,11 +420,16 @@ def build_model(
     tiny: bool = False,
     tokenizer: str | Path | None = None,
     spec: ModelSpec | None = None,
+    seed: int = DEFAULT_INIT_SEED,
 ) -> tuple[nn.Module, ModelSpec, LoadedCheckpoint | None]:
     """Build zoo model ``name`` in eval mode, with ``checkpoint`` loaded or random weights (warned).
 
     ``tokenizer``: TokenHMR's ``tokenizer.pth`` (the decoder and codebook), needed with an official
     TokenHMR checkpoint. ``spec``: a variant of the zoo entry (e.g. with extra outputs) to build instead.
+    ``seed``: the random initialisation is drawn from ``torch.manual_seed(seed)`` (the global torch RNG is
+    restored afterwards), so a model without a checkpoint is the same on every run and machine with the same
+    torch version (torch's CPU generator and its init functions are deterministic); with a checkpoint it only
+    fixes tensors the checkpoint does not hold.
     """
     from hpsedge.models.zoo import get_spec
 
@@ -433,7 +441,9 @@ def build_model(
             "a tokenizer alone is not enough: the ViT and token head weights are in the model checkpoint",
             hint=f"pass --checkpoint {spec.official_checkpoint} as well",
         )
-    model = spec.build(tiny=tiny)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = spec.build(tiny=tiny)
     loaded = None
     if checkpoint is not None and spec.checkpoint_reader == "inert":  # Lightning .ckpt (TokenHMR, HMR 2.0)
         loaded = load_tokenhmr(model, spec, checkpoint, tokenizer, unsafe_pickle=unsafe_pickle, tiny=tiny)
