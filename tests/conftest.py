@@ -1,13 +1,94 @@
-"""Shared pytest fixtures. Add new fixtures below, one section per area."""
+"""Shared pytest fixtures. Add new fixtures below, one section per area.
+
+Determinism: every random draw in the tests is seeded. :data:`TEST_SEED` (0, or ``HPSEDGE_TEST_SEED=N``) seeds
+the random weights of the shared tiny exports (:func:`tiny_export`), and an autouse fixture re-seeds Python's,
+numpy's legacy and torch's global generators before every test, so a test gives the same result alone, in the
+whole suite or on any pytest-xdist worker. Tests that assert a property of random weights (e.g. the INT8 drift
+tests) use :data:`TEST_SEED`, so ``HPSEDGE_TEST_SEED=1 pytest ...`` re-runs them on other weights.
+
+Parallel runs (``make test`` runs ``pytest -n 2 --dist loadgroup``): :func:`pytest_collection_modifyitems`
+keeps each test file on one worker (its module fixtures are built once) unless a test names its own
+``@pytest.mark.xdist_group(...)``; explicitly grouped tests (the long full-size builds, the Triton servers) are
+scheduled first. Serving tests share the group ``"triton-server"`` so that two servers never start at once.
+"""
 
 from __future__ import annotations
 
+import os
+import random
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import smpl_synth
+
+#: the seed of every random draw the tests make (weights, calibration draws, synthetic inputs)
+TEST_SEED = int(os.environ.get("HPSEDGE_TEST_SEED", "0"))
+
+
+# ------------------------------------------------------------------------------------------ determinism
+@pytest.fixture(autouse=True)
+def _seeded_global_rngs() -> None:
+    """Every test starts from the same global RNG state, whichever worker runs it and after whichever test."""
+    random.seed(TEST_SEED)
+    np.random.seed(TEST_SEED)
+    torch = sys.modules.get("torch")  # not imported here: the torch-free tests must not pull it in
+    if torch is not None:
+        torch.manual_seed(TEST_SEED)
+
+
+@pytest.fixture(scope="session")
+def test_seed() -> int:
+    """:data:`TEST_SEED` as a fixture (``HPSEDGE_TEST_SEED`` overrides it)."""
+    return TEST_SEED
+
+
+# --------------------------------------------------------------------------------- xdist scheduling
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """For ``--dist loadgroup``: a test without an ``xdist_group`` mark joins its file's group; tests with an
+    explicit group (long, independent ones) go first, so the longest work starts while the rest is shared out."""
+    def group(it: pytest.Item) -> str | None:
+        mark = it.get_closest_marker("xdist_group")
+        return None if mark is None else str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+
+    explicit = [it for it in items if group(it) is not None]
+    rest = [it for it in items if group(it) is None]
+    explicit.sort(key=lambda it: LONGEST_FIRST.index(g) if (g := group(it)) in LONGEST_FIRST else len(LONGEST_FIRST))
+    for it in rest:
+        it.add_marker(pytest.mark.xdist_group(Path(str(it.fspath)).name))
+    items[:] = explicit + rest
+
+
+#: explicit groups by expected length (the full-size ViT-H builds take minutes), longest first
+LONGEST_FIRST = ("full-tokenhmr-int8", "full-tokenhmr-fp16", "full-tokenhmr-export", "full-hmr2-parity",
+                 "full-poco-cliff-export", "triton-server")
+
+
+# ----------------------------------------------------------------------------- shared tiny exports
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``tiny_export("poco-pare")``: the folder ``export_onnx(name, tiny=True, seed=TEST_SEED)`` writes
+    (``manifest.json`` + ``model.onnx``, FP32, random weights), made once per session and worker.
+
+    Shared by every test that asks for it: treat it as read-only (``shutil.copytree`` it to edit or to add a
+    precision). The same seed gives the same graph, so every worker's copy is identical.
+    """
+    root = tmp_path_factory.mktemp("tiny-exports")
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            from hpsedge.export.onnx import export_onnx
+
+            made[name] = export_onnx(name, root / name, tiny=True, seed=TEST_SEED).out_dir
+        return made[name]
+
+    return get
 
 
 # ------------------------------------------------------------------------------------- synthetic SMPL model

@@ -60,6 +60,7 @@ def _check_folder(folder: Path, key: str) -> dict:
     return manifest
 
 
+@pytest.mark.xdist_group("full-tokenhmr-fp16")  # its own worker slot: minutes of work, scheduled first
 def test_tokenhmr_fp16_full_size(tmp_path: Path) -> None:
     folder = _build(tmp_path, "fp16")
     manifest = _check_folder(folder, "onnx_fp16")
@@ -67,6 +68,7 @@ def test_tokenhmr_fp16_full_size(tmp_path: Path) -> None:
     assert manifest["accuracy"]["precision"] == "fp16"
 
 
+@pytest.mark.xdist_group("full-tokenhmr-int8")
 def test_tokenhmr_int8_full_size(tmp_path: Path) -> None:
     images = tmp_path / "calib"
     images.mkdir()

@@ -18,7 +18,6 @@ from hpsedge.calib.graph import output_tail, select_nodes, selected
 from hpsedge.calib.quantize import DEFAULT_METHOD, qdq_inputs, quantize_int8
 from hpsedge.calib.report import REPORT_JSON, REPORT_MD, check_thresholds, spearman
 from hpsedge.calib.sets import make_calibration_set
-from hpsedge.export.onnx import export_onnx
 from hpsedge.export.precision import (
     apply_precision,
     cast_round_trips,
@@ -35,9 +34,9 @@ MODELS = ("poco-cliff", "poco-pare")
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("precision-exports")
-    return {n: export_onnx(n, root / n, tiny=True).out_dir for n in MODELS}
+def exports(tiny_export) -> dict[str, Path]:
+    """The session's shared tiny exports (random weights drawn with TEST_SEED; read-only: tests copy them)."""
+    return {n: tiny_export(n) for n in MODELS}
 
 
 @pytest.fixture(scope="module")

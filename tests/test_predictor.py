@@ -37,8 +37,8 @@ def cliff(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Modu
 
 
 @pytest.fixture(scope="module")
-def pare(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx("poco-pare", tmp_path_factory.mktemp("pare") / "poco-pare", tiny=True).out_dir
+def pare(tiny_export) -> Path:
+    return tiny_export("poco-pare")
 
 
 def _image(h: int = 360, w: int = 480, seed: int = 0) -> np.ndarray:

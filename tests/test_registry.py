@@ -111,10 +111,9 @@ def test_registry_is_torch_free() -> None:
 # ONNX, precision, build folder and runtime for every model (tiny)
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("registry-exports")
-    torch.manual_seed(0)
-    return {n: export_mod.export_onnx(n, root / n, tiny=True).out_dir for n in MODELS}
+def exports(tiny_export) -> dict[str, Path]:
+    """The session's shared tiny exports of every registered model (read-only: tests copy them)."""
+    return {n: tiny_export(n) for n in MODELS}
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from hpsedge.export.onnx import export_onnx
 from hpsedge.export.triton import export_triton
 from hpsedge.runtime.errors import HpsedgeError
 from hpsedge.runtime.manifest import load_manifest
@@ -41,8 +40,8 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def tiny_pare(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx("poco-pare", tmp_path_factory.mktemp("tr") / "poco-pare", tiny=True).out_dir
+def tiny_pare(tiny_export) -> Path:
+    return tiny_export("poco-pare")
 
 
 def parse_configs(python: Path, paths: list[Path]) -> dict[str, dict[str, Any]]:
@@ -299,6 +298,7 @@ class TritonPythonModel:
 '''
 
 
+@pytest.mark.xdist_group("triton-server")  # never beside another server (tests/test_serve.py)
 def test_repository_on_real_tritonserver(
     tiny_pare: Path, tmp_path: Path, serve_python: Path, smpl_npz: Path
 ) -> None:
