@@ -230,8 +230,8 @@ def plan_build(
                                             "AGX Orin), or drop --dla")
         if o.precision not in DLA_PRECISIONS:
             raise ExportError(
-                f"DLA with a {o.precision} graph is not supported: TensorRT documents DLA INT8 only with a "
-                f"calibrator (IInt8EntropyCalibrator2), which hpsedge does not use",
+                f"{o.precision.upper()} on DLA is not supported: TensorRT documents DLA INT8 only with a "
+                f"calibrator (IInt8EntropyCalibrator2), and hpsedge's INT8 graphs carry Q/DQ nodes instead",
                 hint="build model.fp16.onnx for DLA (--precision fp16), or run the int8 engine on the GPU "
                      "(drop --dla)")
         if has_dla is False:
