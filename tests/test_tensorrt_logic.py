@@ -508,7 +508,7 @@ def test_load_cudart_fallback_and_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "cuda.cudart", None)
     with pytest.raises(BackendError, match="cuda-python is not installed") as ei:
         cudamod.load_cudart()
-    assert ei.value.hint == "pip install cuda-python"
+    assert ei.value.hint == cudamod.INSTALL_HINT and "hpsedge[trt-cu12]" in ei.value.hint
 
 
 # ==== fake tensorrt =============================================================================
@@ -929,7 +929,7 @@ def test_backend_missing_dependencies(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "cuda.cudart", None)
     with pytest.raises(BackendError, match="cuda-python") as ei:
         TensorRTBackend(path, e)
-    assert ei.value.hint == "pip install cuda-python"
+    assert ei.value.hint == cudamod.INSTALL_HINT and "hpsedge[trt-cu12]" in ei.value.hint
 
 
 def test_logger_captures_messages(monkeypatch):

@@ -50,6 +50,10 @@ _HINTS = {
 CUDA_EXTRAS = {12: "hpsedge[trt-cu12]", 13: "hpsedge[trt]"}
 
 
+INSTALL_HINT = ("pip install 'hpsedge[trt]' with a CUDA 13 driver (r580+, JetPack 7), "
+                "'hpsedge[trt-cu12]' with JetPack 6 or a CUDA 12 driver (see `nvidia-smi`)")
+
+
 def _cuda_version(code: int) -> str:
     """CUDA's integer version (12060) as text ("12.6")."""
     return f"{code // 1000}.{(code % 1000) // 10}"
@@ -100,10 +104,10 @@ def load_cudart() -> Any:
             broken.append(f"{name}: {exc}")
     if broken:
         raise BackendError(f"cuda-python is installed but does not import ({broken[0]})",
-                           hint="pip install -U cuda-python (matching the CUDA driver)")
+                           hint=f"reinstall the extra matching the driver: {INSTALL_HINT}")
     raise BackendError(
         "cuda-python is not installed (the TensorRT backend needs it for GPU buffers)",
-        hint="pip install cuda-python",
+        hint=INSTALL_HINT,
     )
 
 
@@ -188,7 +192,7 @@ def call(rt: Any, fn: str, *args: Any) -> Any:
     without a usable driver) becomes a :class:`BackendError` too."""
     func = getattr(rt, fn, None)
     if func is None:
-        raise BackendError(f"this cuda-python has no {fn}", hint="pip install -U cuda-python")
+        raise BackendError(f"this cuda-python has no {fn}", hint=INSTALL_HINT)
     try:
         result = func(*args)
     except RuntimeError as exc:
