@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from hpsedge.errors import BackendError, ExportError, InputError
-from hpsedge.runtime.manifest import Manifest
+from hpsedge.runtime.manifest import Manifest, load_manifest
 from hpsedge.runtime.trt import api
 from hpsedge.runtime.trt import cuda as cudamod
 from hpsedge.runtime.trt.builder import BuildOptions, ProgressEvent, build_engine, plan_build, trt_available
@@ -1110,15 +1110,126 @@ def test_modules_import_without_tensorrt_or_cuda(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_gpu_smoke_help_and_exit_code(tmp_path):
+def _load_smoke():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    return smoke
+
+
+def test_gpu_smoke_help(tmp_path):
     script = str(ROOT / "benchmarks" / "gpu_smoke.py")
     r = subprocess.run([sys.executable, script, "--help"], env=_env(tmp_path), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "usage" in r.stdout and "--max-batch" in r.stdout
-    r = subprocess.run([sys.executable, script, str(tmp_path)], env=_env(tmp_path), capture_output=True,
-                       text=True)
-    assert r.returncode == 2, r.stderr
-    assert "cannot run here" in r.stderr and "TensorRT is not installed" in r.stderr
+    assert "usage" in r.stdout and "--model" in r.stdout and "--folder" in r.stdout and "--budget-s" in r.stdout
+    r = subprocess.run([sys.executable, script, "--model", "poco-pare", "--batches", "1,x"], env=_env(tmp_path),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--batches must be comma-separated integers" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_folder(tmp_path_factory):
+    """gpu_smoke's CPU part run for real: export --model poco-pare --tiny (seeded), backend="auto" on it, then
+    the stop at the GPU gate (exit 2, the JSON saying so). Returns (folder, results)."""
+    smoke = _load_smoke()
+    tmp = tmp_path_factory.mktemp("smoke")
+    out = tmp / "gs.json"
+    smoke.gpu_present = lambda device: (False, "no CUDA GPU (hidden by the test)")
+    rc = smoke.main(["--model", "poco-pare", "--tiny", "--out", str(tmp / "poco-pare"), "--json", str(out),
+                     "--seed", "3"])
+    return tmp / "poco-pare", rc, json.loads(out.read_text()), out.with_suffix(".md").read_text()
+
+
+def test_gpu_smoke_runs_its_cpu_part_and_stops_at_the_gpu(smoke_folder):
+    folder, rc, res, md = smoke_folder
+    assert rc == 2  # EXIT_NO_GPU
+    steps = res["steps"]
+    assert steps["folder"]["status"] == "ok" and steps["folder"]["exported"] is True
+    assert (folder / "manifest.json").is_file() and (folder / "model.onnx").is_file()
+    pred = steps["predictor"]
+    assert pred["status"] == "ok" and pred["backend"] == "ort" and pred["persons"] == 2
+    assert pred["why"].startswith("the folder has no TensorRT engine")
+    assert steps["gpu"] == {"status": "skipped", "reason": "no CUDA GPU (hidden by the test)"}
+    assert not {"cuda", "torch", "tensorrt"} & set(steps) and res["failures"] == []
+    assert "NOT RUN on a GPU" in md and "PASS" not in md
+
+
+def test_gpu_smoke_torch_reference_holds_the_folders_weights(smoke_folder):
+    """The PyTorch reference (same seed) computes what the exported graph computes: the check the GPU step makes
+    on CUDA, made here on the CPU."""
+    import torch
+
+    folder, *_ = smoke_folder
+    smoke = _load_smoke()
+    args = smoke.parse_args(["--folder", str(folder), "--seed", "3"])
+    manifest = load_manifest(folder)
+    model = smoke.torch_reference(args, manifest)
+    inputs = model.example_inputs(batch=3, seed=7)
+    with torch.no_grad():
+        got = dict(zip(model.spec.output_names, (t.numpy() for t in model(*inputs)), strict=True))
+    ref = smoke.make_ort(manifest.artifact_path("onnx")).run(
+        {n: t.numpy() for n, t in zip(model.spec.input_names, inputs, strict=True)})
+    assert smoke.worst(smoke.compare(ref, got)) < smoke.TORCH_TOLERANCE
+    # another seed gives other random weights: the agreement above is not trivial
+    other = smoke.torch_reference(smoke.parse_args(["--folder", str(folder), "--seed", "4"]), manifest)
+    with torch.no_grad():
+        moved = dict(zip(model.spec.output_names, (t.numpy() for t in other(*inputs)), strict=True))
+    assert smoke.worst(smoke.compare(ref, moved)) > 100 * smoke.TORCH_TOLERANCE
+
+
+def test_gpu_smoke_cuda_step_round_trip_with_fake_driver(monkeypatch):
+    smoke = _load_smoke()
+    install_cuda(monkeypatch, FakeCudart(driver=12080, runtime=12090))
+    report = smoke.Report()
+    smoke.step_cuda(smoke.parse_args(["--folder", "x"]), report)
+    c = report.steps["cuda"]
+    assert c["status"] == "ok" and c["gpu"] == "NVIDIA GeForce RTX 3090" and c["compute_capability"] == "8.6"
+    assert c["driver_cuda"] == "12.8" and c["cuda_python_cuda"] == "12.9"
+    assert c["round_trip"]["bytes"] == smoke.ROUND_TRIP_BYTES
+
+
+def test_gpu_smoke_round_trip_detects_a_corrupt_copy(monkeypatch):
+    smoke = _load_smoke()
+
+    class Corrupting(FakeCudart):
+        def cudaMemcpyAsync(self, dst, src, count, kind, stream):
+            res = super().cudaMemcpyAsync(dst, src, count, kind, stream)
+            if int(kind) == 2:
+                ctypes.memset(dst + 5, 0xFF ^ ctypes.c_ubyte.from_address(dst + 5).value, 1)
+            return res
+
+    cu = cudamod.CudaRuntime(0, cudart=Corrupting())
+    with pytest.raises(AssertionError, match="1 of 4096 bytes differ"):
+        smoke.cuda_round_trip(cu, 4096, seed=0)
+    assert smoke.cuda_round_trip(cudamod.CudaRuntime(0, cudart=FakeCudart()), 4096, seed=0)["bytes"] == 4096
+
+
+def test_gpu_smoke_cuda_step_without_cuda_python_or_driver(monkeypatch):
+    smoke = _load_smoke()
+    args = smoke.parse_args(["--folder", "x"])
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
+    monkeypatch.setitem(sys.modules, "cuda.cudart", None)
+    report = smoke.Report()
+    smoke.step_cuda(args, report)
+    assert report.steps["cuda"]["status"] == "skipped" and "hpsedge[trt-cu12]" in report.steps["cuda"]["reason"]
+    install_cuda(monkeypatch, FakeCudart(no_driver="raise"))
+    smoke.step_cuda(args, report)
+    assert report.steps["cuda"]["status"] == "failed" and "no NVIDIA driver" in report.steps["cuda"]["reason"]
+    assert smoke.gpu_present(0)[0] in (True, False)  # never raises, whatever is installed
+
+
+def test_gpu_smoke_torch_step_skips_without_cuda(smoke_folder):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: the step runs for real in benchmarks/gpu_smoke.py")
+    folder, *_ = smoke_folder
+    smoke = _load_smoke()
+    report = smoke.Report()
+    smoke.step_torch(smoke.parse_args(["--folder", str(folder)]), report, folder)
+    assert report.steps["torch"] == {"status": "skipped", "reason": "torch sees no CUDA GPU"}
 
 
 def _tiny_export_folder(folder: Path) -> None:
@@ -1164,45 +1275,35 @@ def _tiny_export_folder(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
-    """The whole smoke script against fake TensorRT/CUDA and real ONNX Runtime on a tiny graph."""
-    import importlib.machinery
-    import importlib.util
-
-    import onnxruntime  # noqa: F401
-
+def test_gpu_smoke_tensorrt_step_with_fakes(tmp_path, monkeypatch):
+    """The TensorRT step against the fake TensorRT/CUDA and real ONNX Runtime on a graph that computes what
+    the fake engine computes."""
     folder = tmp_path / "export"
     _tiny_export_folder(folder)
     install_trt(monkeypatch)
     install_cuda(monkeypatch)
-    # the runtime's probe asks importlib whether tensorrt and cuda-python are installed
-    sys.modules["tensorrt"].__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
-    cuda_pkg = types.ModuleType("cuda")
-    cuda_pkg.__spec__ = importlib.machinery.ModuleSpec("cuda", None, is_package=True)
-    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
-    spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
-    out = tmp_path / "smoke.json"
-    # end to end (on-device build into a copy, Predictor backend="auto"): with the fakes it gets as far as
-    # TensorRT being chosen and fed, which this toy graph (no real preprocessing) cannot satisfy
-    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out)]) == 1
-    assert "missing input(s) bbox_info (the engine takes image, bbox_info)" in capsys.readouterr().err
-    rc = smoke.main([str(folder), "--iters", "2", "--warmup", "0", "--json", str(out), "--no-predictor"])
-    assert rc == 0, capsys.readouterr()
-    res = json.loads(out.read_text())
-    assert set(res["batches"]) == {"1", "4", "8"}  # batch 1, the profile's opt and max
-    for b in res["batches"].values():
+    smoke = _load_smoke()
+    args = smoke.parse_args(["--folder", str(folder), "--iters", "2", "--warmup", "0", "--no-predictor"])
+    report = smoke.Report()
+    smoke.step_tensorrt(args, report, folder)
+    t = report.steps["tensorrt"]
+    assert t["status"] == "ok", t
+    assert set(t["batches"]) == {"1", "4", "8"}  # batch 1, the profile's opt and max
+    for b in t["batches"].values():
         assert b["trt_ms"] >= 0 and b["ort_cpu_ms"] >= 0
         for e in b["errors"].values():
             assert e["max_abs"] < 1e-5 and e["finite"]
-    assert res["engine"]["file"] == "model.fp32.engine" and res["failures"] == []
-    assert "PASS" in out.with_suffix(".md").read_text()
-    assert not (folder / "model.fp32.engine").exists()  # built in a temporary folder by default
-    # a disagreement beyond the precision's tolerance fails the run (exit 1)
+    assert t["engine"]["file"] == "model.fp32.engine" and not (folder / "model.fp32.engine").exists()
+    md = smoke.markdown({**report.to_dict(), "steps": {"gpu": {"status": "ok"}, **report.steps}})
+    assert "PASS" in md and "| 8 |" in md
+    # a disagreement beyond the precision's tolerance fails the step
     monkeypatch.setitem(smoke.TOLERANCE, "fp32", -1.0)
-    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out), "--no-predictor"]) == 1
-    assert json.loads(out.read_text())["failures"] and "FAIL" in out.with_suffix(".md").read_text()
+    smoke.step_tensorrt(args, report, folder)
+    assert report.steps["tensorrt"]["status"] == "failed" and "differs from ONNX Runtime" in report.failures[0]
+    # the fake TensorRT with a NULL builder: one failed step, not a traceback
+    install_trt(monkeypatch, FakeTRT(null_factories=("Builder",)))
+    smoke.step_tensorrt(args, report, folder)
+    assert report.steps["tensorrt"]["reason"].startswith("TensorRT could not create a builder")
 
 
 # ==== cuda-python facts: native handles, non-IntEnum errors ======================================
