@@ -1624,3 +1624,25 @@ def test_build_engine_dla_on_11_4_1_sets_adjust_for_dla(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="INT8 on DLA is not supported"):
         build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(precision="int8", dla_core=0),
                      platform="jetson")
+
+
+def test_triton_readme_names_the_version_compatible_flag(smoke_folder, tmp_path):
+    """A version-compatible plan needs `--backend-config=tensorrt,version-compatible=true` on tritonserver."""
+    import shutil
+
+    from hpsedge.export.triton import export_triton
+
+    folder, *_ = smoke_folder
+    for vc in (True, False):
+        copy = tmp_path / f"vc-{vc}"
+        shutil.copytree(folder, copy)
+        (copy / "model.fp32.engine").write_bytes(b"not a real plan")
+        raw = json.loads((copy / "manifest.json").read_text())
+        raw["artifacts"]["engine"] = {"file": "model.fp32.engine", "trt_version": "10.3.0", "compute_capability": "8.7",
+                                      "gpu_name": "Orin", "platform": "jetson", "version_compatible": vc}
+        (copy / "manifest.json").write_text(json.dumps(raw))
+        text = export_triton(copy, tmp_path / f"repo-{vc}").readme.read_text()
+        flag = "--backend-config=tensorrt,version-compatible=true"
+        assert (f"tritonserver --model-repository=/models {flag}'" in text) is vc
+        assert (f"tritonserver --model-repository=$PWD {flag}`" in text) is vc
+        assert "tritonserver --model-repository" in text
