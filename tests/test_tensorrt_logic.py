@@ -1646,3 +1646,33 @@ def test_triton_readme_names_the_version_compatible_flag(smoke_folder, tmp_path)
         assert (f"tritonserver --model-repository=/models {flag}'" in text) is vc
         assert (f"tritonserver --model-repository=$PWD {flag}`" in text) is vc
         assert "tritonserver --model-repository" in text
+
+
+# ==== DLA refusals through `export build --on-device` (issue #22: "DLA refusal untested") ====================
+@pytest.mark.parametrize(
+    ("version", "precision", "match"),
+    [
+        ("10.8.0.43", "fp16", r"10\.7 was the last 10\.x release with DLA"),
+        ("11.5.0.1", "fp16", r"through TensorRT 11\.4\.1"),
+        ("10.3.0.30", "int8", r"INT8 on DLA is not supported"),
+        ("11.4.1.5", "int8", r"INT8 on DLA is not supported"),
+    ],
+)
+def test_on_device_dla_refusals_leave_the_folder_untouched(tmp_path, monkeypatch, version, precision, match):
+    from hpsedge.export.build import BuildConfig, rebuild_on_device
+
+    folder = tmp_path / "export"
+    _tiny_export_folder(folder)
+    if precision != "fp32":  # the folder's manifest names its precision and the graph for it
+        raw = json.loads((folder / "manifest.json").read_text())
+        raw["precision"] = precision
+        raw["artifacts"][f"onnx_{precision}"] = {"file": "model.onnx", "precision": precision}
+        (folder / "manifest.json").write_text(json.dumps(raw))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    fake = install_trt(monkeypatch, FakeTRT(version, num_dla=2))
+    install_cuda(monkeypatch, FakeCudart(name=b"Orin", cc=(8, 7)))
+    with pytest.raises(ExportError, match=match) as ei:
+        rebuild_on_device(folder, BuildConfig(model="x", out=folder, dla_core=0, max_batch=8))
+    assert "\n" not in ei.value.message and "--dla" in ei.value.hint
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no engine, manifest as it was
+    assert not [c for c in fake.calls if c[0] in ("parse_from_file", "build_serialized_network")]
