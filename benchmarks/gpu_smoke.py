@@ -23,6 +23,13 @@ Usage::
     python benchmarks/gpu_smoke.py --model poco-pare               # exports, then the GPU steps
     python benchmarks/gpu_smoke.py --folder build/poco-cliff-fp16  # an existing folder
 
+On a lent GPU machine that has torch but no cuda-python and no network (this project's), carry a cuda-bindings
+wheel for its Python in an ignored folder and install it there first (12.x runs on any CUDA 12+ driver)::
+
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+        cuda-bindings==12.9.0 -d tmp/wheels                        # here
+    pip install --no-deps tmp/wheels/cuda_bindings-*.whl && python benchmarks/gpu_smoke.py --model poco-pare
+
 Exit codes: 0 every step that ran passed; 1 a check failed; 2 no CUDA GPU here (the CPU part, export
 included, ran; the GPU steps did not).
 
