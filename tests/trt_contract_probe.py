@@ -232,6 +232,26 @@ def check_cuda() -> dict[str, Any]:
             got = getattr(enum, member, None)
             if got is None or int(got) != value:
                 problems.append(f"{enum_name}.{member} is {got!r}, api.py says {value}")
+    prop = rt.cudaDeviceProp()
+    for field in api.CUDA_DEVICE_PROP_FIELDS:
+        checked += 1
+        if not hasattr(prop, field):
+            problems.append(f"cudaDeviceProp has no {field}")
+    checked += 1
+    if not isinstance(prop.name, (bytes, bytearray)):
+        problems.append(f"cudaDeviceProp.name is {type(prop.name).__name__}, the code decodes bytes")
+    major = int(rt.cudaRuntimeGetVersion()[1]) // 1000
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        get_cuda_native_handle = None
+    checked += 1
+    if (get_cuda_native_handle is not None) != (major >= api.CUDA_NATIVE_HANDLE_FROM_MAJOR):
+        problems.append(f"get_cuda_native_handle present: {get_cuda_native_handle is not None} on {major}.x")
+    stream = rt.cudaStream_t(4242)
+    checked += 1
+    if cudamod.native_handle(stream) != 4242:
+        problems.append("native_handle(cudaStream_t(4242)) is not 4242")
     driver, runtime = cudamod.driver_versions(rt)
     result: dict[str, Any] = {"driver": driver, "runtime": runtime}
     if not driver:  # no NVIDIA driver here (CI): every call must come back as one BackendError with a hint

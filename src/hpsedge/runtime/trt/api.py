@@ -123,6 +123,11 @@ CUDA_ENUMS: dict[str, dict[str, int]] = {
                     "cudaErrorInsufficientDriver": 35, "cudaErrorNoDevice": 100, "cudaErrorDevicesUnavailable": 46},
     "cudaMemcpyKind": {"cudaMemcpyHostToDevice": 1, "cudaMemcpyDeviceToHost": 2},
 }
+#: fields of ``cudaDeviceProp`` read by :func:`hpsedge.runtime.trt.cuda.device_info` (``name`` is bytes)
+CUDA_DEVICE_PROP_FIELDS = ("name", "major", "minor")
+#: ``cuda.bindings.utils.get_cuda_native_handle`` (preferred to the deprecated ``int(handle)``) exists from this
+#: cuda-bindings major on; older ones fall back to ``int()``
+CUDA_NATIVE_HANDLE_FROM_MAJOR = 13
 #: cuda-python versions the contract test checks: the last 12.x line (JetPack 6 / CUDA 12 drivers, the
 #: ``trt-cu12`` extra) and 13.x (CUDA 13 drivers, the ``trt`` extra)
 CONTRACT_CUDA_BINDINGS = ("12.9.0", "13.0.0")
