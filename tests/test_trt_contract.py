@@ -9,7 +9,8 @@ JetPack), but the Python bindings are small standalone wheels on PyPI (``tensorr
 gcc, imports the real bindings in a subprocess with ``LD_LIBRARY_PATH`` on the stubs, and checks every
 entry of :mod:`hpsedge.runtime.trt.api` (classes, method signatures, properties, enum members and values)
 plus the glue that touches the module (see ``tests/trt_contract_probe.py``). The cuda-python names are
-checked against the real ``cuda-bindings`` 12.9 and 13.0 wheels, which import without a driver.
+checked against the real ``cuda-bindings`` 12.9 and 13.0 wheels, which import without a driver, and against
+cuda-python 12.6.2, whose calls raise ``RuntimeError`` without a driver (hpsedge must still give one error).
 
 Downloads are cached in ``tmp/cache/trt-contract`` (or ``$HPSEDGE_TEST_CACHE``). The test skips, saying
 why, only where a wheel cannot be fetched.
@@ -143,15 +144,16 @@ def test_trt_bindings_match_api(trt_bindings: tuple[str, Path, Path]) -> None:
     assert raised["TensorRTBackend"].startswith("TensorRT could not create a runtime")
 
 
-@pytest.fixture(scope="module", params=api.CONTRACT_CUDA_BINDINGS)
-def cuda_bindings(request: pytest.FixtureRequest) -> tuple[str, Path]:
-    version = request.param
-    wheel = _pip_download(f"cuda-bindings=={version}", f"cuda_bindings-{version}-{PY_TAG}-*.whl")
-    return version, _unpack(wheel)
+@pytest.fixture(scope="module", params=[*(("cuda-bindings", v) for v in api.CONTRACT_CUDA_BINDINGS),
+                                        ("cuda-python", api.CONTRACT_CUDA_PYTHON_RAISING)])
+def cuda_bindings(request: pytest.FixtureRequest) -> tuple[str, str, Path]:
+    package, version = request.param
+    wheel = _pip_download(f"{package}=={version}", f"{package.replace('-', '_')}-{version}-{PY_TAG}-*.whl")
+    return package, version, _unpack(wheel)
 
 
-def test_cuda_bindings_match_api(cuda_bindings: tuple[str, Path]) -> None:
-    version, site = cuda_bindings
+def test_cuda_bindings_match_api(cuda_bindings: tuple[str, str, Path]) -> None:
+    package, version, site = cuda_bindings
     res = _probe("cuda", [site], {})
     assert res["problems"] == [], "\n".join(res["problems"])
     assert res["checked"] == (len(api.CUDA_CALLS) + sum(map(len, api.CUDA_ENUMS.values()))
@@ -159,5 +161,10 @@ def test_cuda_bindings_match_api(cuda_bindings: tuple[str, Path]) -> None:
     major = int(version.split(".")[0])
     assert res["runtime"] // 1000 == major  # cuda-bindings N.x is built for CUDA N
     if not res["driver"]:  # no NVIDIA driver on this machine (CI): one error, and the hint names the fix
-        assert "cudaGetDeviceCount" in res["error"] and "cudaErrorInsufficientDriver" in res["error"]
+        assert res["error"].startswith("CUDA call cudaGetDeviceCount failed")
+        if package == "cuda-python":  # 12.6.2 raises RuntimeError from the call itself ("Failed to dlopen
+            # libcuda.so.1" the first time, 'Function "cuInit" not found' after that)
+            assert "(cuda-python: " in res["error"] and "cudaError" not in res["error"]
+        else:  # 12.9 and 13.x return the error code
+            assert "cudaErrorInsufficientDriver" in res["error"]
         assert "no NVIDIA driver" in res["hint"]

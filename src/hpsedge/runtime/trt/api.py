@@ -131,3 +131,6 @@ CUDA_NATIVE_HANDLE_FROM_MAJOR = 13
 #: cuda-python versions the contract test checks: the last 12.x line (JetPack 6 / CUDA 12 drivers, the
 #: ``trt-cu12`` extra) and 13.x (CUDA 13 drivers, the ``trt`` extra)
 CONTRACT_CUDA_BINDINGS = ("12.9.0", "13.0.0")
+#: the cuda-python release (the old ``[trt]`` floor, yanked on PyPI) whose calls *raise* RuntimeError without
+#: a driver instead of returning an error code; the contract test checks that hpsedge still gives one error
+CONTRACT_CUDA_PYTHON_RAISING = "12.6.2"
