@@ -6,10 +6,10 @@ numpy's legacy and torch's global generators before every test, so a test gives 
 whole suite or on any pytest-xdist worker. Tests that assert a property of random weights (e.g. the INT8 drift
 tests) use :data:`TEST_SEED`, so ``HPSEDGE_TEST_SEED=1 pytest ...`` re-runs them on other weights.
 
-Parallel runs (``make test`` runs ``pytest -n 2 --dist loadgroup``): :func:`pytest_collection_modifyitems`
-keeps each test file on one worker (its module fixtures are built once) unless a test names its own
-``@pytest.mark.xdist_group(...)``; explicitly grouped tests (the long full-size builds, the Triton servers) are
-scheduled first. Serving tests share the group ``"triton-server"`` so that two servers never start at once.
+Parallel runs: ``make test`` runs ``pytest -n 2 --dist loadfile``: each test file stays on one worker (its module
+fixtures are built once, its tests run in order), and :func:`pytest_collection_modifyitems` puts the longest files
+first. Tests that start servers take free ports from the OS and write only under ``tmp_path``, so two workers
+never collide.
 """
 
 from __future__ import annotations
@@ -48,25 +48,35 @@ def test_seed() -> int:
 
 
 # --------------------------------------------------------------------------------- xdist scheduling
-@pytest.hookimpl(tryfirst=True)
+#: test files by expected length, longest first (the full-size ViT-H builds and exports take minutes each); `make
+#: test` runs ``-n 2 --dist loadfile --no-loadscope-reorder``, which hands whole files to the workers in the order
+#: their first test was collected, so these start first and the short files fill in around them
+LONGEST_FIRST = (
+    "test_fullsize_int8.py",
+    "test_fullsize_precision.py",
+    "test_tokenhmr_export.py",
+    "test_hmr2.py",
+    "test_export_onnx.py",
+    "test_torch_free.py",
+    "test_serve.py",
+    "test_triton_export.py",
+    "test_build.py",
+    "test_precision.py",
+    "test_registry.py",
+    "test_cli.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """For ``--dist loadgroup``: a test without an ``xdist_group`` mark joins its file's group; tests with an
-    explicit group (long, independent ones) go first, so the longest work starts while the rest is shared out."""
-    def group(it: pytest.Item) -> str | None:
-        mark = it.get_closest_marker("xdist_group")
-        return None if mark is None else str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    """The files of :data:`LONGEST_FIRST` first, in that order; the order of the tests within a file is kept.
 
-    explicit = [it for it in items if group(it) is not None]
-    rest = [it for it in items if group(it) is None]
-    explicit.sort(key=lambda it: LONGEST_FIRST.index(g) if (g := group(it)) in LONGEST_FIRST else len(LONGEST_FIRST))
-    for it in rest:
-        it.add_marker(pytest.mark.xdist_group(Path(str(it.fspath)).name))
-    items[:] = explicit + rest
+    (pytest-xdist's ``--dist loadgroup`` would allow finer groups, but with pytest 9 it cannot rename the
+    node ids it groups by, so ``make test`` groups by file.)"""
+    def rank(item: pytest.Item) -> int:
+        name = Path(str(item.fspath)).name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
-
-#: explicit groups by expected length (the full-size ViT-H builds take minutes), longest first
-LONGEST_FIRST = ("full-tokenhmr-int8", "full-tokenhmr-fp16", "full-tokenhmr-export", "full-hmr2-parity",
-                 "full-poco-cliff-export", "triton-server")
+    items.sort(key=rank)
 
 
 # ----------------------------------------------------------------------------- shared tiny exports

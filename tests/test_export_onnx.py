@@ -185,7 +185,6 @@ def test_checkpoint_hash_recorded(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("full-poco-cliff-export")
 def test_full_size_poco_cliff_export(tmp_path: Path) -> None:
     res = export_onnx("poco-cliff", tmp_path / "poco-cliff")
     assert res.manifest["model"]["variant"] == "full"

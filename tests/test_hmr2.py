@@ -60,7 +60,6 @@ def test_parity_with_official_code(config: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("full-hmr2-parity")
 def test_parity_with_official_code_full_size() -> None:
     """The released sizes (ViT-H/16 × 32 blocks, 670 M parameters, ~2.7 GB in float32)."""
     rel = _parity("full")

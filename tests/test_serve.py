@@ -85,9 +85,6 @@ np.savez(dst, **out)
 print(json.dumps(errors))
 """
 
-#: one worker starts every server (here and in test_triton_export.py), so two never start at once
-pytestmark = pytest.mark.xdist_group("triton-server")
-
 
 def free_ports(n: int) -> list[int]:
     socks = []

@@ -270,7 +270,6 @@ def test_token_probs_option_only_for_tokenhmr(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("full-tokenhmr-export")
 def test_full_size_tokenhmr_export_external_data_and_parity(tmp_path: Path) -> None:
     """The released architecture (688 M values, 2.75 GB FP32): external data, ORT parity ≤ 1e-3 relative.
 

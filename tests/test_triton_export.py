@@ -315,7 +315,6 @@ class TritonPythonModel:
 '''
 
 
-@pytest.mark.xdist_group("triton-server")  # never beside another server (tests/test_serve.py)
 def test_repository_on_real_tritonserver(
     tiny_pare: Path, tmp_path: Path, serve_python: Path, smpl_npz: Path
 ) -> None:
