@@ -291,6 +291,11 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
                     "pve": 1000.0 * float(pve),
                     "uncertainty": unc,
                     "confidence": None if p.confidence is None else float(p.confidence),
+                    # for `hpsedge calib error-bound` (hpsedge.eval.error_bound): per-joint root-relative errors
+                    # (mm, protocol joint order) and POCO's raw σ / score
+                    "joint_errors": [round(1000.0 * float(v), 4) for v in np.linalg.norm(pj - gt_j, axis=-1)[0]],
+                    "sigma": None if p.sigma is None else [float(v) for v in p.sigma],
+                    "score": None if p.score is None else float(p.score),
                 }
                 done[t.label][row] = rec
                 handles[t.label].write(json.dumps(rec) + "\n")
