@@ -43,7 +43,13 @@ import numpy as np
 from hpsedge.errors import HpsedgeError, InputError, ManifestError
 from hpsedge.runtime import error_bound as rt
 from hpsedge.runtime.confidence import accumulate_sigma
-from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, load_manifest, safe_artifact_path, sha256_file
+from hpsedge.runtime.manifest import (
+    MANIFEST_NAME,
+    dumps_strict,
+    load_manifest,
+    safe_artifact_path,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ __all__ = [
     "FILE_NAME",
     "GROUPS",
     "LSP14_TO_SMPL",
-    "NO_UNCERTAINTY",
     "NOT_FITTED",
+    "NO_UNCERTAINTY",
     "SCHEMA",
     "UNCERTAINTIES",
     "ErrorBound",
@@ -64,7 +64,7 @@ GROUPS: dict[str, tuple[int, ...]] = {
 }
 NO_UNCERTAINTY = "the model has no uncertainty output (σ or token confidence), so no error bound can be fitted"
 NOT_FITTED = "no error_bound.json in this build folder (fit one: hpsedge calib error-bound FOLDER --val-results VAL_OUT)"
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,40}")
+_NAME = re.compile(r"[A-Za-z0-9_]{1,40}")  # also part of a serving tensor name
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def parse_error_bound(raw: Any, source: str = FILE_NAME) -> ErrorBound:
     for name, g in groups_raw.items():
         where = f"{source}: group {str(name)[:40]!r}"
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ManifestError(f"{where}: names are 1..40 letters, digits, '_', '.', '-'")
+            raise ManifestError(f"{where}: names are 1..40 letters, digits and '_'")
         if not isinstance(g, dict):
             raise ManifestError(f"{where} must be an object")
         joints = g.get("smpl_joints")
