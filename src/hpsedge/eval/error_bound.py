@@ -378,6 +378,9 @@ def fit_error_bound(folder: str | Path, val_out: str | Path, cfg: ErrorBoundConf
     if entry.get("model") not in (None, manifest.model_name):
         raise InputError(f"the val run's '{entry['label']}' is {entry.get('model')}, but {folder} holds "
                          f"{manifest.model_name}"[:300])
+    graphs = {str(a.get("file")) for a in manifest.artifacts.values()}
+    if entry.get("graph") is not None and str(entry["graph"]) not in graphs:
+        raise InputError(f"the val run's '{entry['label']}' ran {entry['graph']}, which {folder} does not hold"[:300])
     source = _uncertainty_source(manifest, recs, cfg.uncertainty)
     joint_err = _matrix(recs, "joint_errors", None, "per-joint errors in mm")
     table = group_table(joint_err.shape[1], cfg.groups)
