@@ -221,7 +221,7 @@ def test_tampered_artifact_is_refused(setup: dict, tmp_path: Path) -> None:
     assert digit.isdigit()
     # a different (false) promise of the same length: only the sha256 can tell
     path.write_text(text[:at] + str((int(digit) + 1) % 10) + text[at + 1 :], encoding="utf-8")
-    with pytest.raises(ManifestError, match="error_bound.json does not match the sha256"):
+    with pytest.raises(ManifestError, match=r"error_bound\.json does not match the sha256"):
         Predictor.load(folder, device="cpu")
     path.write_text(text, encoding="utf-8")
     Predictor.load(folder, device="cpu").close()  # the original passes again
