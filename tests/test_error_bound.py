@@ -310,3 +310,33 @@ def test_triton_repository_carries_the_bound(setup: dict, tmp_path: Path) -> Non
     direct = net.predict(rgb, np.array([[40, 20, 200, 190]], dtype=np.float32))[0]
     assert out["error_bound_mm_arms"][0] == pytest.approx(direct.error_bound_mm["arms"], rel=1e-6)
     net.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hpsedge.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+
+
+def _one_error(res: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert res.returncode == 2, res.stderr
+    errs = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errs) == 1 and needle in errs[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_fits_and_refuses_with_one_error_line(setup: dict, tmp_path: Path) -> None:
+    folder = _fresh(setup, tmp_path)
+    val = str(setup["val"])
+    res = _cli("calib", "error-bound", str(folder), "--val-results", val, "--label", "poco-pare", "--coverage", "0.8",
+               "--split", "sample", "--plot", str(tmp_path / "rel.png"))
+    assert res.returncode == 0, res.stderr
+    assert "body: held-out coverage" in res.stdout and (folder / rt.FILE_NAME).is_file()
+    assert (tmp_path / "rel.png").is_file()
+    _one_error(_cli("calib", "error-bound", str(setup["hmr2"]), "--val-results", val), "no uncertainty output")
+    _one_error(_cli("calib", "error-bound", str(folder), "--val-results", val, "--label", "poco-pare"), "already")
+    _one_error(_cli("calib", "error-bound", str(folder), "--val-results", val, "--label", "poco-pare",
+                    "--coverage", "1.5", "--force"), "coverage")
+    _one_error(_cli("calib", "error-bound", str(folder), "--val-results", str(tmp_path)), "results.json")
+    # 36 samples: 14 calibrate, too few for 95 %
+    _one_error(_cli("calib", "error-bound", str(folder), "--val-results", val, "--label", "poco-pare",
+                    "--coverage", "0.95", "--split", "sample", "--force"), "calibration samples")

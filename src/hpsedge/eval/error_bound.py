@@ -26,13 +26,11 @@ numpy and the runtime only (no torch).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -43,13 +41,8 @@ import numpy as np
 from hpsedge.errors import HpsedgeError, InputError, ManifestError
 from hpsedge.runtime import error_bound as rt
 from hpsedge.runtime.confidence import accumulate_sigma
-from hpsedge.runtime.manifest import (
-    MANIFEST_NAME,
-    dumps_strict,
-    load_manifest,
-    safe_artifact_path,
-    sha256_file,
-)
+from hpsedge.runtime.files import atomic_write, sha256_file
+from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, load_manifest, safe_artifact_path
 
 log = logging.getLogger(__name__)
 
@@ -449,25 +442,6 @@ def _is_ours(path: Path, listed: bool) -> bool:
         return False
 
 
-def _write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_error_bound(folder: str | Path, doc: dict[str, Any], force: bool = False) -> Path:
     """Write ``error_bound.json`` into the build folder and list it (sha256, bytes) in ``manifest.json``.
 
@@ -489,7 +463,7 @@ def write_error_bound(folder: str | Path, doc: dict[str, Any], force: bool = Fal
             if not force:
                 raise HpsedgeError(f"{target} holds an error bound already", hint="pass --force to replace it")
         body = dumps_strict({k: v for k, v in doc.items() if k != "written"}, indent=1, ensure_ascii=False) + "\n"
-        _write_atomic(target, body)
+        atomic_write(target, body)
         raw = json.loads(json.dumps(manifest.raw))
         old = raw["artifacts"].get(rt.ARTIFACT_KEY)
         if old is not None and old.get("file") != rt.FILE_NAME:
@@ -499,7 +473,7 @@ def write_error_bound(folder: str | Path, doc: dict[str, Any], force: bool = Fal
             "coverage": doc["coverage"], "uncertainty": doc["uncertainty"],
         }
         mpath = folder / MANIFEST_NAME
-        _write_atomic(mpath, dumps_strict(raw, indent=2) + "\n", mode=mpath.stat().st_mode & 0o777)
+        atomic_write(mpath, dumps_strict(raw, indent=2) + "\n")
     log.info("error bound written: %s (coverage %.2f)", target, doc["coverage"])
     return target
 
