@@ -340,3 +340,47 @@ def test_cli_fits_and_refuses_with_one_error_line(setup: dict, tmp_path: Path) -
     # 36 samples: 14 calibrate, too few for 95 %
     _one_error(_cli("calib", "error-bound", str(folder), "--val-results", val, "--label", "poco-pare",
                     "--coverage", "0.95", "--split", "sample", "--force"), "calibration samples")
+
+
+_SERVE_CLIENT = """
+import json, sys
+import numpy as np
+from hpsedge.client import HpsedgeClient
+d = np.load(sys.argv[2])
+with HpsedgeClient(sys.argv[1]) as c:
+    people = c.predict(d["image"], d["boxes"])
+print(json.dumps([{k: float(v) for k, v in p.items() if k.startswith("error_bound")} for p in people]))
+"""
+
+
+def test_real_triton_server_returns_the_bound(setup: dict, tmp_path: Path, serve_python: Path) -> None:
+    """`hpsedge serve` (PyTriton, a real Triton server) on a folder with the bound: one tensor per group."""
+    import os
+    import signal
+
+    from test_serve import Server
+
+    folder = _fresh(setup, tmp_path)
+    fit_error_bound(folder, setup["val"], ErrorBoundConfig(coverage=0.9, split="sample"), label="poco-pare")
+    rgb = np.asarray(Image.open(setup["image"]).convert("RGB"))
+    boxes = np.array([[40, 20, 200, 190], [10, 10, 120, 150]], dtype=np.float32)
+    np.savez(tmp_path / "req.npz", image=rgb, boxes=boxes)
+    server = Server(serve_python, folder, tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        res = subprocess.run([str(serve_python), "-c", _SERVE_CLIENT, f"127.0.0.1:{server.grpc}",
+                              str(tmp_path / "req.npz")], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        assert res.returncode == 0, res.stderr[-3000:] + server.tail()
+    finally:
+        server.stop(signal.SIGTERM)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    pred = Predictor.load(folder, device="cpu")
+    want = pred.predict(rgb, boxes)
+    pred.close()
+    assert len(got) == 2
+    for g, w in zip(got, want, strict=True):
+        assert set(g) == {"error_bound_mm_body", "error_bound_mm_torso", "error_bound_mm_arms", "error_bound_mm_legs",
+                          "error_bound_coverage"}
+        assert g["error_bound_coverage"] == pytest.approx(0.9)
+        assert g["error_bound_mm_arms"] == pytest.approx(w.error_bound_mm["arms"], rel=1e-5)
