@@ -117,6 +117,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory, smpl_npz: Path) -> dict:
     seeded pose and shape noise, and a tiny HMR 2.0 folder (no uncertainty)."""
     root = tmp_path_factory.mktemp("eb")
     rng = np.random.default_rng(0)
+    import torch
+
+    torch.manual_seed(0)  # the random weights of both tiny folders
     folder = export_onnx("poco-pare", root / "poco-pare", tiny=True).out_dir
     hmr2 = export_onnx("hmr2", root / "hmr2", tiny=True).out_dir
     (root / "images" / "seq").mkdir(parents=True)
@@ -384,3 +387,19 @@ def test_real_triton_server_returns_the_bound(setup: dict, tmp_path: Path, serve
                           "error_bound_coverage"}
         assert g["error_bound_coverage"] == pytest.approx(0.9)
         assert g["error_bound_mm_arms"] == pytest.approx(w.error_bound_mm["arms"], rel=1e-5)
+
+
+def test_per_joint_groups_and_score_uncertainty(setup: dict) -> None:
+    """--groups joints: body + one group per LSP joint, each with its SMPL joint; --uncertainty score: the POCO score."""
+    doc = fit_error_bound(setup["folder"], setup["val"], ErrorBoundConfig(coverage=0.8, groups="joints",
+                          uncertainty="score", split="sample"), write=False)
+    assert "written" not in doc and not (setup["folder"] / rt.FILE_NAME).exists()
+    assert len(doc["groups"]) == 15 and doc["groups"]["left_wrist"]["smpl_joints"] == [20]
+    eb = rt.parse_error_bound(doc)
+    assert eb.uncertainty == "score"
+    u = eb.uncertainties(None, np.array([0.3]), None)
+    assert u is not None and u.shape == (1, 15) and np.all(u == 0.3)
+    with pytest.raises(InputError, match="unknown grouping"):
+        fit_error_bound(setup["folder"], setup["val"], ErrorBoundConfig(groups="fingers"), write=False)
+    with pytest.raises(InputError, match="unknown --uncertainty"):
+        fit_error_bound(setup["folder"], setup["val"], ErrorBoundConfig(uncertainty="entropy"), write=False)
