@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.eval import metrics
 from hpsedge.eval.data import EvalSet, load_eval_set, load_j_regressor, resolve_images
-from hpsedge.runtime.errors import HpsedgeError, InputError
 
 log = logging.getLogger(__name__)
 
