@@ -285,10 +285,12 @@ def load_j_regressor(path: str | Path, rows: int = 17) -> np.ndarray:
     if arr.shape != want:
         kind = "the Human3.6M regressor" if rows == 17 else "TokenHMR's SMPL_to_J19 regressor"
         name = "J_regressor_h36m.npy (17 joints" if rows == 17 else "SMPL_to_J19.pkl (19 joints"
-        raise InputError(
-            f"{p}: J-regressor has shape {list(arr.shape)}; expected {kind} {list(want)}",
-            hint=f"pass {name} × 6890 vertices) for this protocol",
-        )
+        hint = f"pass {name} × 6890 vertices) for this protocol"
+        if arr.shape == (19, H36M_SHAPE[1]):
+            hint = "this looks like TokenHMR's SMPL_to_J19 regressor: it goes with --protocol tokenhmr-3dpw"
+        elif arr.shape == H36M_SHAPE:
+            hint = "this looks like J_regressor_h36m: it goes with --protocol poco-3dpw"
+        raise InputError(f"{p}: J-regressor has shape {list(arr.shape)}; expected {kind} {list(want)}", hint=hint)
     arr = np.asarray(arr, dtype=np.float64)
     if not np.isfinite(arr).all():
         raise InputError(f"{p}: the J-regressor holds NaN or infinite values")
