@@ -198,15 +198,15 @@ def test_var_that_leaves_the_trainer_nobody_warns_in_the_summary_and_strict_fail
     import subprocess
     import sys
 
-    from hpsedge.curate.core import trainer_drop
-
     images, boxes = dataset
     s = curate(export, images, boxes, tmp_path / "o", rule="all", part=False, write_var=True,
                trainer_threshold=1e-9, **LOAD)
     assert s["kept"] == s["people"] > 0 and s["trainer"]["rows_the_trainer_uses"] == 0
-    assert trainer_drop(s["trainer"]) == s["kept"]
     on_disk = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert len(on_disk["warnings"]) == 1 and "keeps none of the" in on_disk["warnings"][0]
+    from hpsedge.curate.core import trainer_drop
+
+    assert trainer_drop(s["trainer"]) == s["kept"]
     # the old key name is still understood by readers of older summary.json files
     assert trainer_drop({"rows_the_default_threshold_would_drop": 3}) == 3 and trainer_drop({}) is None
     with pytest.raises(HpsedgeError, match="keeps none of the"):
