@@ -10,7 +10,7 @@ Only those arrays are read, and only after their ``.npy`` headers (dtype and sha
 say they are what they should be: a file may hold other large arrays (``S``, ``part``, ``openpose`` …) or
 declare absurd shapes, and neither costs memory. Every array must have one entry per ``imgname`` row (a short
 ``has_smpl`` or ``gender`` is refused, not truncated). Files are read with ``allow_pickle=False``; every
-problem is one :class:`~hpsedge.runtime.errors.InputError`.
+problem is one :class:`~hpsedge.errors.InputError`.
 """
 
 from __future__ import annotations
