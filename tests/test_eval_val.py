@@ -205,6 +205,14 @@ def test_bad_inputs_give_one_error_line(setup: dict, tmp_path: Path) -> None:
     _one_error(_bad_run(s, tmp_path, **{"--smpl": str(tmp_path / "smplx.npz")}), "SMPL-X")
     np.save(tmp_path / "jreg24.npy", np.zeros((24, 6890)))
     _one_error(_bad_run(s, tmp_path, **{"--j-regressor": str(tmp_path / "jreg24.npy")}), "expected the Human3.6M")
+    _one_error(_bad_run(s, tmp_path, **{"--pelvis": "hips"}), "tokenhmr-emdb")  # never TokenHMR's protocol
+    _one_error(_bad_run(s, tmp_path, **{"--protocol": "spin"}), "unknown --protocol")
+    _one_error(_bad_run(s, tmp_path, **{"--protocol": "tokenhmr-emdb"}), "--j-regressor is not used")
+    # the CLI runs TokenHMR's EMDB protocol without a J-regressor file (SMPL's own)
+    res = _cli("val", str(s["int8"]), "--data", str(s["data"]), "--images", str(s["images"]), "--smpl", str(s["smpl"]),
+               "--protocol", "tokenhmr-emdb", "--max-samples", "2", "--out", str(tmp_path / "emdb"), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert "protocol tokenhmr-emdb" in res.stdout and (tmp_path / "emdb" / "results.json").is_file()
 
 
 def test_hostile_paths_and_values(setup: dict, tmp_path: Path) -> None:
