@@ -116,15 +116,23 @@ def _official_errors(pred_kp: Any, gt_kp: Any) -> tuple[np.ndarray, np.ndarray]:
     return 1000 * mpjpe.numpy(), 1000 * re.numpy()
 
 
-def _two_meshes(smpl_model: object, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _two_bodies(smpl_model: Any, seed: int) -> tuple[Any, Any]:
+    """Prediction and ground truth (SMPL outputs) of 4 people: poses and shapes a little apart."""
     rng = np.random.default_rng(seed)
     pose = rng.normal(0, 0.35, size=(4, 72))
-    pred_pose = pose + rng.normal(0, 0.15, size=pose.shape)
     betas = rng.normal(0, 1, size=(4, 10))
-    gt = smpl_model.forward(betas, pose).vertices.astype(np.float64)  # type: ignore[attr-defined]
-    pred = smpl_model.forward(betas + rng.normal(0, 0.3, size=betas.shape), pred_pose)  # type: ignore[attr-defined]
-    # a global offset too: the root subtraction must take it out of MPJPE, not PA alone
-    return pred.vertices.astype(np.float64) + np.array([0.1, -0.2, 3.0]), gt
+    gt = smpl_model.forward(betas, pose)
+    pred = smpl_model.forward(betas + rng.normal(0, 0.3, size=betas.shape), pose + rng.normal(0, 0.15, size=pose.shape))
+    return pred, gt
+
+
+#: a global offset of the prediction: the root subtraction must take it out of MPJPE, not PA alone
+OFFSET = np.array([0.1, -0.2, 3.0])
+
+
+def _two_meshes(smpl_model: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    pred, gt = _two_bodies(smpl_model, seed)
+    return pred.vertices.astype(np.float64) + OFFSET, gt.vertices.astype(np.float64)
 
 
 def _ours(pred_v: np.ndarray, gt_v: np.ndarray, reg: np.ndarray, proto: metrics.Protocol) -> tuple[np.ndarray, ...]:
@@ -134,7 +142,7 @@ def _ours(pred_v: np.ndarray, gt_v: np.ndarray, reg: np.ndarray, proto: metrics.
     return 1000 * metrics.mpjpe(pj, gj), 1000 * metrics.pa_mpjpe(pj, gj), 1000 * pve
 
 
-def test_tokenhmr_emdb_protocol_matches_its_evaluator(smpl_model: object, smpl_arrays: dict) -> None:
+def test_tokenhmr_emdb_protocol_matches_its_evaluator(smpl_model: Any, smpl_arrays: dict) -> None:
     """TokenHMR's Evaluator, EMDB branch, written out in torch: SMPL's own J_regressor on the mesh, root = mean of
     joints 1 and 2, all 24 joints, PVE of the root-aligned meshes."""
     import torch
@@ -164,13 +172,13 @@ def test_tokenhmr_emdb_protocol_matches_its_evaluator(smpl_model: object, smpl_a
     assert not np.allclose(other, mpjpe, rtol=0.05)
 
 
-def _tokenhmr_44(smpl_model: object, vertices: np.ndarray, j45: np.ndarray, j19: np.ndarray) -> np.ndarray:
+def _tokenhmr_44(vertices: np.ndarray, j45: np.ndarray, j19: np.ndarray) -> np.ndarray:
     """TokenHMR's 44 keypoints: 25 OpenPose joints picked from smplx's 45 (its smpl_to_openpose map), then J19."""
     op25 = [24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34]
     return np.concatenate([j45[:, op25], np.einsum("jv,bvc->bjc", j19, vertices)], axis=1)
 
 
-def test_tokenhmr_3dpw_protocol_matches_its_evaluator(smpl_model: object) -> None:
+def test_tokenhmr_3dpw_protocol_matches_its_evaluator(smpl_model: Any) -> None:
     """TokenHMR's Evaluator, 3DPW-TEST: 44 keypoints, pelvis index 39, KEYPOINT_LIST [25..37, 43], PVE of meshes
     minus that pelvis; here with a synthetic SMPL_to_J19 regressor."""
     import torch
@@ -180,12 +188,11 @@ def test_tokenhmr_3dpw_protocol_matches_its_evaluator(smpl_model: object) -> Non
     for j in range(19):
         idx = rng.choice(6890, size=15, replace=False)
         j19[j, idx] = rng.dirichlet(np.ones(15))
-    pred_v, gt_v = _two_meshes(smpl_model, 10)
-    # the 45 smplx joints of these meshes (the runtime's joints45; only J19 rows end up scored)
-    j45_p = np.concatenate([np.zeros((4, 24, 3)), pred_v[:, :21]], axis=1)
-    j45_g = np.concatenate([np.zeros((4, 24, 3)), gt_v[:, :21]], axis=1)
-    kp_p = torch.from_numpy(_tokenhmr_44(smpl_model, pred_v, j45_p, j19)).float()
-    kp_g = torch.from_numpy(_tokenhmr_44(smpl_model, gt_v, j45_g, j19)).float()
+    pred, gt = _two_bodies(smpl_model, 10)
+    pred_v, gt_v = pred.vertices.astype(np.float64) + OFFSET, gt.vertices.astype(np.float64)
+    # the model's 44 keypoints: its 45 smplx joints (the runtime's joints45) → 25 OpenPose, then J19 of the mesh
+    kp_p = torch.from_numpy(_tokenhmr_44(pred_v, pred.joints45.astype(np.float64) + OFFSET, j19)).float()
+    kp_g = torch.from_numpy(_tokenhmr_44(gt_v, gt.joints45.astype(np.float64), j19)).float()
     pel_p, pel_g = kp_p[:, [39]], kp_g[:, [39]]
     keep = [25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 43]
     want_mpjpe, want_re = _official_errors((kp_p - pel_p)[:, keep], (kp_g - pel_g)[:, keep])

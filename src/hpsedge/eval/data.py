@@ -220,7 +220,7 @@ def load_eval_set(path: str | Path, max_samples: int | None = None) -> EvalSet:
         raise InputError(f"{p} has no samples to evaluate (rows: {n})")
     return EvalSet(
         path=p,
-        imgname=[str(names[i]) for i in rows],
+        imgname=[names[i].decode(errors="replace") if isinstance(names[i], bytes) else str(names[i]) for i in rows],
         center=center[rows],
         scale=scale[rows],
         pose=pose[rows],
