@@ -52,14 +52,16 @@ def val_cmd(
         doc = run_val(cfg, progress=lambda done, total, _name: progress.update(task, completed=done, total=total))
     table = Table(title=f"hpsedge val: {doc['samples']} samples (mm)")
     table.add_column("folder", overflow="fold")
-    for col in ("MPJPE", "PA-MPJPE", "PVE", "ρ (σ, PA)", "AUSE"):
+    for col in ("MPJPE", "PA-MPJPE", "PVE", "ρ person (score, PA)", "AUSE", "r joint (rotmat MSE, σ)"):
         table.add_column(col, no_wrap=True, justify="right")
     for f in doc["folders"]:
         r = doc["results"][f["label"]]
         u = r.get("uncertainty") or {}
         rho, ause = u.get("spearman_pa_mpjpe"), u.get("ause_pa_mpjpe")
+        rj = (r.get("per_joint_uncertainty") or {}).get("pearson_rotmat_mse_sigma")
         table.add_row(f["label"], f"{r['mpjpe']['mean']:.2f}", f"{r['pa_mpjpe']['mean']:.2f}",
-                      f"{r['pve']['mean']:.2f}", "-" if rho is None else f"{rho:.3f}", "-" if ause is None else f"{ause:.2f}")
+                      f"{r['pve']['mean']:.2f}", "-" if rho is None else f"{rho:.3f}", "-" if ause is None else f"{ause:.2f}",
+                      "-" if rj is None else f"{rj:.3f}")
     console.print(table)
     resumed = sum(doc["resumed_samples"].values())
     console.print(f"  protocol {doc['protocol']['name']}: {doc['protocol']['joints']}; root: {doc['protocol']['pelvis']}")
