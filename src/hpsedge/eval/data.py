@@ -212,7 +212,7 @@ def load_eval_set(path: str | Path, max_samples: int | None = None) -> EvalSet:
             raise InputError(f"{p}: 'gender' holds {bad[:3]}; expected 'm', 'f' or 'n' (neutral)")
     has_smpl = np.ones(n, dtype=bool)
     if "has_smpl" in data:
-        has_smpl = _numeric(p, data, "has_smpl", kinds="fiub").reshape(n) > 0
+        has_smpl = _numeric(p, data, "has_smpl", kinds="fiub").reshape(n) != 0  # POCO: `if self.has_smpl[index]`
     rows = np.arange(n)
     if max_samples is not None:
         rows = rows[: max(0, int(max_samples))]
