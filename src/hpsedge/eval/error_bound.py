@@ -323,11 +323,18 @@ def _vector(recs: list[dict[str, Any]], key: str, what: str) -> np.ndarray:
     return arr
 
 
-def group_table(n_joints: int, grouping: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Group name → (joints of the val protocol, SMPL joints for σ). 14 LSP joints map to SMPL; any other
-    joint set gets one group, ``body``, over all joints (σ of all 24 SMPL joints)."""
+def group_table(n_joints: int, grouping: str, protocol: str | None = None) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Group name → (joints of the val protocol, SMPL joints for σ). The 14 LSP joints (``poco-3dpw``; also
+    ``tokenhmr-3dpw``, whose 14 keypoints follow the LSP order with the head for the head top) map to SMPL
+    joints; SMPL's own 24 (``tokenhmr-emdb``) are SMPL joints; any other set gets one group, ``body``."""
     if grouping not in GROUPINGS:
         raise InputError(f"unknown grouping '{grouping}' (choose from {', '.join(GROUPINGS)})")
+    if n_joints == 24 and (protocol or "").startswith("tokenhmr-emdb"):
+        if grouping == "parts":
+            return {g: (js, js) for g, js in rt.SMPL24_GROUPS.items()}
+        table = {"body": (tuple(range(24)), tuple(range(24)))}
+        table.update({f"smpl_{j:02d}": ((j,), (j,)) for j in range(24)})
+        return table
     if n_joints != len(rt.LSP14_TO_SMPL):
         return {"body": (tuple(range(n_joints)), tuple(range(24)))}
     table = {"body": (rt.GROUPS["body"], tuple(sorted(rt.LSP14_TO_SMPL)))}
@@ -378,7 +385,8 @@ def fit_error_bound(folder: str | Path, val_out: str | Path, cfg: ErrorBoundConf
         raise InputError(f"the val run's '{entry['label']}' ran {entry['graph']}, which {folder} does not hold"[:300])
     source = _uncertainty_source(manifest, recs, cfg.uncertainty)
     joint_err = _matrix(recs, "joint_errors", None, "per-joint errors in mm")
-    table = group_table(joint_err.shape[1], cfg.groups)
+    protocol = (entry.get("protocol") or {}).get("name")
+    table = group_table(joint_err.shape[1], cfg.groups, protocol if isinstance(protocol, str) else None)
     if source == "sigma":
         acc = accumulate_sigma(_matrix(recs, "sigma", 24, "POCO's σ"))
         unc = {g: acc[:, list(sj)].mean(axis=1) for g, (_, sj) in table.items()}
@@ -400,7 +408,9 @@ def fit_error_bound(folder: str | Path, val_out: str | Path, cfg: ErrorBoundConf
 
 def _document(model: str, cfg: ErrorBoundConfig, source: str, fits: list[GroupFit], how: str,
               entry: dict[str, Any], val_out: Path) -> dict[str, Any]:
-    pelvis = (entry.get("protocol") or {}).get("pelvis") or "the val run's pelvis"
+    proto = entry.get("protocol") or {}
+    pelvis = proto.get("pelvis") or "the val run's pelvis"
+    joints = proto.get("joints") or "the val protocol's joints"
     unc_text = {"sigma": "mean kinematically accumulated POCO σ over the group's SMPL joints",
                 "score": "POCO's official per-person score", "confidence": "1 − the model's confidence"}[source]
     return {
@@ -413,7 +423,8 @@ def _document(model: str, cfg: ErrorBoundConfig, source: str, fits: list[GroupFi
         "statement": (f"with probability ≥ {cfg.coverage:.0%} (marginally, over people like the calibration data), "
                       f"every joint of a group lies within error_bound_mm[group] of its true 3D position, both "
                       f"root-relative ({pelvis}); global translation and depth are not covered")[:1000],
-        "error": "largest Euclidean error (mm) among the group's joints, root-relative (val protocol joints)",
+        "error": f"largest Euclidean error (mm) among the group's joints, root-relative; joints: {joints}"[:500],
+        "protocol": proto.get("name"),
         "method": "split conformal: f(u) = max(a + b·u, floor) fit on the fit split; quantile "
                   "⌈(n+1)(1−α)⌉-th smallest of error/f(u) on the calibration split; coverage on the held-out split",
         "split": {"how": how, "fit_fraction": cfg.fit_fraction, "holdout_fraction": cfg.holdout_fraction,

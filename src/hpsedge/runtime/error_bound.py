@@ -39,6 +39,7 @@ __all__ = [
     "LSP14_TO_SMPL",
     "NOT_FITTED",
     "NO_UNCERTAINTY",
+    "SMPL24_GROUPS",
     "SCHEMA",
     "UNCERTAINTIES",
     "ErrorBound",
@@ -61,6 +62,13 @@ GROUPS: dict[str, tuple[int, ...]] = {
     "torso": (2, 3, 8, 9, 12, 13),  # hips, shoulders, neck, head top
     "arms": (6, 7, 10, 11),  # elbows, wrists
     "legs": (0, 1, 4, 5),  # knees, ankles
+}
+#: the same groups over SMPL's 24 joints (TokenHMR's EMDB protocol scores all 24; σ is per SMPL joint)
+SMPL24_GROUPS: dict[str, tuple[int, ...]] = {
+    "body": tuple(range(24)),
+    "torso": (0, 1, 2, 3, 6, 9, 12, 13, 14, 15, 16, 17),  # pelvis, hips, spine, neck, collars, head, shoulders
+    "arms": (18, 19, 20, 21, 22, 23),  # elbows, wrists, hands
+    "legs": (4, 5, 7, 8, 10, 11),  # knees, ankles, feet
 }
 NO_UNCERTAINTY = "the model has no uncertainty output (σ or token confidence), so no error bound can be fitted"
 NOT_FITTED = "no error_bound.json in this build folder (fit one: hpsedge calib error-bound FOLDER --val-results VAL_OUT)"
