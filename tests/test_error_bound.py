@@ -403,3 +403,16 @@ def test_per_joint_groups_and_score_uncertainty(setup: dict) -> None:
         fit_error_bound(setup["folder"], setup["val"], ErrorBoundConfig(groups="fingers"), write=False)
     with pytest.raises(InputError, match="unknown --uncertainty"):
         fit_error_bound(setup["folder"], setup["val"], ErrorBoundConfig(uncertainty="entropy"), write=False)
+
+
+def test_group_tables_follow_the_protocol_joint_set() -> None:
+    from hpsedge.eval.error_bound import group_table
+
+    lsp = group_table(14, "parts", "poco-3dpw")
+    assert lsp["arms"] == ((6, 7, 10, 11), (18, 19, 20, 21))  # LSP elbows/wrists → SMPL elbows/wrists
+    emdb = group_table(24, "parts", "tokenhmr-emdb")
+    assert set(emdb) == {"body", "torso", "arms", "legs"} and emdb["legs"][0] == emdb["legs"][1] == (4, 5, 7, 8, 10, 11)
+    assert sorted(j for g in ("torso", "arms", "legs") for j in emdb[g][0]) == list(range(24))  # a partition
+    assert sorted(j for g in ("torso", "arms", "legs") for j in lsp[g][0]) == list(range(14))
+    assert len(group_table(24, "joints", "tokenhmr-emdb")) == 25
+    assert set(group_table(17, "parts", "other")) == {"body"}
