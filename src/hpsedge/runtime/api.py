@@ -40,7 +40,7 @@ from hpsedge.runtime.predictor import DEFAULT_MAX_BOXES, PersonResult, Predictor
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectedPerson", "Model", "Results", "people_boxes"]
+__all__ = ["DetectedPerson", "Model", "Results", "RobotOutputs", "people_boxes"]
 
 _STILL = ("image", "folder", "array")
 
@@ -361,3 +361,46 @@ def _boxes_per_item(items: Sequence[Any], boxes: Any | None) -> list[Any | None]
                          hint="give one [K, 4] list per picture, or a boxes file")
     return per
 
+
+
+class RobotOutputs:
+    """The ``--mcap`` and ``--rerun`` outputs of ``hpsedge run`` together: one :meth:`write` per picture or
+    frame; :meth:`close` finishes both (or :meth:`abort` drops their partial files)."""
+
+    def __init__(self, mcap: str | Path | None = None, rerun: str | Path | None = None, *,
+                 faces: np.ndarray | None = None, intrinsics: CameraIntrinsics | None = None, model: str = "",
+                 force: bool = False) -> None:
+        self.mcap = self.rerun = None
+        try:
+            if mcap is not None:
+                from hpsedge.runtime.ros import McapWriter
+
+                self.mcap = McapWriter(mcap, faces=faces, intrinsics=intrinsics, model=model, force=force)
+            if rerun is not None:
+                from hpsedge.runtime.rerun_log import RerunLog
+
+                self.rerun = RerunLog(rerun, faces=faces, intrinsics=intrinsics, force=force)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def paths(self) -> list[Path]:
+        return [w.path for w in (self.mcap, self.rerun) if w is not None]
+
+    def write(self, rgb: np.ndarray, people: list[Any], index: int, time_s: float | None) -> None:
+        if self.mcap is not None:
+            self.mcap.write(people, image_hw=rgb.shape[:2], time_s=time_s if time_s is not None else index / 30.0,
+                            index=index)
+        if self.rerun is not None:
+            self.rerun.log(people, image=rgb, index=index, time_s=time_s)
+
+    def close(self) -> None:
+        for w in (self.mcap, self.rerun):
+            if w is not None:
+                w.close()
+
+    def abort(self) -> None:
+        for w in (self.mcap, self.rerun):
+            if w is not None:
+                w.abort()

@@ -264,7 +264,7 @@ class Pipeline:
 # ============================================================================================ run a source
 def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overlay: str | Path | None = None,
                boxes: list[np.ndarray] | None = None, progress: Any | None = None,
-               max_frames: int | None = None) -> dict[str, Any]:
+               max_frames: int | None = None, on_frame: Any | None = None) -> dict[str, Any]:
     """Run ``pipeline`` over an opened :class:`~hpsedge.runtime.sources.Source`.
 
     Args:
@@ -273,6 +273,7 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
         boxes: per-frame person boxes (skips the detector), indexed by frame.
         progress: called as ``progress(frames_done, frames_per_second)``.
         max_frames: stop after this many frames.
+        on_frame: called as ``on_frame(frame, result)`` after each frame (the ``--mcap``/``--rerun`` outputs).
 
     Ctrl-C (KeyboardInterrupt) ends the run like the end of the source: everything so far is written, the
     summary says ``interrupted``. A source that stops with an error (:class:`SourceStopped`) is re-raised
@@ -305,6 +306,8 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
             ids.update(p.track_id for p in res.people)
             for k, v in res.seconds.items():
                 stage_sum[k] += v
+            if on_frame is not None:
+                on_frame(frame, res)
             if jsonl is not None:
                 jsonl.write(json.dumps(res.to_json(frame.time), separators=(",", ":")) + "\n")
                 jsonl.flush()
