@@ -166,3 +166,42 @@ def test_rerun_recording_reads_back(results, tmp_path):
     np.testing.assert_allclose(k.T, CAM.matrix)
     with pytest.raises(InputError, match="not overwriting"):
         RerunLog(path)
+
+
+def test_outputs_and_api_import_no_optional_package():
+    """The runtime stays numpy-only: mcap, rerun (and yaml) load only when a writer is opened."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hpsedge.runtime.ros, hpsedge.runtime.rerun_log, hpsedge.runtime.api, hpsedge.runtime.camera;"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'mcap', 'mcap_ros2', 'rerun', 'yaml', 'torch', 'PIL'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_people_who_leave_are_cleared_and_no_smpl_gives_a_stick_figure(results, tmp_path):
+    pytest.importorskip("mcap_ros2")
+    chunk_mod = pytest.importorskip("rerun.chunk")
+    from dataclasses import replace
+
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    from hpsedge.runtime.rerun_log import RerunLog
+    from hpsedge.runtime.ros import McapWriter
+
+    res, _ = results
+    bare = [replace(p, vertices=None, joints3d=None, joints2d=None) for p in res[0].people]
+    path, rrd = tmp_path / "s.mcap", tmp_path / "s.rrd"
+    with McapWriter(path, start_ns=0) as bag, RerunLog(rrd, images=False) as log:
+        for k, people in enumerate([bare, bare[:1]]):
+            bag.write(people, image_hw=(H, W), time_s=k / 10, index=k)
+            log.log(people, image_hw=(H, W), index=k, time_s=k / 10)
+    with open(path, "rb") as fh:
+        arrays = [m for _s, ch, _r, m in make_reader(fh, decoder_factories=[DecoderFactory()]).iter_decoded_messages()
+                  if ch.topic == "/hpsedge/markers"]
+    assert [sorted({mk.ns for mk in a.markers[1:]}) for a in arrays] == [["joints", "label", "skeleton"]] * 2
+    assert [len(a.markers) for a in arrays] == [1 + 2 * 3, 1 + 3]  # the second frame: one person, no mesh
+    cleared = [ch for ch in chunk_mod.RrdReader(rrd).stream()
+               if ch.entity_path == f"/world/people/{bare[1].track_id}"]
+    assert cleared and any("Clear:is_recursive" in c.to_record_batch().schema.names for c in cleared)
