@@ -45,10 +45,13 @@ def _rr() -> Any:
     return rr
 
 
-def _rgb(conf: float | None) -> tuple[int, int, int]:
+def _rgba(conf: float | None) -> int:
+    """The overlay's confidence colour packed as Rerun's 0xRRGGBBAA (packed colours convert ~300× faster
+    than RGB rows for a 6890-vertex mesh)."""
     from hpsedge.runtime.draw import confidence_color
 
-    return confidence_color(conf)
+    r, g, b = confidence_color(conf)
+    return (r << 24) | (g << 16) | (b << 8) | 0xFF
 
 
 class RerunLog:
@@ -103,6 +106,7 @@ class RerunLog:
             rec.log("world/camera/image", rr.Image(np.ascontiguousarray(image)).compress(jpeg_quality=85))
         seen: set[int] = set()
         bones = [(SMPL_PARENTS[j], j) for j in range(1, 24)]
+        bone_idx = np.array(bones)  # [23, 2] parent, child
         for i, p in enumerate(people):
             tid = getattr(p, "track_id", None)
             pid = int(tid) if tid is not None and tid >= 0 else i
@@ -112,20 +116,20 @@ class RerunLog:
             if not np.isfinite(joints).all():
                 continue
             seen.add(pid)
-            colour = _rgb(p.confidence)
+            colour = _rgba(p.confidence)
             jc = p.joint_confidence
-            bone_cols = [_rgb(None if jc is None else float(jc[j])) for _, j in bones]
+            bone_cols = np.array([_rgba(None if jc is None else float(jc[j])) for _, j in bones], dtype=np.uint32)
             if verts is not None and self.faces is not None:
                 rec.log(f"world/people/{pid}/mesh", rr.Mesh3D(
                     vertex_positions=verts.astype(np.float32), triangle_indices=self.faces,
-                    vertex_colors=np.tile(np.asarray(colour, np.uint8), (len(verts), 1))))
+                    vertex_colors=np.full(len(verts), colour, dtype=np.uint32)))
+            # one [23, 2, 3] array: a list of 23 small arrays converts ~1000× slower
             rec.log(f"world/people/{pid}/skeleton", rr.LineStrips3D(
-                [joints[[a, b]].astype(np.float32) for a, b in bones], colors=bone_cols, radii=0.01))
-            rec.log(f"world/people/{pid}/joints", rr.Points3D(joints.astype(np.float32), colors=colour, radii=0.02))
+                joints[bone_idx].astype(np.float32), colors=bone_cols, radii=0.01))
+            rec.log(f"world/people/{pid}/joints", rr.Points3D(joints.astype(np.float32), colors=np.uint32(colour), radii=0.02))
             if p.joints2d is not None and np.isfinite(p.joints2d).all():
                 j2 = np.asarray(p.joints2d, np.float32)
-                rec.log(f"world/camera/image/people/{pid}", rr.LineStrips2D([j2[[a, b]] for a, b in bones],
-                                                                             colors=bone_cols))
+                rec.log(f"world/camera/image/people/{pid}", rr.LineStrips2D(j2[bone_idx], colors=bone_cols))
             if p.confidence is not None:
                 rec.log(f"people/{pid}/confidence", rr.Scalars(float(p.confidence)))
         for gone in self._shown - seen:

@@ -18,14 +18,17 @@ frame ``frame_id`` (x right, y down, z forward: the frame hpsedge's translations
 * ``<prefix>/camera_info``: ``sensor_msgs/msg/CameraInfo``, the calibrated camera, when one was given.
 
 The message definitions are written into the file (``ros2msg`` encoding, ROS 2 Humble and later, whose
-``Marker`` has the texture and mesh-file fields), as rosbag2 does, so readers without ROS decode it.
-``mcap`` and ``mcap-ros2-support`` (the ``ros`` extra) are imported when a writer is opened: the runtime
-itself stays numpy-only. A person without an SMPL file gets the approximate stick figure of
+``Marker`` has the texture and mesh-file fields), as rosbag2 does, so readers without ROS decode it. The
+messages are serialised here (:class:`_Cdr`: little-endian plain CDR, the mesh and skeleton points as numpy
+blocks), because a generic field-by-field encoder spends seconds on a 41k-point mesh; the tests decode every
+message with ``mcap-ros2-support``'s own decoder. ``mcap`` (the ``ros`` extra) is imported when a writer is
+opened: the runtime itself stays numpy-only. A person without an SMPL file gets the approximate stick figure of
 :mod:`hpsedge.runtime.draw` (no mesh).
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -104,6 +107,93 @@ _MARKER_LIST = {"LINE_LIST": 5, "SPHERE_LIST": 7, "TEXT_VIEW_FACING": 9, "TRIANG
 _DELETEALL = 3
 
 
+class _Cdr:
+    """A little-endian plain-CDR (XCDR1) buffer, as ROS 2's rmw serialises messages: a 4-byte encapsulation
+    header, then each primitive aligned to its own size from the end of that header; strings as a uint32 length
+    (with the NUL) and the bytes and a NUL; sequences as a uint32 count then the elements; fixed arrays bare."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(b"\x00\x01\x00\x00")
+
+    def _align(self, n: int) -> None:
+        self.buf += b"\x00" * ((-(len(self.buf) - 4)) % n)
+
+    def _put(self, fmt: str, size: int, v: Any) -> None:
+        self._align(size)
+        self.buf += struct.pack("<" + fmt, v)
+
+    def bool(self, v: bool) -> None:
+        self.buf.append(1 if v else 0)
+
+    def i32(self, v: int) -> None:
+        self._put("i", 4, int(v))
+
+    def u32(self, v: int) -> None:
+        self._put("I", 4, int(v))
+
+    def string(self, text: str) -> None:
+        b = text.encode("utf-8")
+        self.u32(len(b) + 1)
+        self.buf += b + b"\x00"
+
+    def f64s(self, values: Any) -> None:
+        """A fixed-size float64 array (or consecutive float64 fields)."""
+        a = np.ascontiguousarray(values, dtype="<f8").reshape(-1)
+        if a.size:
+            self._align(8)
+            self.buf += a.tobytes()
+
+    def f32s(self, values: Any) -> None:
+        a = np.ascontiguousarray(values, dtype="<f4").reshape(-1)
+        if a.size:
+            self._align(4)
+            self.buf += a.tobytes()
+
+    def seq_f64(self, rows: Any, width: int = 1) -> None:
+        """A sequence of ``width`` float64s each (1: float64[]; 3: Point[])."""
+        a = np.asarray(rows, dtype=np.float64).reshape(-1, width)
+        self.u32(a.shape[0])
+        self.f64s(a)
+
+    def seq_f32(self, rows: Any, width: int) -> None:
+        a = np.asarray(rows, dtype=np.float32).reshape(-1, width)
+        self.u32(a.shape[0])
+        self.f32s(a)
+
+    def time(self, ns: int) -> None:
+        self.i32(ns // 1_000_000_000)
+        self.u32(ns % 1_000_000_000)
+
+    def header(self, ns: int, frame_id: str) -> None:
+        self.time(ns)
+        self.string(frame_id)
+
+    def marker(self, m: dict[str, Any], ns: int, frame_id: str) -> None:
+        """One ``visualization_msgs/msg/Marker`` from :meth:`McapWriter._person_markers`' dict."""
+        self.header(ns, frame_id)
+        self.string(m.get("ns", ""))
+        self.i32(m.get("id", 0))
+        self.i32(m.get("type", 0))
+        self.i32(m.get("action", 0))
+        self.f64s([*m.get("position", (0.0, 0.0, 0.0)), 0.0, 0.0, 0.0, 1.0])  # pose: position, orientation
+        self.f64s(m.get("scale", (0.0, 0.0, 0.0)))
+        self.f32s(m.get("color", (0.0, 0.0, 0.0, 0.0)))
+        self.time(0)  # lifetime: forever (the next array's DELETEALL removes it)
+        self.bool(False)  # frame_locked
+        self.seq_f64(m.get("points", np.zeros((0, 3))), 3)
+        self.seq_f32(m.get("colors", np.zeros((0, 4))), 4)
+        self.string("")  # texture_resource
+        self.header(0, "")  # texture: CompressedImage header, format, data
+        self.string("")
+        self.u32(0)
+        self.u32(0)  # uv_coordinates
+        self.string(m.get("text", ""))
+        self.string("")  # mesh_resource
+        self.string("")  # mesh_file: filename, data
+        self.u32(0)
+        self.bool(False)  # mesh_use_embedded_materials
+
+
 def person_geometry(p: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """A result's 24 joints and (with SMPL) 6890 vertices in the camera frame (metres): body-frame points plus
     its full-image translation ``transl`` (every model's; PARE/HMR's crop camera only draws overlays). Without
@@ -119,11 +209,12 @@ def person_geometry(p: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return joints + t, verts
 
 
-def _colour(conf: float | None, alpha: float = 1.0) -> dict[str, float]:
+def _colour(conf: float | None, alpha: float = 1.0) -> tuple[float, float, float, float]:
+    """RGBA in [0, 1]: the overlay's confidence colour (red 0 → yellow 0.5 → green 1, grey for None)."""
     from hpsedge.runtime.draw import confidence_color
 
     r, g, b = confidence_color(conf)
-    return {"r": r / 255.0, "g": g / 255.0, "b": b / 255.0, "a": float(alpha)}
+    return (r / 255.0, g / 255.0, b / 255.0, float(alpha))
 
 
 def _r(a: Any, nd: int = 5) -> Any:
@@ -158,9 +249,9 @@ class McapWriter:
                  frame_id: str = "camera_optical_frame", prefix: str = "/hpsedge", mesh: bool = True,
                  start_ns: int | None = None, model: str = "", force: bool = False) -> None:
         try:
-            from mcap_ros2.writer import Writer
+            from mcap.writer import Writer
         except ImportError:
-            raise HpsedgeError("writing MCAP needs the mcap and mcap-ros2-support packages",
+            raise HpsedgeError("writing MCAP needs the mcap package",
                                hint="pip install 'hpsedge[ros]' (from a clone: pip install '.[ros]')") from None
         self.path = Path(path)
         if self.path.exists() and not force:
@@ -172,11 +263,14 @@ class McapWriter:
         self._part = self.path.with_name(self.path.name + ".part")
         self._fh = open(self._part, "wb")  # noqa: SIM115 (closed in close())
         self._writer = Writer(self._fh)
-        self._schemas = {n: self._writer.register_msgdef(n, MSGDEFS[n]) for n in MSGDEFS}
+        from hpsedge import __version__
+
+        self._writer.start(profile="ros2", library=f"hpsedge {__version__}")
         self.faces = None if faces is None else np.asarray(faces, dtype=np.int64)
         self.intrinsics = intrinsics
         self.frame_id, self.prefix, self.mesh, self.model = frame_id, prefix, mesh, model
         self.start_ns = time.time_ns() if start_ns is None else int(start_ns)
+        self._channels: dict[str, int] = {}
         self.messages = 0
         self._seq = 0
         self._closed = False
@@ -204,62 +298,73 @@ class McapWriter:
         if self._closed:
             raise HpsedgeError("this MCAP writer is closed")
         ns = self.start_ns + round(float(time_s) * 1e9)
-        header = {"stamp": {"sec": ns // 1_000_000_000, "nanosec": ns % 1_000_000_000}, "frame_id": self.frame_id}
-        markers: list[dict[str, Any]] = [{"header": header, "ns": "", "id": 0, "type": 0, "action": _DELETEALL}]
+        markers: list[dict[str, Any]] = [{"action": _DELETEALL}]
         for i, p in enumerate(people):
-            if getattr(p, "behind_camera", False):
-                continue
-            markers += self._person_markers(p, i, header)
-        self._put(f"{self.prefix}/markers", "visualization_msgs/msg/MarkerArray", {"markers": markers}, ns)
+            if not getattr(p, "behind_camera", False):
+                markers += self._person_markers(p, i)
+        buf = _Cdr()
+        buf.u32(len(markers))
+        for m in markers:
+            buf.marker(m, ns, self.frame_id)
+        self._put(f"{self.prefix}/markers", "visualization_msgs/msg/MarkerArray", buf, ns)
         from hpsedge.runtime.manifest import dumps_strict
 
         doc = {"frame": int(index), "stamp": ns / 1e9, "frame_id": self.frame_id, "model": self.model,
                "image_size": [int(image_hw[1]), int(image_hw[0])],
                "people": [person_record(p, i) for i, p in enumerate(people)]}
-        self._put(f"{self.prefix}/people", "std_msgs/msg/String", {"data": dumps_strict(doc)}, ns)
+        buf = _Cdr()
+        buf.string(dumps_strict(doc))
+        self._put(f"{self.prefix}/people", "std_msgs/msg/String", buf, ns)
         if self.intrinsics is not None:
-            info = {"header": header, **self.intrinsics.camera_info(image_hw), "binning_x": 0, "binning_y": 0,
-                    "roi": {"x_offset": 0, "y_offset": 0, "height": 0, "width": 0, "do_rectify": False}}
-            self._put(f"{self.prefix}/camera_info", "sensor_msgs/msg/CameraInfo", info, ns)
+            info = self.intrinsics.camera_info(image_hw)
+            buf = _Cdr()
+            buf.header(ns, self.frame_id)
+            buf.u32(info["height"])
+            buf.u32(info["width"])
+            buf.string(info["distortion_model"])
+            buf.seq_f64(info["d"])
+            buf.f64s(info["k"])
+            buf.f64s(info["r"])
+            buf.f64s(info["p"])
+            for _ in range(6):  # binning_x, binning_y, roi x_offset, y_offset, height, width
+                buf.u32(0)
+            buf.bool(False)  # roi.do_rectify
+            self._put(f"{self.prefix}/camera_info", "sensor_msgs/msg/CameraInfo", buf, ns)
 
-    def _person_markers(self, p: Any, index: int, header: dict[str, Any]) -> list[dict[str, Any]]:
+    def _person_markers(self, p: Any, index: int) -> list[dict[str, Any]]:
         joints, verts = person_geometry(p)
         if not np.isfinite(joints).all():
             return []
         tid = getattr(p, "track_id", None)
         mid = int(tid) if tid is not None and tid >= 0 else index
-        base = {"header": header, "id": mid, "action": 0, "pose": {"position": {"x": 0.0, "y": 0.0, "z": 0.0},
-                "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}}, "frame_locked": False}
-
-        def pts(a: np.ndarray) -> list[dict[str, float]]:
-            return [{"x": float(x), "y": float(y), "z": float(z)} for x, y, z in a]
-
         jc = p.joint_confidence
-        bones = [(SMPL_PARENTS[j], j) for j in range(1, 24)]
-        bone_pts = joints[np.array(bones).reshape(-1)]
-        bone_cols = [_colour(None if jc is None else float(jc[j])) for _, j in bones for _ in (0, 1)]
+        joint_cols = np.array([_colour(None if jc is None else float(jc[j])) for j in range(24)])
+        child = np.arange(1, 24)
+        parent = np.asarray(SMPL_PARENTS)[1:]
+        bones = np.stack((parent, child), axis=1).reshape(-1)  # LINE_LIST: parent, child per bone
         out = [
-            {**base, "ns": "skeleton", "type": _MARKER_LIST["LINE_LIST"], "scale": {"x": 0.02, "y": 0.0, "z": 0.0},
-             "color": _colour(p.confidence), "points": pts(bone_pts), "colors": bone_cols},
-            {**base, "ns": "joints", "type": _MARKER_LIST["SPHERE_LIST"], "scale": {"x": 0.04, "y": 0.04, "z": 0.04},
-             "color": _colour(p.confidence), "points": pts(joints),
-             "colors": [_colour(None if jc is None else float(c)) for c in (jc if jc is not None else [None] * 24)]},
+            {"ns": "skeleton", "id": mid, "type": _MARKER_LIST["LINE_LIST"], "scale": (0.02, 0.0, 0.0),
+             "color": _colour(p.confidence), "points": joints[bones], "colors": joint_cols[np.repeat(child, 2)]},
+            {"ns": "joints", "id": mid, "type": _MARKER_LIST["SPHERE_LIST"], "scale": (0.04, 0.04, 0.04),
+             "color": _colour(p.confidence), "points": joints, "colors": joint_cols},
         ]
         if self.mesh and verts is not None and self.faces is not None and np.isfinite(verts).all():
-            out.append({**base, "ns": "mesh", "type": _MARKER_LIST["TRIANGLE_LIST"],
-                        "scale": {"x": 1.0, "y": 1.0, "z": 1.0}, "color": _colour(p.confidence, 0.85),
-                        "points": pts(verts[self.faces.reshape(-1)])})
+            out.append({"ns": "mesh", "id": mid, "type": _MARKER_LIST["TRIANGLE_LIST"], "scale": (1.0, 1.0, 1.0),
+                        "color": _colour(p.confidence, 0.85), "points": verts[self.faces.reshape(-1)]})
         conf = "no confidence" if p.confidence is None else f"{p.confidence:.2f}"
         head = joints[15]
-        out.append({**base, "ns": "label", "type": _MARKER_LIST["TEXT_VIEW_FACING"],
-                    "pose": {**base["pose"], "position": {"x": float(head[0]), "y": float(head[1]) - 0.25,
-                                                          "z": float(head[2])}},
-                    "scale": {"x": 0.0, "y": 0.0, "z": 0.12}, "color": _colour(p.confidence),
-                    "text": f"{mid}: {conf}"})
+        out.append({"ns": "label", "id": mid, "type": _MARKER_LIST["TEXT_VIEW_FACING"],
+                    "position": (float(head[0]), float(head[1]) - 0.25, float(head[2])), "scale": (0.0, 0.0, 0.12),
+                    "color": _colour(p.confidence), "text": f"{mid}: {conf}"})
         return out
 
-    def _put(self, topic: str, schema: str, msg: dict[str, Any], ns: int) -> None:
-        self._writer.write_message(topic, self._schemas[schema], msg, log_time=ns, publish_time=ns, sequence=self._seq)
+    def _put(self, topic: str, schema: str, buf: _Cdr, ns: int) -> None:
+        cid = self._channels.get(topic)
+        if cid is None:
+            sid = self._writer.register_schema(name=schema, encoding="ros2msg", data=MSGDEFS[schema].encode())
+            cid = self._channels[topic] = self._writer.register_channel(topic=topic, message_encoding="cdr",
+                                                                        schema_id=sid)
+        self._writer.add_message(channel_id=cid, log_time=ns, data=bytes(buf.buf), publish_time=ns, sequence=self._seq)
         self._seq += 1
         self.messages += 1
 
