@@ -12,7 +12,8 @@ Entities (OpenCV camera convention, ``ViewCoordinates.RDF``: x right, y down, z 
   ``world/camera/image``: the picture (JPEG-compressed, ``images=True``);
 * ``world/camera/image/people/<id>``: ``LineStrips2D`` of the reported 2D skeleton (pixels);
 * ``world/people/<id>/mesh``: ``Mesh3D`` with every vertex in the person's confidence colour (red 0 → yellow
-  0.5 → green 1, grey without a confidence: the overlay's colours);
+  0.5 → green 1, grey without a confidence: the overlay's colours); its triangles are logged once, static,
+  and each frame updates the vertex positions and colours;
 * ``world/people/<id>/skeleton``: ``LineStrips3D`` (one strip per bone, coloured by its joint's confidence);
   ``world/people/<id>/joints``: ``Points3D``;
 * ``people/<id>/confidence``: ``Scalars`` (a time series per person).
@@ -77,6 +78,7 @@ class RerunLog:
         self.intrinsics = intrinsics
         self.images = images
         self._shown: set[int] = set()
+        self._faces_logged: set[int] = set()
         self._static_camera = False
         self._closed = False
 
@@ -120,9 +122,12 @@ class RerunLog:
             jc = p.joint_confidence
             bone_cols = np.array([_rgba(None if jc is None else float(jc[j])) for _, j in bones], dtype=np.uint32)
             if verts is not None and self.faces is not None:
-                rec.log(f"world/people/{pid}/mesh", rr.Mesh3D(
-                    vertex_positions=verts.astype(np.float32), triangle_indices=self.faces,
-                    vertex_colors=np.full(len(verts), colour, dtype=np.uint32)))
+                mesh = f"world/people/{pid}/mesh"
+                if pid not in self._faces_logged:  # the triangles never change: once, static (¾ of a mesh's bytes)
+                    rec.log(mesh, rr.Mesh3D.from_fields(triangle_indices=self.faces), static=True)
+                    self._faces_logged.add(pid)
+                rec.log(mesh, rr.Mesh3D.from_fields(vertex_positions=verts.astype(np.float32),
+                                                    vertex_colors=np.full(len(verts), colour, dtype=np.uint32)))
             # one [23, 2, 3] array: a list of 23 small arrays converts ~1000× slower
             rec.log(f"world/people/{pid}/skeleton", rr.LineStrips3D(
                 joints[bone_idx].astype(np.float32), colors=bone_cols, radii=0.01))
