@@ -457,7 +457,8 @@ def test_int8_graph_outputs_stay_float(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_int8_entropy(exports: dict[str, Path], calib_sets: dict[str, Path], tmp_path: Path) -> None:
-    data = dict(np.load(calib_sets["poco-cliff"]))
+    # 8 of the 40 crops: the entropy search costs minutes on 2 cores whatever the count (197 s for 8, 360 s for 40)
+    data = {k: v[:8] for k, v in np.load(calib_sets["poco-cliff"]).items()}
     res = quantize_int8(exports["poco-cliff"] / "model.onnx", tmp_path / "e.onnx", data, method="entropy",
                         exclude=default_exclude_int8("cliff"))
     assert res.method == "entropy" and res.quantized_nodes
