@@ -44,7 +44,7 @@ Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: 
 holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration ranges and say in ``"serves"``
 which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
 "TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it
-(:func:`hpsedge.runtime.backends.ort.graph_for_provider`). The engine entry
+(:meth:`hpsedge.runtime.folder.BuildFolder.select`). The engine entry
 is written by ``hpsedge.export.tensorrt.build_engine`` and read by ``hpsedge.runtime.compat``, which
 checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
 
