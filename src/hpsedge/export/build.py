@@ -294,7 +294,9 @@ def calibration_statistics(folder: Path, manifest: dict[str, Any], calib: Path, 
     feeds = {n: np.ascontiguousarray(data[n][:limit]) for n in names}
     sess = ort.InferenceSession(str(folder / manifest["artifacts"]["onnx"]["file"]), providers=["CPUExecutionProvider"])
     outputs = {o.name for o in sess.get_outputs()}
-    key = "sigma" if "sigma" in outputs else ("token_confidence" if "token_confidence" in outputs else None)
+    # the manifest's confidence rule names what holds the uncertainty: σ, or a graph output with a confidence
+    rule = (manifest.get("postprocessing") or {}).get("confidence")
+    key = "sigma" if "sigma" in outputs else (rule if rule in outputs else None)
     n = len(next(iter(feeds.values())))
     stats: dict[str, Any] = {"samples": int(n), "calib_file": calib.name}
     if key is None or n == 0:

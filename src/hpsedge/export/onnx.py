@@ -393,6 +393,9 @@ def write_export(
         ckpt_info.update({"file": loaded.path.name, "sha256": loaded.sha256, "dropped_keys": len(loaded.dropped)})
         if getattr(loaded, "stand_ins", None):  # pickled objects read as inert data, never executed
             ckpt_info["inert_objects"] = list(loaded.stand_ins)
+        aux = getattr(loaded, "aux", None)
+        if aux is not None:  # the spec's second weights file, under the option name it gives it
+            ckpt_info[str(spec.aux_option or "aux")] = {"file": aux.path.name, "sha256": aux.sha256}
         tok = getattr(loaded, "tokenizer", None)
         if tok is not None:
             ckpt_info["tokenizer"] = {"file": tok.path.name, "sha256": tok.sha256, "dropped_keys": len(tok.dropped)}

@@ -321,7 +321,9 @@ def export_triton(
     (hdir / "1").mkdir(parents=True, exist_ok=True)
     (hdir / "1" / "model.py").write_text(MODEL_PY, encoding="utf-8")
     (hdir / "1" / "manifest.json").write_text(json.dumps(manifest.raw, indent=1) + "\n", encoding="utf-8")
-    params = {"max_persons": str(int(max_persons))}
+    # the largest batch the called network model takes (its max_batch_size), so frames are split to fit it
+    chosen_batch = trt_plan.batch.max if (trt_plan is not None and chosen == trt_name) else onnx_plan.batch.max
+    params = {"max_persons": str(int(max_persons)), "network_max_batch": str(int(chosen_batch))}
     if smpl_path is not None:
         smpl_name = "smpl" + smpl_path.suffix.lower()
         shutil.copyfile(smpl_path, hdir / "1" / smpl_name)

@@ -1,0 +1,163 @@
+"""A family described by its spec alone (#22): ``tests/toy_family.py``'s network and spec, registered here for
+this module only, flow through ``export build`` (two weights files), the Predictor (its extra input made by the
+runtime's rule, its own confidence output), ``val``, ``curate`` and the Triton export. No file in ``src``
+names it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+import toy_family
+from hpsedge.errors import CheckpointError
+from hpsedge.export.build import BuildConfig, export_build
+from hpsedge.models.registry import get_spec, register_model, registered, unregister_model
+from hpsedge.runtime.folder import BuildFolder
+from hpsedge.runtime.manifest import load_manifest
+from hpsedge.runtime.predictor import Predictor
+from hpsedge.runtime.preprocess import preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+BOXES = np.array([[40.0, 20.0, 160.0, 230.0], [150.0, 60.0, 300.0, 200.0], [10.0, 10.0, 90.0, 120.0]], np.float32)
+
+
+def _image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 3) % 255, (yy * 2) % 255, (xx + yy) % 255], axis=-1)
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The toy family registered (and removed afterwards), its two weights files and an FP16 build folder."""
+    register_model(toy_family.toy_spec)
+    try:
+        root = tmp_path_factory.mktemp("toy")
+        spec = get_spec(toy_family.NAME)
+        torch.manual_seed(7)
+        model = spec.build(tiny=True).eval()
+        sd = model.state_dict()
+        torch.save({k: v for k, v in sd.items() if not k.startswith("refiner.")}, root / "toy.pt")
+        torch.save({k[len("refiner."):]: v for k, v in sd.items() if k.startswith("refiner.")}, root / "refiner.pt")
+        folder = export_build(BuildConfig(
+            model=toy_family.NAME, out=root / "toy-fp16", precision="fp16", checkpoint=root / "toy.pt",
+            extra_model_args={"refiner": root / "refiner.pt"}, precision_options={"latency_reps": 1},
+        )).folder
+        yield {"root": root, "spec": spec, "model": model, "folder": folder}
+    finally:
+        unregister_model(toy_family.NAME)
+    assert toy_family.NAME not in registered()
+
+
+def _torch_outputs(model: torch.nn.Module, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        outs = model(*(torch.from_numpy(feeds[n]) for n in model.spec.input_names))
+    return {n: o.numpy() for n, o in zip(model.spec.output_names, outs, strict=True)}
+
+
+def test_export_build_reads_both_weights_files(toy: dict) -> None:
+    m = load_manifest(toy["folder"])
+    ck = m.raw["checkpoint"]
+    assert ck["file"] == "toy.pt" and ck["refiner"]["file"] == "refiner.pt" and not ck["random_init"]
+    assert [t.name for t in m.inputs] == ["image", "frame_hw"] and m.confidence_rule == toy_family.CONFIDENCE
+    assert m.preprocessing["extra_inputs"] == {"frame_hw": "image_hw"}
+    # the FP32 graph holds the refiner's weights from the second file: same outputs as the PyTorch model
+    feeds = {n: t.numpy() for n, t in zip(toy["spec"].input_names, toy["model"].example_inputs(4, seed=5), strict=True)}
+    sess = ort.InferenceSession(str(toy["folder"] / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+    for name, want in _torch_outputs(toy["model"], feeds).items():
+        np.testing.assert_allclose(got[name], want, atol=1e-5, err_msg=name)
+    # the family's second file is required, and named by the spec's option
+    with pytest.raises(CheckpointError, match="pass it as --refiner"):
+        export_build(BuildConfig(model=toy_family.NAME, out=toy["root"] / "no-refiner", checkpoint=toy["root"] / "toy.pt"))
+    with pytest.raises(CheckpointError, match="--tokenizer is only for models with a tokenizer file .tokenhmr., not toy-conf"):
+        export_build(BuildConfig(model=toy_family.NAME, out=toy["root"] / "x", checkpoint=toy["root"] / "toy.pt",
+                                 extra_model_args={"tokenizer": toy["root"] / "refiner.pt"}))
+
+
+@pytest.mark.parametrize("precision", [None, "fp32"])
+def test_predictor_runs_the_family_by_its_manifest(toy: dict, smpl_npz: Path, precision: str | None) -> None:
+    img = _image()
+    pred = Predictor.load(toy["folder"], backend="ort", device="cpu", smpl=smpl_npz, precision=precision)
+    assert pred.plan is not None and pred.plan.has_confidence and pred.plan.confidence_rule == "toy_conf"
+    assert pred.plan.file == ("model.fp16.onnx" if precision is None else "model.onnx")
+    people = pred.predict(img, BOXES)
+    # the runtime made the extra input by the spec's rule (the frame's height and width)
+    feeds, _ = preprocess(img, BOXES, pred.manifest.preprocessing)
+    np.testing.assert_array_equal(feeds["frame_hw"], np.tile([240.0, 320.0], (3, 1)))
+    want = _torch_outputs(toy["model"], feeds)
+    tol = 2e-2 if precision is None else 1e-5
+    for i, p in enumerate(people):
+        assert p.confidence == pytest.approx(float(want["toy_conf"][i]), abs=tol)
+        assert p.score is None and p.sigma is None  # no σ: nothing invented
+        np.testing.assert_allclose(p.pose_rotmat, want["pose"][i], atol=5 * tol)
+        assert p.joints2d.shape == (24, 2) and p.joints45 is None  # joint sets as the spec declared
+
+
+def test_val_reports_the_family_confidence(toy: dict, smpl_npz: Path, tmp_path: Path) -> None:
+    from hpsedge.eval.val import ValConfig, run_val
+
+    images = tmp_path / "images"
+    images.mkdir()
+    names, centers, scales = [], [], []
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(_image(seed=i)).save(images / f"f{i}.png")
+        for _ in range(2):
+            names.append(f"f{i}.png")
+            centers.append([rng.uniform(80, 240), rng.uniform(80, 160)])
+            scales.append(rng.uniform(0.5, 0.9))
+    pred = Predictor.load(toy["folder"], backend="ort", device="cpu", smpl=smpl_npz, precision="fp32")
+    poses, shapes = [], []
+    for name, c, s in zip(names, centers, scales, strict=True):
+        box = np.array([[c[0] - s * 100, c[1] - s * 100, c[0] + s * 100, c[1] + s * 100]])
+        p = pred.predict(np.asarray(Image.open(images / name).convert("RGB")), box)[0]
+        poses.append(p.pose_axis_angle.reshape(72))
+        shapes.append(p.betas)
+    np.savez(tmp_path / "eval.npz", imgname=np.array(names), center=np.array(centers), scale=np.array(scales),
+             pose=np.array(poses), shape=np.array(shapes))
+    jreg = np.zeros((17, 6890))
+    for j in range(17):
+        jreg[j, rng.choice(6890, size=10, replace=False)] = 0.1
+    np.save(tmp_path / "jreg.npy", jreg)
+    doc = run_val(ValConfig(folders=[f"{toy['folder']}@fp32", str(toy["folder"])], data=tmp_path / "eval.npz",
+                            images=images, smpl=smpl_npz, out=tmp_path / "val", j_regressor=tmp_path / "jreg.npy",
+                            device="cpu", plots=False))
+    text = json.dumps(doc, ensure_ascii=False)
+    assert "1 − toy conf" in text  # the family's own confidence output is its uncertainty
+    fp32 = next(f for f in doc["folders"] if f["label"].endswith("@fp32"))
+    assert fp32["graph"] == "model.onnx" and fp32["precision"] == "fp32"
+    assert (tmp_path / "val" / "results.md").is_file()
+
+
+def test_triton_repository_carries_the_family(toy: dict, tmp_path: Path, serve_python: Path) -> None:
+    from hpsedge.export.triton import export_triton
+
+    res = export_triton(toy["folder"], tmp_path / "repo", kind="cpu")
+    code = (
+        "import json, sys\n"
+        "from google.protobuf import json_format, text_format\n"
+        "from tritonclient.grpc import model_config_pb2\n"
+        "out = {p: json_format.MessageToDict(text_format.Parse(open(p).read(), model_config_pb2.ModelConfig()),"
+        " preserving_proto_field_name=True) for p in sys.argv[1:]}\n"
+        "print(json.dumps(out))\n"
+    )
+    paths = [str(res.models[n] / "config.pbtxt") for n in res.models]
+    run = subprocess.run([str(serve_python), "-c", code, *paths], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cfgs = {Path(k).parent.name: v for k, v in json.loads(run.stdout).items()}
+    net = cfgs["toy-conf_onnx"]
+    assert {i["name"]: i["dims"] for i in net["input"]} == {"image": ["3", "32", "32"], "frame_hw": ["2"]}
+    assert "toy_conf" in {o["name"] for o in net["output"]}
+    assert int(net["max_batch_size"]) == BuildFolder.open(toy["folder"]).select("ort").batch.max
+    outs = {o["name"] for o in cfgs["hpsedge"]["output"]}
+    assert "confidence" in outs and "sigma" not in outs
+    assert (res.models["toy-conf_onnx"] / "1" / "model.onnx").read_bytes() == (toy["folder"] / "model.fp16.onnx").read_bytes()
