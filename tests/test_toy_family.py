@@ -161,3 +161,87 @@ def test_triton_repository_carries_the_family(toy: dict, tmp_path: Path, serve_p
     outs = {o["name"] for o in cfgs["hpsedge"]["output"]}
     assert "confidence" in outs and "sigma" not in outs
     assert (res.models["toy-conf_onnx"] / "1" / "model.onnx").read_bytes() == (toy["folder"] / "model.fp16.onnx").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------------
+# #22's bugs, on this folder: every command asks the folder's owner (hpsedge.runtime.folder)
+# ---------------------------------------------------------------------------------------------------
+def _with_engine(folder: Path, dst: Path, precision: str = "fp16", profile: dict | None = None) -> Path:
+    """A copy of ``folder`` with an engine entry (not a real plan: nothing here deserializes it)."""
+    import hashlib
+    import shutil
+
+    shutil.copytree(folder, dst)
+    plan = b"not a real plan"
+    (dst / f"model.{precision}.engine").write_bytes(plan)
+    raw = json.loads((dst / "manifest.json").read_text())
+    raw["artifacts"]["engine"] = {
+        "file": f"model.{precision}.engine", "sha256": hashlib.sha256(plan).hexdigest(), "bytes": len(plan),
+        "precision": precision, "trt_version": "10.3.0.30", "compute_capability": "8.7", "platform": "jetson",
+        "gpu_name": "Orin", "profile": profile or {"min": 1, "opt": 4, "max": 16},
+    }
+    (dst / "manifest.json").write_text(json.dumps(raw))
+    return dst
+
+
+def test_curate_summary_names_the_graph_it_ran(toy: dict, tmp_path: Path) -> None:
+    """#22: curate's job file and summary named the FP32 graph and hash for an FP16 folder."""
+    from hpsedge.curate.core import curate
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(_image()).save(images / "a.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"a.png": BOXES.tolist()}))
+    summary = curate(toy["folder"], images, tmp_path / "boxes.json", tmp_path / "out", rule="all", backend="ort",
+                     device="cpu", part=False)
+    m = load_manifest(toy["folder"])
+    fp16 = m.artifacts["onnx_fp16"]
+    job = json.loads((tmp_path / "out" / "job.json").read_text())
+    assert job["model"]["artifact"] == fp16["file"] == "model.fp16.onnx" and job["model"]["sha256"] == fp16["sha256"]
+    assert summary["graph"] == "model.fp16.onnx" and summary["graph_sha256"] == fp16["sha256"]
+    assert summary["precision"] == "fp16" and summary["people"] == len(BOXES)
+    # --precision fp32 names (and runs) the FP32 graph
+    s32 = curate(toy["folder"], images, tmp_path / "boxes.json", tmp_path / "out32", rule="all", backend="ort",
+                 device="cpu", part=False, precision="fp32")
+    assert s32["graph"] == "model.onnx" and s32["graph_sha256"] == m.artifacts["onnx"]["sha256"]
+
+
+class _RecordingTRT:
+    """Stands in for the TensorRT backend (no TensorRT here): records which engine it was asked to load."""
+
+    loaded: list[str] = []
+
+    def __init__(self, path: Path, entry: dict, device: int = 0) -> None:
+        type(self).loaded.append(Path(path).name)
+        self.name, self.device, self.max_batch = "trt", "fake TensorRT", 16
+        self.input_names, self.output_names = ["image", "frame_hw"], ["pose", "betas", "cam", "toy_conf"]
+
+    def close(self) -> None:
+        pass
+
+
+def test_run_precision_is_honoured_with_an_engine(toy: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#22: `hpsedge run --precision` was ignored on TensorRT: the folder's engine ran whatever was asked."""
+    import hpsedge.runtime.predictor as predictor_mod
+    import hpsedge.runtime.trt.backend as trt_backend
+    import hpsedge.runtime.trt.compat as trt_compat
+    from hpsedge.errors import BackendError
+
+    folder = _with_engine(toy["folder"], tmp_path / "eng")
+    _RecordingTRT.loaded = []
+    monkeypatch.setattr(trt_backend, "TensorRTBackend", _RecordingTRT)
+    # a machine where the engine would run: auto picks TensorRT unless the precision rules it out
+    monkeypatch.setattr(predictor_mod, "_engine_probe", lambda: ({"trt": True}, "8.7", "10.3.0.30", "Orin"))
+    monkeypatch.setattr(trt_compat, "choose_backend", lambda *a, **k: ("trt", "fake: the engine runs here"))
+    # explicit TensorRT and another precision: one error line, not the fp16 engine under the fp32 name
+    with pytest.raises(BackendError, match="engine is fp16, not fp32"):
+        Predictor.load(folder, backend="trt", precision="fp32")
+    assert _RecordingTRT.loaded == []
+    # auto with another precision: that precision's graph on ONNX Runtime
+    pred = Predictor.load(folder, backend="auto", device="cpu", precision="fp32")
+    assert pred.backend.name == "ort" and pred.plan.file == "model.onnx" and _RecordingTRT.loaded == []
+    # the engine's own precision (or none asked) runs the engine
+    for asked in ("fp16", None):
+        pred = Predictor.load(folder, backend="auto", device="cpu", precision=asked)
+        assert pred.plan.backend == "trt" and pred.plan.file == "model.fp16.engine"
+    assert _RecordingTRT.loaded == ["model.fp16.engine", "model.fp16.engine"]
