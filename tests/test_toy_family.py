@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -78,7 +79,7 @@ def test_export_build_reads_both_weights_files(toy: dict) -> None:
     # the family's second file is required, and named by the spec's option
     with pytest.raises(CheckpointError, match="pass it as --refiner"):
         export_build(BuildConfig(model=toy_family.NAME, out=toy["root"] / "no-refiner", checkpoint=toy["root"] / "toy.pt"))
-    with pytest.raises(CheckpointError, match="--tokenizer is only for models with a tokenizer file .tokenhmr., not toy-conf"):
+    with pytest.raises(CheckpointError, match=r"--tokenizer is only for models with a tokenizer file \(tokenhmr\), not toy-conf"):
         export_build(BuildConfig(model=toy_family.NAME, out=toy["root"] / "x", checkpoint=toy["root"] / "toy.pt",
                                  extra_model_args={"tokenizer": toy["root"] / "refiner.pt"}))
 
@@ -209,7 +210,7 @@ def test_curate_summary_names_the_graph_it_ran(toy: dict, tmp_path: Path) -> Non
 class _RecordingTRT:
     """Stands in for the TensorRT backend (no TensorRT here): records which engine it was asked to load."""
 
-    loaded: list[str] = []
+    loaded: ClassVar[list[str]] = []
 
     def __init__(self, path: Path, entry: dict, device: int = 0) -> None:
         type(self).loaded.append(Path(path).name)

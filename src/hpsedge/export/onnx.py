@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 import hpsedge
+from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
 from hpsedge.export.outdir import atomic_folder, check_target
 from hpsedge.models.checkpoints import build_model
 from hpsedge.models.registry import ModelSpec
-from hpsedge.runtime.errors import ExportError, HpsedgeError
+from hpsedge.runtime.folder import Precision
 from hpsedge.runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA,
@@ -53,7 +54,7 @@ DEFAULT_TOLERANCE = 1e-3
 VERIFY_BATCHES = (1, 3)
 ONNX_NAME = "model.onnx"
 DATA_SUFFIX = ".data"
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = Precision.names()  # the one list (hpsedge.runtime.folder.Precision)
 #: weights above this many bytes go to an external data file (protobuf caps one file at 2 GiB)
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 #: initializers smaller than this stay inside the graph file when external data is written
@@ -469,8 +470,7 @@ def export_onnx(
         raise HpsedgeError(f"--max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {max_batch})")
     check_input_file(checkpoint, "--checkpoint")
     check_input_file(tokenizer, "--tokenizer")
-    if precision not in PRECISIONS:
-        raise HpsedgeError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    precision = Precision.parse(precision).value
     if precision != "fp32":
         from hpsedge.export.precision import check_precision_args
 

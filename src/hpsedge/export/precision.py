@@ -40,19 +40,20 @@ from hpsedge.calib.graph import (
     has_external_data,
     inferred_graph,
     intermediate_absmax,
-    model_bytes,
     op_counts,
     select_nodes,
     topo_sort,
 )
+from hpsedge.calib.ort import model_bytes
 from hpsedge.calib.report import accuracy_report, check_thresholds, summary, write_report
+from hpsedge.errors import ExportError, InputError
 from hpsedge.models import registry
-from hpsedge.runtime.errors import ExportError, InputError
+from hpsedge.runtime.folder import Precision
 from hpsedge.runtime.manifest import sha256_file, validate_manifest
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = Precision.names()  # the one list (hpsedge.runtime.folder.Precision)
 #: the INT8 folder's second graph: the ONNX Runtime CPU flavour (manifest key / file name)
 CPU_INT8_KEY = "onnx_int8_cpu"
 CPU_INT8_NAME = "model.int8.cpu.onnx"
@@ -390,9 +391,7 @@ def apply_precision(
     of the per-person σ score) is not met, and for INT8 without a calibration set.
     """
     step = progress or (lambda _m: None)
-    precision = str(precision).lower()
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    precision = Precision.parse(precision, "precision").value
     if precision == "fp32":
         manifest["precision"] = "fp32"
         return {}
@@ -554,9 +553,7 @@ def _serves(qdq_flavor: str) -> list[str]:
 
 def check_precision_args(precision: str, calib: Path | None) -> None:
     """Early CLI-side validation (before any export work)."""
-    p = str(precision).lower()
-    if p not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    p = Precision.parse(precision).value
     if p == "int8" and calib is None:
         raise InputError(
             "--precision int8 needs --calib calib.npz",

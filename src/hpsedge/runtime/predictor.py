@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import BackendError, InputError
 from hpsedge.runtime import camera, confidence, rotations
 from hpsedge.runtime.backends.base import Backend
-from hpsedge.runtime.errors import BackendError, InputError
 from hpsedge.runtime.folder import DEFAULT_MAX_BATCH, BatchRange, BuildFolder, Plan, Precision
 from hpsedge.runtime.manifest import Manifest
 from hpsedge.runtime.preprocess import (

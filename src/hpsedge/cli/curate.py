@@ -1,4 +1,4 @@
-"""``hpsedge curate``: the typer command function (registered by :mod:`hpsedge.cli`)."""
+"""``hpsedge curate``: a thin wrapper over :func:`hpsedge.curate.curate`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from hpsedge.cli._common import parse_precision
 
 
 def curate_cmd(
@@ -35,7 +37,8 @@ def curate_cmd(
     backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads (per Ray actor: 1 by default).")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder [default: the "
+                                                  "folder's own].", callback=parse_precision)] = None,
     force: Annotated[bool, typer.Option("--force", help="Discard shards of an earlier job in --out.")] = False,
     smpl: Annotated[Path | None, typer.Option(help="SMPL model (.npz/.pkl) for `part`, the 2D keypoints.")] = None,
     j_regressor_extra: Annotated[
@@ -61,13 +64,12 @@ def curate_cmd(
     """Curate pseudo-labels: keep confident people, write a SPIN/EFT/POCO training .npz + summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hpsedge.console import make_console
+    from hpsedge.cli._common import err_console
     from hpsedge.curate.core import OUTPUT_NAME, curate
 
-    console = make_console(stderr=True)
     with Progress(
         TextColumn("[bold]curate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), console=console, transient=True,
+        TimeElapsedColumn(), console=err_console, transient=True,
     ) as bar:
         task = bar.add_task("curate", total=None, rate="")
 
