@@ -36,6 +36,8 @@ from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
 from hpsedge.export.outdir import atomic_folder, check_target
 from hpsedge.models.checkpoints import build_model
 from hpsedge.models.registry import ModelSpec
+from hpsedge.runtime.folder import DEFAULT_MAX_BATCH as _DEFAULT_MAX_BATCH
+from hpsedge.runtime.folder import MAX_BATCH_LIMIT as _MAX_BATCH_LIMIT
 from hpsedge.runtime.folder import Precision
 from hpsedge.runtime.manifest import (
     MANIFEST_NAME,
@@ -49,7 +51,7 @@ from hpsedge.runtime.manifest import (
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
-DEFAULT_MAX_BATCH = 16
+DEFAULT_MAX_BATCH = _DEFAULT_MAX_BATCH  # the folder owner's default (hpsedge.runtime.folder)
 DEFAULT_TOLERANCE = 1e-3
 VERIFY_BATCHES = (1, 3)
 ONNX_NAME = "model.onnx"
@@ -81,7 +83,7 @@ class ExportResult:
 # atomic output folder
 # ---------------------------------------------------------------------------------------------------
 #: largest --max-batch / newest opset accepted (validated before any work)
-MAX_BATCH_LIMIT = 4096
+MAX_BATCH_LIMIT = _MAX_BATCH_LIMIT
 MAX_OPSET = 21
 
 

@@ -373,10 +373,13 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
         if v is not None and not (_is_num(v) and v > 0):
             raise ManifestError(f"{source}: postprocessing '{key}' must be a positive number, got {v!r}"[:300])
     mb = raw.get("max_batch")
-    if mb is not None and not (_is_int(mb) and 1 <= mb <= 4096):
-        raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..4096, got {mb!r}"[:300])
-    from hpsedge.runtime.folder import Precision  # folder builds on this module: imported when used
+    from hpsedge.runtime.folder import (  # folder builds on this module: imported here
+        MAX_BATCH_LIMIT,
+        Precision,
+    )
 
+    if mb is not None and not (_is_int(mb) and 1 <= mb <= MAX_BATCH_LIMIT):
+        raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..{MAX_BATCH_LIMIT}, got {mb!r}"[:300])
     if raw.get("precision") is not None and raw["precision"] not in Precision.names():
         raise ManifestError(f"{source}: unknown precision {raw['precision']!r} ({', '.join(Precision.names())})"[:300])
     if "opset" in raw and raw["opset"] is not None and not _is_int(raw["opset"]):
