@@ -391,7 +391,7 @@ def apply_precision(
     of the per-person σ score) is not met, and for INT8 without a calibration set.
     """
     step = progress or (lambda _m: None)
-    precision = Precision.parse(precision, "precision").value
+    precision = Precision.parse(precision, "precision", error=ExportError).value
     if precision == "fp32":
         manifest["precision"] = "fp32"
         return {}
@@ -414,7 +414,7 @@ def apply_precision(
 
         data = load_calibration_set(calib, manifest)
         calib_info = {"file": Path(calib).name, "sha256": sha256_file(calib), "samples": len(data["image"])}
-    out = folder / f"model.{precision}.onnx"
+    out = folder / Precision(precision).graph_name
     config: dict[str, Any] = {"precision": precision, "source": fp32.name}
 
     if precision == "fp16":
@@ -503,7 +503,7 @@ def apply_precision(
     write_report(folder, report)
 
     entry = _artifact_entry(out, fp32, precision) | art_extra
-    manifest.setdefault("artifacts", {})[f"onnx_{precision}"] = entry
+    manifest.setdefault("artifacts", {})[Precision(precision).graph_key] = entry
     if cpu_results is not None:
         manifest["artifacts"][CPU_INT8_KEY] = _artifact_entry(cpu_results.path, fp32, precision) | {
             "qdq_flavor": cpu_results.flavor, "calibration": cpu_results.method, "serves": _serves(cpu_results.flavor),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsedge.errors import BackendError, InputError, ManifestError
+from hpsedge.errors import BackendError, HpsedgeError, InputError, ManifestError
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, load_manifest
 
 __all__ = [
@@ -64,9 +64,10 @@ class Precision(str, enum.Enum):
         return tuple(p.value for p in cls)
 
     @classmethod
-    def parse(cls, text: Any, what: str = "--precision") -> Precision:
-        """``text`` (any case, surrounding space ignored) → a Precision, or one ``error:`` line (InputError)
-        naming ``what`` and the choices. Call it where the user's text comes in, before any model loads."""
+    def parse(cls, text: Any, what: str = "--precision", error: type[HpsedgeError] = InputError) -> Precision:
+        """``text`` (any case, surrounding space ignored) → a Precision, or one ``error:`` line (``error``,
+        InputError by default) naming ``what`` and the choices. Call it where the user's text comes in, before
+        any model loads."""
         if isinstance(text, cls):
             return text
         value = str(text).strip().lower() if isinstance(text, str) else None
@@ -74,8 +75,8 @@ class Precision(str, enum.Enum):
             if value == p.value:
                 return p
         shown = text if isinstance(text, str) else type(text).__name__
-        raise InputError(f"{what}: unknown precision {str(shown)[:40]!r} (choose from {', '.join(cls.names())})",
-                         hint="fp32 is the reference graph; fp16 and int8 need a folder built with that precision")
+        raise error(f"{what}: unknown precision {str(shown)[:40]!r} (choose from {', '.join(cls.names())})",
+                    hint="fp32 is the reference graph; fp16 and int8 need a folder built with that precision")
 
     @classmethod
     def parse_optional(cls, text: Any, what: str = "--precision") -> Precision | None:
