@@ -246,3 +246,27 @@ def test_run_precision_is_honoured_with_an_engine(toy: dict, tmp_path: Path, mon
         pred = Predictor.load(folder, backend="auto", device="cpu", precision=asked)
         assert pred.plan.backend == "trt" and pred.plan.file == "model.fp16.engine"
     assert _RecordingTRT.loaded == ["model.fp16.engine", "model.fp16.engine"]
+
+
+def test_cli_export_build_takes_the_second_file_by_the_spec(toy: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`hpsedge export build --aux FILE`: the second weights file under the name the spec gives it."""
+    import sys
+
+    from hpsedge import cli
+
+    out = tmp_path / "cli-build"
+    monkeypatch.setattr(sys, "argv", ["hpsedge", "export", "build", "--model", toy_family.NAME, "--precision", "fp32",
+                                      "--checkpoint", str(toy["root"] / "toy.pt"), "--aux", str(toy["root"] / "refiner.pt"),
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit) as ok:
+        cli.main()
+    assert ok.value.code in (0, None)
+    assert load_manifest(out).raw["checkpoint"]["refiner"]["sha256"] == load_manifest(toy["folder"]).raw["checkpoint"]["refiner"]["sha256"]
+    monkeypatch.setattr(sys, "argv", ["hpsedge", "export", "build", "--model", "poco-hmr", "--tiny", "--aux",
+                                      str(toy["root"] / "refiner.pt"), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "error: poco-hmr has one weights file; --aux is for models with a second one" in err

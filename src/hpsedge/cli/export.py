@@ -116,6 +116,19 @@ def export_onnx_cmd(
     console.print(f"  manifest: {result.out_dir / 'manifest.json'}")
 
 
+def _aux_args(model: str, aux: Path | None) -> dict[str, Path]:
+    """``--aux FILE`` under the name the model's spec gives its second weights file (``ModelSpec.aux_option``)."""
+    if aux is None:
+        return {}
+    from hpsedge.models.registry import get_spec
+
+    option = get_spec(model).aux_option
+    if option is None:
+        raise HpsedgeError(f"{model} has one weights file; --aux is for models with a second one",
+                           hint="drop --aux (`hpsedge models` lists what each model reads)")
+    return {option: aux}
+
+
 @export_app.command("build")
 def export_build_cmd(
     model: ModelOpt = "poco-cliff",
@@ -163,6 +176,9 @@ def export_build_cmd(
     smpl: ReportSmplOpt = None,
     int8_flavor: Int8FlavorOpt = None,
     tokenizer: TokenizerOpt = None,
+    aux: Annotated[Path | None, typer.Option(
+        "--aux", help="The model's second weights file, the one its spec names (`hpsedge models`; TokenHMR: "
+        "tokenizer.pth, also --tokenizer).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
     unsafe_pickle: UnsafePickleOpt = False,
     tiny: TinyOpt = False,
@@ -194,7 +210,7 @@ def export_build_cmd(
         precision_options=precision_options(
             None, calib_method, None, None, max_drop_deg, min_sigma_rank_corr, smpl, int8_flavor
         ),
-        extra_model_args={"tokenizer": tokenizer} if tokenizer else {},
+        extra_model_args={**({"tokenizer": tokenizer} if tokenizer else {}), **_aux_args(model, aux)},
         max_batch=max_batch, min_batch=min_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
         version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
         require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle,
