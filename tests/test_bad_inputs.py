@@ -593,6 +593,14 @@ CASES: list[Case] = [
 ]
 
 
+# ------------------------------------------------------------------------------------------- issue 24
+# serving, export triton, interrupted builds, detector metadata, the manifest and its hash cache
+CASES += [
+    Case("manifest-serves-not-list", _manifest_case(_art(serves=5)), ManifestError, "'serves' must be a list"),
+    Case("manifest-serves-not-strings", _manifest_case(_art(serves=[None])), ManifestError, "'serves' must be a list"),
+]
+
+
 # ------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -761,3 +769,98 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode in (1, 130), err  # click turns the KeyboardInterrupt into "Aborted!" (1)
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------- issue 24, beyond the table
+def test_manifest_serves_null_loads(models: tuple[Path, Path], tmp_path: Path) -> None:
+    """``serves: null`` means "made for no runner in particular": the folder loads (it crashed the loader)."""
+    from hpsedge.runtime.predictor import Predictor
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.edit_manifest(ctx.model(), _art(serves=None))
+    pred = Predictor.load(folder, backend="ort", device="cpu")
+    assert pred.predict(np.zeros((120, 160, 3), np.uint8), [[10, 10, 100, 110]])
+
+
+def _cache_env(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    import hpsedge.runtime.manifest as mf
+
+    monkeypatch.setenv("HPSEDGE_HASH_CACHE", str(cache))
+    monkeypatch.setattr(mf, "_VERIFIED", {})  # only the persistent cache, as in a fresh process
+
+
+def test_hash_cache_never_writes_through_a_planted_symlink(models: tuple[Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's temporary file had a predictable name (``.verified.json.<pid>.tmp``) and was opened
+    following symlinks: a symlink planted there made a load overwrite the file it pointed to."""
+    from hpsedge.runtime.predictor import Predictor
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.model()
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir(mode=0o700)
+    cache = cache_dir / "verified.json"
+    victim = ctx.write("victim.txt", "precious")
+    os.symlink(victim, cache_dir / f".verified.json.{os.getpid()}.tmp")
+    _cache_env(monkeypatch, cache)
+    Predictor.load(folder, backend="ort", device="cpu")
+    assert victim.read_text() == "precious"
+    assert cache.is_file() and not cache.is_symlink()
+    assert str(os.path.realpath(folder / "model.onnx")) in json.loads(cache.read_text())
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("how", ["file-writable-by-others", "folder-writable-by-others", "file-is-a-symlink"])
+def test_hash_cache_others_can_write_is_not_trusted(how: str, models: tuple[Path, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache entry forged for a tampered graph (its inode, size, mtime, ctime and the manifest's sha256) in
+    a cache file that others can write (or reach through a symlink) must not pass it as verified."""
+    from hpsedge.runtime.predictor import Predictor
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.model()
+    onnx = folder / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 1
+    onnx.write_bytes(bytes(data))
+    st = os.stat(onnx)
+    want = json.loads((folder / "manifest.json").read_text())["artifacts"]["onnx"]["sha256"]
+    forged = json.dumps({os.path.realpath(onnx): [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                                  st.st_ctime_ns, want]})
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    os.chmod(cache_dir, 0o777 if how == "folder-writable-by-others" else 0o700)
+    cache = cache_dir / "verified.json"
+    if how == "file-is-a-symlink":
+        elsewhere = ctx.write("elsewhere.json", forged)
+        os.chmod(elsewhere, 0o600)
+        os.symlink(elsewhere, cache)
+    else:
+        cache.write_text(forged)
+        os.chmod(cache, 0o666 if how == "file-writable-by-others" else 0o600)
+    _cache_env(monkeypatch, cache)
+    with pytest.raises(ManifestError, match="does not match the sha256"):
+        Predictor.load(folder, backend="ort", device="cpu")
+
+
+def test_graph_swapped_between_verify_and_load_is_refused(models: tuple[Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sha256 was checked on the path, then ONNX Runtime opened the path again: a graph renamed into
+    place in between ran under the manifest's name."""
+    import hpsedge.runtime.predictor as predictor_mod
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.model()
+    onnx = folder / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 1  # a weight changed: still a valid graph with the same inputs and outputs
+    evil = ctx.write("evil.onnx", bytes(data))
+    real_make = predictor_mod._make_ort
+
+    def swap_then_load(*args: Any, **kw: Any) -> Any:
+        os.replace(evil, onnx)  # after verification, before ONNX Runtime opens it
+        return real_make(*args, **kw)
+
+    monkeypatch.setattr(predictor_mod, "_make_ort", swap_then_load)
+    with pytest.raises(ManifestError, match="changed while it was being loaded"):
+        predictor_mod.Predictor.load(folder, backend="ort", device="cpu")
