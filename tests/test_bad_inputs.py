@@ -864,3 +864,46 @@ def test_graph_swapped_between_verify_and_load_is_refused(models: tuple[Path, Pa
     monkeypatch.setattr(predictor_mod, "_make_ort", swap_then_load)
     with pytest.raises(ManifestError, match="changed while it was being loaded"):
         predictor_mod.Predictor.load(folder, backend="ort", device="cpu")
+
+
+KILL_BETWEEN_RENAMES = r"""
+import os, signal, sys
+from pathlib import Path
+import hpsedge.export.outdir as od
+
+out = Path(sys.argv[1])
+real_replace = os.replace
+
+def replace(src, dst):
+    real_replace(src, dst)
+    if Path(src) == out:  # the old folder was moved aside: die before the new one is renamed in
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace
+with od.atomic_folder(out, force=True) as tmp:
+    (tmp / "manifest.json").write_text('{"schema": "hpsedge.manifest", "new": true}')
+"""
+
+
+def test_build_killed_between_its_two_renames_is_recovered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``export build --force`` killed after moving the old build aside and before renaming the new one in:
+    the next build restored nothing and deleted ``.out.old-PID`` as stale (the user's build was lost)."""
+    import subprocess
+
+    from hpsedge.runtime.manifest import SCHEMA
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"schema": SCHEMA, "mine": "the old build"}))
+    (out / "model.onnx").write_bytes(b"weights of the old build")
+    before = _snapshot(out, tmp_path / "nothing")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(out)], env=env, capture_output=True,
+                         timeout=120)
+    assert res.returncode == -signal.SIGKILL, res.stderr.decode()[-2000:]
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.old-")]
+    # the next build (without --force) finds the old build back in place, refuses to replace it, leaves no debris
+    code, text = run_cli(["export", "onnx", "--model", "poco-hmr", "--tiny", "--out", str(out)], capsys)
+    assert code == 2 and "already exists" in text and "Traceback" not in text, text
+    assert _snapshot(out, tmp_path / "nothing") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -5,7 +5,8 @@
 * a lock (``.NAME.lock`` beside the folder, ``flock``) is held for the whole build, so two builds to one
   ``--out`` cannot both "succeed"; the second stops at once with a message;
 * the work happens in ``.NAME.tmp-XXXX`` beside the target; temp folders of earlier builds to the same place
-  that were killed (SIGKILL, power loss) are removed first (a live build would hold the lock);
+  that were killed (SIGKILL, power loss) are removed first (a live build would hold the lock), and a build
+  killed between the two renames of a ``--force`` replacement gets its previous folder renamed back;
 * the final rename never replaces a folder that appeared while the build ran unless ``force`` was given
   (``renameat2(RENAME_NOREPLACE)`` on Linux), and ``force`` replaces only an hpsedge build folder (one with an
   hpsedge manifest) or an empty folder, never anything else;
@@ -113,17 +114,35 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
 
 
 def _remove_stale(out_dir: Path) -> None:
-    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` folders left by killed builds (we hold the lock, so no live
-    build owns them)."""
-    pattern = re.compile(re.escape(f".{out_dir.name}.") + r"(tmp-[A-Za-z0-9_]+|old-\d+)")
+    """Clean up after builds that were killed (we hold the lock, so no live build owns what is found).
+
+    A ``--force`` build replaces a folder in two renames (old → ``.NAME.old-PID``, new → ``NAME``). Killed
+    between them, the previous build exists only as ``.NAME.old-PID``: when ``NAME`` is missing, the newest
+    such folder is renamed back to ``NAME`` (never deleted). Then ``.NAME.tmp-*`` folders and any remaining
+    ``.NAME.old-*`` ones (whose replacement did land) are removed.
+    """
+    tmp_pattern = re.compile(re.escape(f".{out_dir.name}.") + r"tmp-[A-Za-z0-9_]+")
+    old_pattern = re.compile(re.escape(f".{out_dir.name}.") + r"old-\d+")
     try:
-        entries = list(out_dir.parent.iterdir())
+        entries = [e for e in out_dir.parent.iterdir() if e.is_dir() and not e.is_symlink()]
     except OSError:
         return
-    for entry in entries:
-        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
-            log.info("removing %s, left by an interrupted build", entry)
-            shutil.rmtree(entry, ignore_errors=True)
+    olds = [e for e in entries if old_pattern.fullmatch(e.name)]
+    if olds and not (out_dir.exists() or out_dir.is_symlink()):
+        newest = max(olds, key=lambda e: e.lstat().st_ctime_ns)  # renamed aside last
+        try:
+            _rename_noreplace(newest, out_dir)
+        except OSError as exc:
+            raise HpsedgeError(
+                f"{out_dir} was being replaced when a build was killed; its previous contents are in "
+                f"{newest.name} and could not be put back ({exc.strerror or exc})",
+                hint=f"rename {newest} to {out_dir} yourself",
+            ) from None
+        log.warning("restored %s from %s, left by a build killed while replacing it", out_dir, newest.name)
+        olds.remove(newest)
+    for entry in [e for e in entries if tmp_pattern.fullmatch(e.name)] + olds:
+        log.info("removing %s, left by an interrupted build", entry)
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -194,6 +213,7 @@ def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
         raise HpsedgeError(f"{out_dir.parent} is not writable; cannot create {out_dir.name} there")
     with output_lock(out_dir):
         _remove_stale(out_dir)
+        check_target(out_dir, force)  # a folder restored just now counts as existing
         existed = out_dir.exists() or out_dir.is_symlink()
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
         try:
