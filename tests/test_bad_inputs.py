@@ -595,7 +595,63 @@ CASES: list[Case] = [
 
 # ------------------------------------------------------------------------------------------- issue 24
 # serving, export triton, interrupted builds, detector metadata, the manifest and its hash cache
+def _synthetic_detector(ctx: Ctx, **kw: Any) -> Path:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from detector_synth import make_detector
+
+    return make_detector(ctx.root / "det.onnx", "yolo", **kw)
+
+
+def _constant_detector(ctx: Ctx, value: float) -> Path:
+    """A graph in the Ultralytics layout ([1, 4+3, 8400], names 0: person) whose output is ``value`` everywhere."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = np.full((1, 7, 8400), value, np.float32)
+    node = helper.make_node("Constant", [], ["output0"], value=numpy_helper.from_array(out, "c"))
+    graph = helper.make_graph([node], "constant_detector",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 320, 320])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 7, 8400])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = model.metadata_props.add()
+    meta.key, meta.value = "names", repr({0: "person", 1: "bicycle", 2: "car"})
+    path = ctx.root / "det.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _add_detector(ctx: Ctx, det: Path) -> Callable[[], Any]:
+    from hpsedge.export.detector import add_detector
+
+    def action() -> Any:
+        ctx.out.mkdir()
+        return add_detector(ctx.out, {"artifacts": {}}, det, "fp32")
+
+    return action
+
+
+def _build_with_detector(ctx: Ctx, det: Path) -> list[str]:
+    return ["export", "build", "--model", "poco-hmr", "--tiny", "--detector", str(det), "--out", str(ctx.out)]
+
+
 CASES += [
+    Case("detector-names-minus-one-person",
+         lambda c: _add_detector(c, _synthetic_detector(c, names={-1: "person", 0: "bicycle", 2: "car"})),
+         InputError, r"class indices 0\.\."),
+    Case("detector-names-minus-one-person-cli",
+         lambda c: _build_with_detector(c, _synthetic_detector(c, names={-1: "person", 0: "bicycle", 2: "car"})),
+         2, r"class indices 0\.\."),
+    Case("detector-person-class-negative-manifest",
+         lambda c: (lambda: __import__("hpsedge.runtime.detect").runtime.detect.DetectorConfig(
+             layout="yolo", input_name="images", input_size=(320, 320), person_class=-1).check()),
+         InputError, r"person class must lie in 0\.\."),
+    Case("detector-outputs-all-nan", lambda c: _add_detector(c, _constant_detector(c, float("nan"))), InputError,
+         "holds 58800 NaN/Inf"),
+    Case("detector-outputs-1e30", lambda c: _add_detector(c, _constant_detector(c, 1e30)), InputError,
+         "reaches 1e\\+30"),
+    Case("detector-outputs-nan-cli", lambda c: _build_with_detector(c, _constant_detector(c, float("nan"))), 2,
+         "NaN/Inf value"),
     Case("manifest-serves-not-list", _manifest_case(_art(serves=5)), ManifestError, "'serves' must be a list"),
     Case("manifest-serves-not-strings", _manifest_case(_art(serves=[None])), ManifestError, "'serves' must be a list"),
 ]
