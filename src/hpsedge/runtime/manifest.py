@@ -45,7 +45,7 @@ holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration range
 which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
 "TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it
 (:func:`hpsedge.runtime.backends.ort.graph_for_provider`). The engine entry
-is written by ``hpsedge.export.tensorrt.build_engine`` and read by ``hpsedge.runtime.compat``, which
+is written by ``hpsedge.runtime.trt.builder.build_engine`` and read by ``hpsedge.runtime.trt.compat``, which
 checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
 
     "engine": {
@@ -89,20 +89,18 @@ Optional blocks written by ``export build`` and read by the runtime:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
 import re
 import stat
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from hpsedge.runtime.errors import ManifestError
+from hpsedge.errors import ManifestError
+from hpsedge.runtime.files import atomic_write, sha256_file
 
 SCHEMA = "hpsedge.manifest"
 #: version 2: the runtime reads the model's rules from ``postprocessing`` (``projection``, ``full_focal``,
@@ -527,7 +525,6 @@ def _remember(real: str, stamp: tuple[int, ...], digest: str) -> None:
     cache = hash_cache_file()
     if cache is None:
         return
-    tmp: str | None = None
     try:  # best effort: a read-only home or a full disk only costs a rehash next time
         cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _private_dir(cache.parent):
@@ -536,18 +533,9 @@ def _remember(real: str, stamp: tuple[int, ...], digest: str) -> None:
         data[real] = [*stamp, digest]
         if len(data) > _CACHE_MAX:
             data = dict(list(data.items())[-_CACHE_MAX:])
-        # a fresh, unpredictable name created with O_EXCL (mode 0600): a planted symlink is never written through
-        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data))
-        os.replace(tmp, cache)  # replaces a symlink at ``cache`` itself, never its target
-        tmp = None
+        atomic_write(cache, json.dumps(data), fsync=False)  # a fresh O_EXCL temp name: never through a symlink
     except OSError:
         pass
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def verify_file(path: str | Path, sha256: str | None, size: int | None = None,
@@ -669,13 +657,3 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (engines and ONNX files can be gigabytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()

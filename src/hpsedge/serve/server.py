@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.errors import BackendError, HpsedgeError
-from hpsedge.serve.schema import MAX_PERSONS, MAX_SIDE, MODEL_NAME, input_specs, output_specs
+from hpsedge.serve.schema import MAX_PERSONS, MAX_SIDE, MODEL_NAME, input_specs, model_prefix, output_specs
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +332,17 @@ def build_server(folder: str | Path, cfg: ServeConfig, smpl: str | Path | None =
     """Load everything and bind both models to a (not yet started) ``pytriton.triton.Triton``.
 
     Returns the Triton object and a summary dict (model names, ports, batching). User errors (a bad folder,
-    a missing extra) raise :class:`HpsedgeError` before any server starts.
+    a missing extra) raise :class:`HpsedgeError` before any server starts; options and ports first.
     """
+    if cfg.instances < 1 or cfg.max_persons < 1 or cfg.max_queue_delay_us < 0:
+        raise HpsedgeError("--instances and --max-persons must be ≥ 1, --max-queue-delay-us ≥ 0")
+    if not 16 <= cfg.max_side <= 32768:
+        raise HpsedgeError(f"the largest image side must lie in 16..32768 pixels, got {cfg.max_side}")
+    ports = {"HTTP": cfg.http_port, "gRPC": cfg.grpc_port, "metrics": cfg.metrics_port}
+    if not cfg.http:
+        del ports["HTTP"]
+    check_ports(cfg.host, ports)
+
     try:
         from pytriton.decorators import batch
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -343,19 +352,9 @@ def build_server(folder: str | Path, cfg: ServeConfig, smpl: str | Path | None =
             f"PyTriton is not installed ({exc.name})",
             hint='pip install "hpsedge[serve,ort,cli]" in its own virtualenv (PyTriton pins numpy<2)',
         ) from None
-    from hpsedge.export.triton import model_prefix
     from hpsedge.runtime.predictor import Predictor
     from hpsedge.runtime.smpl import SMPL
     from hpsedge.serve.frames import FrameService
-
-    if cfg.instances < 1 or cfg.max_persons < 1 or cfg.max_queue_delay_us < 0:
-        raise HpsedgeError("--instances and --max-persons must be ≥ 1, --max-queue-delay-us ≥ 0")
-    if not 16 <= cfg.max_side <= 32768:
-        raise HpsedgeError(f"the largest image side must lie in 16..32768 pixels, got {cfg.max_side}")
-    ports = {"HTTP": cfg.http_port, "gRPC": cfg.grpc_port, "metrics": cfg.metrics_port}
-    if not cfg.http:
-        del ports["HTTP"]
-    check_ports(cfg.host, ports)
 
     # the network runs in this process on ONNX Runtime (the Predictor's loader checks the folder)
     net = Predictor.load(folder, backend="ort", device=cfg.device, threads=cfg.threads, precision=cfg.precision)
