@@ -635,7 +635,41 @@ def _build_with_detector(ctx: Ctx, det: Path) -> list[str]:
     return ["export", "build", "--model", "poco-hmr", "--tiny", "--detector", str(det), "--out", str(ctx.out)]
 
 
+def _serve_port_busy(ctx: Ctx) -> list[str]:
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    ctx.busy = busy  # type: ignore[attr-defined]  # held until the case ends
+    return ["serve", str(ctx.cliff), "--host", "127.0.0.1", "--http-port", str(busy.getsockname()[1])]
+
+
+def _gate(header: Any) -> Callable[[], Any]:
+    from hpsedge.serve.front import declared_bytes, limits_for
+
+    limits = limits_for(8192, 64, 16, 3 * 224 * 224 * 4)
+    return lambda: declared_bytes(header, limits.max_tensor_bytes)
+
+
+def _gate_input(shape: Any, dtype: str = "UINT8", **extra: Any) -> dict:
+    return {"inputs": [{"name": "image", "shape": shape, "datatype": dtype, **extra}]}
+
+
 CASES += [
+    Case("serve-port-busy", _serve_port_busy, 2, r"HTTP port \d+ on 127\.0\.0\.1 is already in use"),
+    Case("serve-gate-declared-30GB", lambda c: _gate(_gate_input([100000, 100000, 3])), Exception,
+         "this server's limit"),
+    Case("serve-gate-huge-rank", lambda c: _gate(_gate_input([2] * 64)), Exception, "at most 8 integers"),
+    Case("serve-gate-negative-dim", lambda c: _gate(_gate_input([-5, 3])), Exception, "integers ≥ 0"),
+    Case("serve-gate-bool-dim", lambda c: _gate(_gate_input([True, 3])), Exception, "integers ≥ 0"),
+    Case("serve-gate-float-dim", lambda c: _gate(_gate_input([1e9, 3])), Exception, "integers ≥ 0"),
+    Case("serve-gate-bytes", lambda c: _gate(_gate_input([1], "BYTES")), Exception, "is not taken"),
+    Case("serve-gate-shared-memory", lambda c: _gate(_gate_input([1], parameters={"shared_memory_region": "r"})),
+         Exception, "shared-memory"),
+    Case("serve-gate-many-inputs", lambda c: _gate({"inputs": [{"name": "x", "shape": [1], "datatype": "UINT8"}] * 17}),
+         Exception, "at most 16"),
+    Case("serve-gate-not-object", lambda c: _gate([1, 2]), Exception, "must be a JSON object"),
     Case("detector-names-minus-one-person",
          lambda c: _add_detector(c, _synthetic_detector(c, names={-1: "person", 0: "bicycle", 2: "car"})),
          InputError, r"class indices 0\.\."),
@@ -704,6 +738,8 @@ def test_bad_input(case: Case, models: tuple[Path, Path], tmp_path: Path, capsys
     finally:
         if hasattr(ctx, "lock_fd"):
             os.close(ctx.lock_fd)
+        if hasattr(ctx, "busy"):
+            ctx.busy.close()
     assert not ctx.marker.exists(), "a payload ran"
     after = _snapshot(ctx.root, ctx.out)
     assert after == before, "something outside the output was created or changed"
