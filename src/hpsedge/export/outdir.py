@@ -28,7 +28,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hpsedge.errors import HpsedgeError
@@ -58,9 +58,16 @@ def _is_empty_dir(path: Path) -> bool:
         return False
 
 
-def check_target(out_dir: Path, force: bool) -> None:
+#: what ``force`` may replace by default, in words (see :func:`check_target`)
+_BUILD_FOLDER = ("an hpsedge build folder (no hpsedge manifest.json)", "build folders")
+
+
+def check_target(out_dir: Path, force: bool, replaceable: Callable[[Path], bool] | None = None,
+                 what: tuple[str, str] = _BUILD_FOLDER) -> None:
     """Refuse to touch an existing folder (or file) unless ``force``, and with ``force`` anything that is
-    not an hpsedge build folder or an empty folder; called before any work."""
+    not an hpsedge build folder (``replaceable``, default :func:`is_build_folder`; ``what`` names it in the
+    message) or an empty folder; called before any work."""
+    replaceable = replaceable or is_build_folder
     out_dir = Path(out_dir)
     exists = out_dir.exists() or out_dir.is_symlink()
     if exists and not force:
@@ -69,10 +76,9 @@ def check_target(out_dir: Path, force: bool) -> None:
         return
     if out_dir.is_symlink() or not out_dir.is_dir():
         raise HpsedgeError(f"{out_dir} exists and is not a folder; refusing to replace it")
-    if not (is_build_folder(out_dir) or _is_empty_dir(out_dir)):
+    if not (replaceable(out_dir) or _is_empty_dir(out_dir)):
         raise HpsedgeError(
-            f"{out_dir} is not an hpsedge build folder (no hpsedge manifest.json) and not empty; "
-            "--force only replaces build folders",
+            f"{out_dir} is not {what[0]} and not empty; --force only replaces {what[1]}",
             hint="choose another --out, or move that folder away yourself",
         )
 
@@ -198,13 +204,15 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
+def atomic_folder(out_dir: Path, force: bool, replaceable: Callable[[Path], bool] | None = None,
+                  what: tuple[str, str] = _BUILD_FOLDER) -> Iterator[Path]:
     """Yield a temporary folder next to ``out_dir``; on success it becomes ``out_dir`` in one rename.
 
-    See the module docstring for the lock, the stale-folder cleanup, the ``force`` rules and permissions.
+    See the module docstring for the lock, the stale-folder cleanup, the ``force`` rules and permissions;
+    ``replaceable``/``what``: see :func:`check_target` (other kinds of hpsedge output, e.g. a Triton repository).
     """
     out_dir = Path(out_dir)
-    check_target(out_dir, force)
+    check_target(out_dir, force, replaceable, what)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -213,7 +221,7 @@ def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
         raise HpsedgeError(f"{out_dir.parent} is not writable; cannot create {out_dir.name} there")
     with output_lock(out_dir):
         _remove_stale(out_dir)
-        check_target(out_dir, force)  # a folder restored just now counts as existing
+        check_target(out_dir, force, replaceable, what)  # a folder restored just now counts as existing
         existed = out_dir.exists() or out_dir.is_symlink()
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
         try:
@@ -225,7 +233,7 @@ def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
                         f"{out_dir} appeared while the build ran; not replacing it (the new build is discarded)",
                         hint="pass --force to replace it, or choose another --out",
                     )
-                check_target(out_dir, force)  # still a build folder or empty?
+                check_target(out_dir, force, replaceable, what)  # still a build folder or empty?
                 # move the old folder aside first, so a failure keeps one of the two
                 old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
                 os.replace(out_dir, old)
