@@ -656,7 +656,62 @@ def _gate_input(shape: Any, dtype: str = "UINT8", **extra: Any) -> dict:
     return {"inputs": [{"name": "image", "shape": shape, "datatype": dtype, **extra}]}
 
 
+def _flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _triton(ctx: Ctx, folder: Path, *extra: str, out: Path | None = None) -> list[str]:
+    return ["export", "triton", str(folder), "--out", str(out or ctx.out), "--kind", "cpu", *extra]
+
+
+def _triton_tampered(ctx: Ctx) -> list[str]:
+    folder = ctx.model()
+    _flip_middle_byte(folder / "model.onnx")
+    return _triton(ctx, folder)
+
+
+def _triton_swapped(ctx: Ctx) -> list[str]:
+    folder = ctx.model()
+    shutil.copy(ctx.pare / "model.onnx", folder / "model.onnx")
+    return _triton(ctx, folder)
+
+
+def _triton_data_file_symlink(ctx: Ctx) -> list[str]:
+    """External weights listed in the manifest, the file a symlink to a secret beside the folder (the secret
+    was copied into the repository, its sha256 never checked)."""
+    from hpsedge.runtime.files import sha256_file
+
+    folder = ctx.model()
+    secret = ctx.write("secret.txt", "password=hunter2")
+    os.symlink(secret, folder / "model.onnx.data")
+    return _triton(ctx, ctx.edit_manifest(folder, _art(data_file="model.onnx.data", data_sha256=sha256_file(secret),
+                                                        data_bytes=secret.stat().st_size)))
+
+
+def _triton_force_over_user_folder(ctx: Ctx) -> list[str]:
+    repo = ctx.root / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text("# my notes on this deployment\n")
+    return _triton(ctx, ctx.cliff, "--force", out=repo)
+
+
+def _triton_engine_missing(ctx: Ctx) -> list[str]:
+    """The manifest lists an engine whose file is missing: the ONNX model was already copied when the error
+    came (a half-written repository was left)."""
+    folder = ctx.model()
+    ctx.edit_manifest(folder, lambda m: m["artifacts"].update(engine={"file": "model.engine", "bytes": 10}))
+    return _triton(ctx, folder, "--network", "onnx")
+
+
 CASES += [
+    Case("triton-tampered-graph", _triton_tampered, 2, "does not match the sha256"),
+    Case("triton-swapped-graph", _triton_swapped, 2, "does not match"),
+    Case("triton-data-file-symlink-out", _triton_data_file_symlink, 2, "outside the build folder"),
+    Case("triton-force-over-user-folder", _triton_force_over_user_folder, 2,
+         "not a Triton repository written by hpsedge"),
+    Case("triton-engine-missing", _triton_engine_missing, 2, "missing"),
     Case("serve-port-busy", _serve_port_busy, 2, r"HTTP port \d+ on 127\.0\.0\.1 is already in use"),
     Case("serve-gate-declared-30GB", lambda c: _gate(_gate_input([100000, 100000, 3])), Exception,
          "this server's limit"),
@@ -998,4 +1053,33 @@ def test_build_killed_between_its_two_renames_is_recovered(tmp_path: Path, capsy
     code, text = run_cli(["export", "onnx", "--model", "poco-hmr", "--tiny", "--out", str(out)], capsys)
     assert code == 2 and "already exists" in text and "Traceback" not in text, text
     assert _snapshot(out, tmp_path / "nothing") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_export_triton_error_leaves_no_repository(models: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An error after the first model was copied left a half-written repository behind."""
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    code, text = run_cli(_triton_engine_missing(ctx), capsys)
+    assert code == 2 and "missing" in text, text
+    assert not ctx.out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp folder or lock left
+
+
+def test_export_triton_force_replaces_only_an_unchanged_hpsedge_repository(
+    models: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    code, text = run_cli(_triton(ctx, ctx.cliff), capsys)
+    assert code == 0, text
+    assert (ctx.out / ".hpsedge-triton.json").is_file()
+    code, text = run_cli(_triton(ctx, ctx.cliff), capsys)  # no --force: refused
+    assert code == 2 and "not empty" in text, text
+    code, text = run_cli(_triton(ctx, ctx.cliff, "--force"), capsys)  # ours, unchanged: replaced
+    assert code == 0, text
+    readme = ctx.out / "README.md"
+    readme.write_text(readme.read_text() + "\nmy notes\n")  # the user edits it: no longer only ours
+    code, text = run_cli(_triton(ctx, ctx.cliff, "--force"), capsys)
+    assert code == 2 and "not a Triton repository written by hpsedge" in text, text
+    assert readme.read_text().endswith("my notes\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
