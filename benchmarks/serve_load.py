@@ -95,6 +95,7 @@ from hpsedge.client import HpsedgeClient, ServerError
 
 grpc_url, http_port, conc, seconds, every, people = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
                                                       float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+result_path = sys.argv[7]
 rng = np.random.default_rng(0)
 image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
 w = 600 // people
@@ -206,8 +207,10 @@ for t in threads:
     t.start()
 for t in threads:
     t.join(timeout=seconds + 600)
-print(json.dumps({"good": good, "bad": bad[:20], "n_bad": len(bad), "hostile": hostile,
-                  "wall_s": time.perf_counter() - start, "stuck_threads": sum(t.is_alive() for t in threads)}))
+with open(result_path, "w") as f:  # a file, not stdout: a full pipe would block this process until killed
+    json.dump({"good": good, "bad": bad[:20], "n_bad": len(bad), "hostile": hostile,
+               "wall_s": time.perf_counter() - start, "stuck_threads": sum(t.is_alive() for t in threads)}, f)
+print("done", flush=True)
 """
 
 
@@ -257,9 +260,10 @@ def soak(args: argparse.Namespace, manifest: dict, env: dict[str, str]) -> None:
             if server.poll() is not None or time.monotonic() > end:
                 sys.exit(f"error: the server did not start; see {log_path}")
             time.sleep(0.5)
+        result_path = args.out / "serve_soak.client.tmp.json"
         client = subprocess.Popen(
             [str(args.serve_python), "-c", SOAK, f"127.0.0.1:{grpc}", str(http), str(args.soak_concurrency),
-             str(args.soak), str(args.hostile_every), str(args.people)],
+             str(args.soak), str(args.hostile_every), str(args.people), str(result_path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         assert client.stdout is not None
@@ -271,7 +275,8 @@ def soak(args: argparse.Namespace, manifest: dict, env: dict[str, str]) -> None:
         while client.poll() is None and time.monotonic() < hard_end:
             mb, n = tree_rss_mb(server.pid)
             rss.append((round(time.monotonic() - t0, 1), round(mb, 1), n))
-            load.append(os.getloadavg()[0])
+            if time.monotonic() - t0 <= args.soak:
+                load.append(os.getloadavg()[0])
             if server.poll() is not None:
                 break
             time.sleep(args.rss_every)
@@ -283,10 +288,10 @@ def soak(args: argparse.Namespace, manifest: dict, env: dict[str, str]) -> None:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=180)
-    lines = out.strip().splitlines()
-    if not lines:
+    if "done" not in out or not result_path.is_file():
         sys.exit(f"error: the soak client failed: {err[-2000:]}")
-    r = json.loads(lines[-1])
+    r = json.loads(result_path.read_text())
+    result_path.unlink()
     t_lat = np.array(r["good"], dtype=float).reshape(-1, 2)
     lat_ms = t_lat[:, 1] * 1000.0
     tenths = []
@@ -296,7 +301,7 @@ def soak(args: argparse.Namespace, manifest: dict, env: dict[str, str]) -> None:
             tenths.append({"tenth": k + 1, "requests": int(sel.sum()),
                            "p50_ms": round(float(np.percentile(lat_ms[sel], 50)), 1),
                            "p99_ms": round(float(np.percentile(lat_ms[sel], 99)), 1)})
-    arr = np.array([(t, m) for t, m, _ in rss], dtype=float).reshape(-1, 2)
+    arr = np.array([(t, m) for t, m, _ in rss if t <= args.soak], dtype=float).reshape(-1, 2)  # under load only
     warm = arr[arr[:, 0] >= min(60.0, args.soak / 10)] if len(arr) else arr  # after the first minute
     half = warm[warm[:, 0] >= warm[0, 0] + (warm[-1, 0] - warm[0, 0]) / 2] if len(warm) > 2 else warm
     slope = float(np.polyfit(half[:, 0], half[:, 1], 1)[0]) * 60.0 if len(half) > 2 else float("nan")
