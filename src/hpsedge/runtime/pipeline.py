@@ -32,8 +32,7 @@ import numpy as np
 from hpsedge.errors import InputError, ManifestError
 from hpsedge.runtime import rotations
 from hpsedge.runtime.detect import Detections, Detector, DetectorConfig
-from hpsedge.runtime.predictor import PersonResult, Predictor, antialias_crops
-from hpsedge.runtime.preprocess import preprocess
+from hpsedge.runtime.predictor import PersonResult, Predictor
 from hpsedge.runtime.temporal import TemporalConfig, TemporalFilter
 from hpsedge.runtime.tracking import SortTracker
 
@@ -135,10 +134,13 @@ class Pipeline:
              detector_precision: str | None = None, backend: str = "auto", device: str = "auto",
              threads: int | None = None, precision: str | None = None, fps: float = 30.0,
              tracker: SortTracker | None = None, smooth: bool = True, need_detector: bool = True,
-             j_regressor_extra: str | Path | None = None, **detector_options: Any) -> Pipeline:
+             j_regressor_extra: str | Path | None = None, intrinsics: Any | None = None,
+             **detector_options: Any) -> Pipeline:
         """Load a build folder (and its detector, or ``detector`` = a detector ONNX with ``detector_options``
-        for :func:`hpsedge.runtime.detect.inspect_graph`). ``fps``: the frame rate the filter assumes."""
-        pred = Predictor.load(folder, backend=backend, device=device, smpl=None, threads=threads, precision=precision)
+        for :func:`hpsedge.runtime.detect.inspect_graph`). ``fps``: the frame rate the filter assumes;
+        ``intrinsics``: the calibrated camera (see :meth:`Predictor.load`)."""
+        pred = Predictor.load(folder, backend=backend, device=device, smpl=None, threads=threads, precision=precision,
+                              intrinsics=intrinsics)
         det: Detector | None = None
         if detector is not None:
             det = Detector.load(detector, device=device if device in ("cpu", "cuda", "auto", "tensorrt") else "auto",
@@ -214,8 +216,7 @@ class Pipeline:
             return FrameResult(index, [], len(dboxes), sec)
         pboxes = np.stack([tb.box for tb in tracked])
         pred = self.predictor
-        feeds, meta = preprocess(rgb, pboxes, pred.preprocessing)
-        antialias_crops(rgb, feeds, meta, pred.preprocessing)
+        feeds, meta = pred.prepare(rgb, pboxes)
         raws = pred.postprocess(pred.run_batched(feeds), meta, pboxes)
         t3 = time.perf_counter()
         sec["regressor"] = t3 - t2
@@ -263,7 +264,7 @@ class Pipeline:
 # ============================================================================================ run a source
 def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overlay: str | Path | None = None,
                boxes: list[np.ndarray] | None = None, progress: Any | None = None,
-               max_frames: int | None = None) -> dict[str, Any]:
+               max_frames: int | None = None, on_frame: Any | None = None) -> dict[str, Any]:
     """Run ``pipeline`` over an opened :class:`~hpsedge.runtime.sources.Source`.
 
     Args:
@@ -272,6 +273,7 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
         boxes: per-frame person boxes (skips the detector), indexed by frame.
         progress: called as ``progress(frames_done, frames_per_second)``.
         max_frames: stop after this many frames.
+        on_frame: called as ``on_frame(frame, result)`` after each frame (the ``--mcap``/``--rerun`` outputs).
 
     Ctrl-C (KeyboardInterrupt) ends the run like the end of the source: everything so far is written, the
     summary says ``interrupted``. A source that stops with an error (:class:`SourceStopped`) is re-raised
@@ -304,6 +306,8 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
             ids.update(p.track_id for p in res.people)
             for k, v in res.seconds.items():
                 stage_sum[k] += v
+            if on_frame is not None:
+                on_frame(frame, res)
             if jsonl is not None:
                 jsonl.write(json.dumps(res.to_json(frame.time), separators=(",", ":")) + "\n")
                 jsonl.flush()
