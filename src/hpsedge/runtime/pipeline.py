@@ -21,8 +21,12 @@ track. Both the Python API and ``hpsedge run --source`` use this object.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,8 @@ class FrameResult:
     people: list[TrackedPerson]
     detections: int  #: boxes the detector (or caller) gave, before tracking
     seconds: dict[str, float] = field(default_factory=dict)
+    #: False on a frame the detector skipped (``detect_every`` > 1): its boxes are the tracker's predictions
+    detector_ran: bool = True
 
     def to_json(self, time_s: float | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"frame": self.index}
@@ -120,7 +126,9 @@ class Pipeline:
 
     def __init__(self, predictor: Predictor, detector: Detector | None, smpl: Any | None = None,
                  tracker: SortTracker | None = None, temporal: TemporalConfig | None = None,
-                 smooth: bool = True) -> None:
+                 smooth: bool = True, detect_every: int = 1) -> None:
+        if not isinstance(detect_every, int) or detect_every < 1:
+            raise InputError(f"detect_every must be an integer ≥ 1, got {detect_every!r}")
         self.predictor = predictor
         self.detector = detector
         self.smpl = smpl
@@ -129,20 +137,28 @@ class Pipeline:
         self.temporal = replace(base, inpaint=False, smooth=smooth)
         self._filters: dict[int, TemporalFilter] = {}
         self._count = 0
+        #: run the detector on every k-th frame; the tracker carries the boxes in between (SortTracker.carry)
+        self.detect_every = detect_every
 
     @classmethod
     def load(cls, folder: str | Path, smpl: str | Path | Any | None = None, *, detector: str | Path | None = None,
              detector_precision: str | None = None, backend: str = "auto", device: str = "auto",
              threads: int | None = None, precision: str | None = None, fps: float = 30.0,
              tracker: SortTracker | None = None, smooth: bool = True, need_detector: bool = True,
-             j_regressor_extra: str | Path | None = None, **detector_options: Any) -> Pipeline:
+             j_regressor_extra: str | Path | None = None, detect_every: int = 1,
+             detector_threads: int | None = None, **detector_options: Any) -> Pipeline:
         """Load a build folder (and its detector, or ``detector`` = a detector ONNX with ``detector_options``
-        for :func:`hpsedge.runtime.detect.inspect_graph`). ``fps``: the frame rate the filter assumes."""
+        for :func:`hpsedge.runtime.detect.inspect_graph`). ``fps``: the frame rate the filter assumes.
+
+        ``detect_every``: run the detector on every k-th frame only (the tracker carries the boxes between).
+        ``threads`` / ``detector_threads``: ONNX Runtime intra-op threads of the regressor / the detector
+        (default: ``threads``); with :meth:`stream`'s two stages running at once, 1 each fills 2 cores."""
         pred = Predictor.load(folder, backend=backend, device=device, smpl=None, threads=threads, precision=precision)
+        dthreads = threads if detector_threads is None else detector_threads
         det: Detector | None = None
         if detector is not None:
             det = Detector.load(detector, device=device if device in ("cpu", "cuda", "auto", "tensorrt") else "auto",
-                                threads=threads, **detector_options)
+                                threads=dthreads, **detector_options)
         else:
             key = detector_artifact(pred.manifest, detector_precision)
             if key is not None:
@@ -160,7 +176,7 @@ class Pipeline:
                 else:
                     path = pred.manifest.artifact_path(key)
                     _check_artifact_size(pred.manifest, key, path)
-                    det = Detector.load(path, config=cfg, threads=threads)
+                    det = Detector.load(path, config=cfg, threads=dthreads)
             elif need_detector:
                 raise ManifestError(f"{folder} has no person detector",
                                     hint="add one with `hpsedge export build ... --detector det.onnx`, pass "
@@ -171,7 +187,7 @@ class Pipeline:
 
             body = _load_smpl(smpl, j_regressor_extra)
         temporal = TemporalConfig.from_manifest(pred.manifest, fps=fps)
-        return cls(pred, det, body, tracker=tracker, temporal=temporal, smooth=smooth)
+        return cls(pred, det, body, tracker=tracker, temporal=temporal, smooth=smooth, detect_every=detect_every)
 
     def set_fps(self, fps: float) -> None:
         """The frame rate the temporal filter assumes (a source's nominal rate); applies to new tracks."""
@@ -184,34 +200,158 @@ class Pipeline:
         self._filters.clear()
         self._count = 0
 
-    def __call__(self, image: np.ndarray, boxes: Any | None = None, scores: Any | None = None) -> FrameResult:
-        """One RGB frame (H×W×3 uint8) → its tracked people. ``boxes`` [K,4] skip the detector."""
+    @staticmethod
+    def _check_frame(image: Any) -> np.ndarray:
         rgb = np.asarray(image)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise InputError(f"frames must be H×W×3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
-        sec = dict.fromkeys(STAGES, 0.0)
+        return rgb
+
+    #: a track detected fewer times than this gets the detector on every frame (its velocity is not known yet)
+    WARM_HITS = 3
+
+    def wants_detection(self, index: int) -> bool:
+        """Whether the detector runs on frame ``index``, from the tracker's state after the frame before: on
+        every ``detect_every``-th frame, and on every frame while a live track has been detected fewer than
+        :attr:`WARM_HITS` times (a new track's Kalman filter has no velocity yet to carry its box with)."""
+        if self.detect_every == 1 or index % self.detect_every == 0:
+            return True
+        return any(t.misses == 0 and t.hits < self.WARM_HITS for t in getattr(self.tracker, "tracks", []))
+
+    def _detect(self, rgb: np.ndarray, run: bool) -> Detections | None:
+        """The detector's people, or None on a frame it skips. One caller at a time (the detector stage)."""
+        if self.detector is None:
+            raise InputError("this pipeline has no detector; pass boxes")
+        return self.detector(rgb) if run else None
+
+    def __call__(self, image: np.ndarray, boxes: Any | None = None, scores: Any | None = None) -> FrameResult:
+        """One RGB frame (H×W×3 uint8) → its tracked people. ``boxes`` [K,4] skip the detector."""
+        rgb = self._check_frame(image)
         index = self._count
         self._count += 1
         t = time.perf_counter()
-        if boxes is None:
-            if self.detector is None:
-                raise InputError("this pipeline has no detector; pass boxes")
-            found: Detections = self.detector(rgb)
-            dboxes, dscores = found.boxes, found.scores
-        else:
-            dboxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            dscores = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+        found = self._detect(rgb, self.wants_detection(index)) if boxes is None else None
+        return self._after_detection(rgb, index, found, boxes, scores, time.perf_counter() - t)
+
+    def stream(self, frames: Iterable[Any], boxes: Callable[[Any], Any] | None = None,
+               threads: bool = True) -> Iterator[tuple[Any, FrameResult]]:
+        """Run a sequence of frames with the detector (and the decoding of the frames) in its own thread.
+
+        ``frames`` yields RGB arrays or objects with an ``.rgb`` array (a :class:`~hpsedge.runtime.sources.Frame`).
+        Yields ``(item, FrameResult)`` in frame order, the same results as calling the pipeline frame by frame
+        (``threads=False`` does exactly that). With threads, frame t+1 is decoded and its detector runs while
+        frame t's regressor, filter and SMPL run: ONNX Runtime releases the GIL while a graph runs, so the two
+        stages share the cores. The detector thread is at most one frame ahead (bounded queues): it waits, after
+        decoding frame t+1, for frame t's tracking to say whether t+1 needs the detector
+        (:meth:`wants_detection`), which keeps the results identical to the sequential ones. ``boxes(item)`` →
+        that frame's boxes, or None for the detector. An error in either stage is raised here; closing the
+        generator early stops the detector's thread.
+        """
+        def prepare(item: Any) -> tuple[np.ndarray, Any]:
+            rgb = self._check_frame(item.rgb if hasattr(item, "rgb") else item)
+            return rgb, (boxes(item) if boxes is not None else None)
+
+        if not threads:
+            for item in frames:
+                rgb, given = prepare(item)
+                yield item, self(rgb, boxes=given)
+            return
+        results: queue.Queue[Any] = queue.Queue(maxsize=2)
+        decisions: queue.Queue[bool] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        start = self._count
+
+        def put(q: queue.Queue[Any], x: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(x, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def decision() -> bool | None:
+            while not stop.is_set():
+                try:
+                    return decisions.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            return None
+
+        def worker() -> None:
+            try:
+                for k, item in enumerate(frames):
+                    rgb, given = prepare(item)
+                    run = self.wants_detection(start) if k == 0 else decision()
+                    if run is None:
+                        return
+                    t = time.perf_counter()
+                    found = self._detect(rgb, run) if given is None else None
+                    if not put(results, ("ok", (start + k, item, rgb, given, found, time.perf_counter() - t))):
+                        return
+                put(results, ("end", None))
+            except BaseException as exc:  # handed to the consumer, which raises it
+                put(results, ("error", exc))
+
+        th = threading.Thread(target=worker, name="hpsedge-detector", daemon=True)
+        th.start()
+        try:
+            while True:
+                kind, payload = results.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise payload
+                index, item, rgb, given, found, dt = payload
+                self._count = index + 1
+
+                def tracked_hook(nxt: int = index + 1) -> None:
+                    put(decisions, self.wants_detection(nxt))  # the detector thread may start frame t+1
+
+                yield item, self._after_detection(rgb, index, found, given, None, dt, tracked_hook)
+        finally:
+            stop.set()
+            th.join()
+
+    def _after_detection(self, rgb: np.ndarray, index: int, found: Detections | None, boxes: Any | None,
+                         scores: Any | None, det_seconds: float,
+                         tracked_hook: Callable[[], None] | None = None) -> FrameResult:
+        """Tracking, regressor, filter and SMPL of one frame, in frame order (the stateful part);
+        ``tracked_hook`` is called once the tracker has taken the frame (before the regressor runs)."""
+        sec = dict.fromkeys(STAGES, 0.0)
+        sec["detector"] = det_seconds
         t1 = time.perf_counter()
-        sec["detector"] = t1 - t
-        tracked = [tb for tb in self.tracker.update(dboxes, dscores) if tb.track_id >= 0]
+        carried = None
+        if boxes is None and found is None:  # a frame the detector skipped: the tracker carries the boxes
+            h, w = rgb.shape[:2]
+            tracked = carried = []
+            for tb in self.tracker.carry():
+                b = tb.box.copy()
+                b[[0, 2]] = b[[0, 2]].clip(0, w)
+                b[[1, 3]] = b[[1, 3]].clip(0, h)
+                if np.isfinite(b).all() and b[2] - b[0] >= 2 and b[3] - b[1] >= 2:
+                    tb.box = b
+                    tracked.append(tb)
+            dboxes = np.stack([tb.box for tb in tracked]) if tracked else np.zeros((0, 4))
+            dscores: np.ndarray | None = np.asarray([tb.score for tb in tracked])
+        else:
+            if boxes is None:
+                assert found is not None
+                dboxes, dscores = found.boxes, found.scores
+            else:
+                dboxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+                dscores = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+            tracked = [tb for tb in self.tracker.update(dboxes, dscores) if tb.track_id >= 0]
         live = {tr.id for tr in self.tracker.tracks if tr.confirmed}
         for tid in [k for k in self._filters if k not in live]:
             del self._filters[tid]
+        if tracked_hook is not None:
+            tracked_hook()
         t2 = time.perf_counter()
         sec["tracking"] = t2 - t1
         if not tracked:
             sec["regressor"] = sec["filtering"] = sec["smpl"] = 0.0
-            return FrameResult(index, [], len(dboxes), sec)
+            return FrameResult(index, [], len(dboxes), sec, carried is None)
         pboxes = np.stack([tb.box for tb in tracked])
         pred = self.predictor
         feeds, meta = preprocess(rgb, pboxes, pred.preprocessing)
@@ -252,7 +392,7 @@ class Pipeline:
                                         raw_pose_axis_angle=r.pose_axis_angle, raw_betas=r.betas, raw_transl=r.transl))
         sec["smpl"] = time.perf_counter() - t4
         people.sort(key=lambda p: p.track_id)
-        return FrameResult(index, people, len(dboxes), sec)
+        return FrameResult(index, people, len(dboxes), sec, carried is None)
 
     def close(self) -> None:
         self.predictor.close()
@@ -263,7 +403,7 @@ class Pipeline:
 # ============================================================================================ run a source
 def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overlay: str | Path | None = None,
                boxes: list[np.ndarray] | None = None, progress: Any | None = None,
-               max_frames: int | None = None) -> dict[str, Any]:
+               max_frames: int | None = None, threads: bool = True) -> dict[str, Any]:
     """Run ``pipeline`` over an opened :class:`~hpsedge.runtime.sources.Source`.
 
     Args:
@@ -272,6 +412,7 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
         boxes: per-frame person boxes (skips the detector), indexed by frame.
         progress: called as ``progress(frames_done, frames_per_second)``.
         max_frames: stop after this many frames.
+        threads: decode + detect in their own thread, one frame ahead of the regressor (:meth:`Pipeline.stream`).
 
     Ctrl-C (KeyboardInterrupt) ends the run like the end of the source: everything so far is written, the
     summary says ``interrupted``. A source that stops with an error (:class:`SourceStopped`) is re-raised
@@ -291,14 +432,14 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
     stopped: SourceStopped | None = None
     pipeline.set_fps(getattr(source, "fps", 0.0))
     t0 = time.perf_counter()
+    def frame_boxes(frame: Any) -> np.ndarray | None:
+        if boxes is None:
+            return None
+        return boxes[frame.index] if frame.index < len(boxes) else np.zeros((0, 4))
+
+    items = iter(source) if max_frames is None else itertools.islice(source, max(0, int(max_frames)))
     try:
-        for frame in source:
-            if max_frames is not None and frames >= max_frames:
-                break
-            bx = None
-            if boxes is not None:
-                bx = boxes[frame.index] if frame.index < len(boxes) else np.zeros((0, 4))
-            res = pipeline(frame.rgb, boxes=bx)
+        for frame, res in pipeline.stream(items, boxes=frame_boxes, threads=threads):
             frames += 1
             people += len(res.people)
             ids.update(p.track_id for p in res.people)
