@@ -35,7 +35,7 @@ CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {src!r}); sys.path.insert(0, {tests!r})
 import numpy as np
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 from hpsedge.runtime.predictor import Predictor
 mode, folder, k, threads, smpl = {mode!r}, {folder!r}, {k}, {threads}, {smpl!r}
 pred = Predictor.load(folder, backend="ort", device="cpu", threads=threads, smpl=smpl or None)

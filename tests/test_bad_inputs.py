@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpsedge.runtime.errors import CheckpointError, HpsedgeError, InputError, ManifestError, SMPLFileError
+from hpsedge.errors import CheckpointError, HpsedgeError, InputError, ManifestError, SMPLFileError
 
 MARKER = "MARKER"
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hpsedge.errors import InputError
 from hpsedge.eval.bench import STAGES, BenchConfig, middle_calls, run_bench
 from hpsedge.export.onnx import export_onnx
-from hpsedge.runtime.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 

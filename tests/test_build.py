@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export import build as build_mod
 from hpsedge.export.build import BuildConfig, export_build, rebuild_on_device
 from hpsedge.export.lint import check_trt_support
-from hpsedge.runtime.errors import ExportError, HpsedgeError
 from hpsedge.runtime.manifest import load_manifest, sha256_file
 from hpsedge.runtime.predictor import Predictor
 

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from hpsedge.calib.cli import calib_app
 from hpsedge.calib.sets import (
     load_calibration_set,
     make_calibration_set,
@@ -20,8 +19,9 @@ from hpsedge.calib.sets import (
     select_uncertainty,
     sidecar_path,
 )
+from hpsedge.cli.calib import calib_app
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.export.onnx import export_onnx
-from hpsedge.runtime.errors import HpsedgeError, InputError
 from hpsedge.runtime.io import read_image
 from hpsedge.runtime.manifest import load_manifest
 from hpsedge.runtime.preprocess import preprocess

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hpsedge.errors import InputError
 from hpsedge.runtime.camera import (
     SCALE_EPS,
     crop_translation,
@@ -13,7 +14,6 @@ from hpsedge.runtime.camera import (
     project_full,
     weak_perspective_orig,
 )
-from hpsedge.runtime.errors import InputError
 from hpsedge.runtime.preprocess import crop_matrices
 
 # Shared hand example: image 480×640 (H×W), f = √(640² + 480²) = 800, box centre (350, 220), b = 240,

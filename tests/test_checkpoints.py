@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from hpsedge.errors import CheckpointError
 from hpsedge.models.checkpoints import build_model, load_into
 from hpsedge.models.zoo import ZOO
-from hpsedge.runtime.errors import CheckpointError
 
 SPEC = ZOO["poco-pare"]
 

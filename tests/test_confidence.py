@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hpsedge.errors import InputError
 from hpsedge.runtime.confidence import (
     SMPL_PARENTS,
     accumulate_sigma,
@@ -12,7 +13,6 @@ from hpsedge.runtime.confidence import (
     joint_confidence,
     official_score,
 )
-from hpsedge.runtime.errors import InputError
 
 # Chain length (number of joints from the root to j, both included) for each SMPL joint.
 DEPTH = [1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5, 6, 6, 6, 7, 7, 8, 8, 9, 9]

@@ -13,12 +13,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import hpsedge.curate.core as core
+from hpsedge.cli.curate import curate_cmd
 from hpsedge.curate import OUTPUT_NAME, curate, parse_rule, plan_items
-from hpsedge.curate.cli import curate_cmd
 from hpsedge.curate.rules import metric_values
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.export.onnx import export_onnx
 from hpsedge.runtime.confidence import accumulate_sigma
-from hpsedge.runtime.errors import HpsedgeError, InputError
 from hpsedge.runtime.predictor import Predictor
 
 TWO = [[4, 4, 60, 90], [50, 10, 120, 92]]

@@ -21,10 +21,10 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from hpsedge.cli.curate import curate_cmd
 from hpsedge.curate import OUTPUT_NAME, curate
-from hpsedge.curate.cli import curate_cmd
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.export.onnx import export_onnx
-from hpsedge.runtime.errors import HpsedgeError, InputError
 from hpsedge.runtime.preprocess import preprocess
 
 LOAD = {"backend": "ort", "device": "cpu"}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detector_synth import NOISE_BOX, draw_people, make_detector
+from hpsedge.errors import InputError
 from hpsedge.runtime.detect import (
     Detector,
     Letterbox,
@@ -16,7 +17,6 @@ from hpsedge.runtime.detect import (
     parse_class_names,
     person_class_from_names,
 )
-from hpsedge.runtime.errors import InputError
 from hpsedge.runtime.tracking import iou_matrix
 
 PEOPLE = [(100, 200, 300, 600), (250, 150, 450, 650)]

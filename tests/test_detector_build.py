@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from detector_synth import draw_people, make_detector
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.export.detector import add_detector, box_drift
 from hpsedge.runtime.detect import DetectorConfig
-from hpsedge.runtime.errors import HpsedgeError, InputError
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_cli_build_with_detector_inspect_and_run(tmp_path, calib_images):
 def test_on_device_rebuild_builds_both_engines(tmp_path, monkeypatch):
     """--on-device builds the regressor's and the detector's engine (TensorRT faked: the decisions and the manifest
     wiring are what is checked here; the real builder is covered by tests/test_tensorrt_logic.py)."""
-    import hpsedge.export.tensorrt as trt_mod
+    import hpsedge.runtime.trt.builder as trt_mod
     from hpsedge.export.build import BuildConfig, rebuild_on_device
     from hpsedge.export.onnx import export_onnx, write_manifest
     from hpsedge.runtime.manifest import load_manifest
@@ -147,7 +147,7 @@ def test_on_device_rebuild_builds_both_engines(tmp_path, monkeypatch):
 def test_detector_runs_on_tensorrt_next_to_a_tensorrt_regressor(tmp_path, monkeypatch):
     """With the regressor on TensorRT and a detector engine built from the chosen graph, the Pipeline runs the
     detector through TensorRTBackend (faked here by ONNX Runtime on the same graph); otherwise on ONNX Runtime."""
-    import hpsedge.runtime.backends.tensorrt as trt_backend
+    import hpsedge.runtime.trt.backend as trt_backend
     from hpsedge.export.onnx import export_onnx, write_manifest
     from hpsedge.runtime.backends.ort import OrtBackend
     from hpsedge.runtime.manifest import load_manifest

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.eval import metrics
 from hpsedge.eval.val import ValConfig, run_val
 from hpsedge.export.build import BuildConfig, export_build
 from hpsedge.models.checkpoints import build_model
-from hpsedge.runtime.errors import HpsedgeError, InputError
 from hpsedge.runtime.predictor import Predictor
 from hpsedge.runtime.smpl import SMPL
 

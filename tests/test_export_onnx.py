@@ -12,11 +12,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export import onnx as export_mod
 from hpsedge.export.lint import forbidden_ops, op_histogram
 from hpsedge.export.onnx import export_onnx, verify_onnx
 from hpsedge.models.zoo import ZOO
-from hpsedge.runtime.errors import ExportError, HpsedgeError
 from hpsedge.runtime.manifest import load_manifest, sha256_file
 
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from hmr2_seeded import CONFIGS, fill_seeded, seeded_image
+from hpsedge.errors import CheckpointError
 from hpsedge.models.backbones.vit import ViTConfig
 from hpsedge.models.checkpoints import build_model
 from hpsedge.models.heads.token_head import TokenHeadConfig
 from hpsedge.models.hmr2 import HMR2Network, rot6d_to_rotmat_columns
 from hpsedge.models.registry import get_spec
 from hpsedge.models.tokenhmr import rot6d_to_rotmat_rows
-from hpsedge.runtime.errors import CheckpointError
 
 REFERENCE = Path(__file__).parent / "data" / "hmr2_official_reference.npz"
 SPEC = get_spec("hmr2")

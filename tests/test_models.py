@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from hpsedge.errors import HpsedgeError
 from hpsedge.models.geometry import cross, rot6d_to_rotmat
 from hpsedge.models.zoo import ZOO, count_parameters, expected_state_shapes, get_spec
-from hpsedge.runtime.errors import HpsedgeError
 
 KEYS = Path(__file__).parent / "data" / "keys"
 GOLDEN = {

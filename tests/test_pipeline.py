@@ -18,7 +18,7 @@ import pytest
 
 import smpl_synth
 from detector_synth import draw_people, make_detector
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 from hpsedge.runtime.pipeline import STAGES, Pipeline, run_source
 from hpsedge.runtime.sources import Frame, Source, SourceStopped, open_source, source_kind
 from hpsedge.runtime.tracking import identity_switches, iou_matrix
@@ -120,7 +120,7 @@ def test_pipeline_api_state_and_stages(assets):
 
 
 def test_folder_without_detector_needs_one(assets, tmp_path):
-    from hpsedge.runtime.errors import ManifestError
+    from hpsedge.errors import ManifestError
 
     with pytest.raises(ManifestError, match="no person detector"):
         Pipeline.load(assets["poco"])

@@ -18,6 +18,7 @@ from hpsedge.calib.graph import output_tail, select_nodes, selected
 from hpsedge.calib.quantize import DEFAULT_METHOD, qdq_inputs, quantize_int8
 from hpsedge.calib.report import REPORT_JSON, REPORT_MD, check_thresholds, spearman
 from hpsedge.calib.sets import make_calibration_set
+from hpsedge.errors import ExportError, InputError
 from hpsedge.export.onnx import export_onnx
 from hpsedge.export.precision import (
     apply_precision,
@@ -27,7 +28,6 @@ from hpsedge.export.precision import (
     default_exclude_int8,
     default_keep_fp32,
 )
-from hpsedge.runtime.errors import ExportError, InputError
 from hpsedge.runtime.manifest import load_manifest, sha256_file, validate_manifest
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"

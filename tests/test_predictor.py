@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from hpsedge.errors import BackendError, InputError, ManifestError
 from hpsedge.export.onnx import export_onnx
 from hpsedge.models.checkpoints import build_model
 from hpsedge.runtime import camera, confidence, rotations
-from hpsedge.runtime.errors import BackendError, InputError, ManifestError
 from hpsedge.runtime.manifest import sha256_file
 from hpsedge.runtime.predictor import Predictor
 from hpsedge.runtime.preprocess import preprocess

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpsedge.runtime.errors import InputError, ManifestError
+from hpsedge.errors import InputError, ManifestError
 from hpsedge.runtime.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,

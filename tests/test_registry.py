@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from hpsedge.calib.graph import ACTIVATION_MATMUL, select_nodes
+from hpsedge.errors import ManifestError
 from hpsedge.export import onnx as export_mod
 from hpsedge.export.build import BuildConfig, export_build
 from hpsedge.export.precision import apply_precision, default_exclude_int8, default_keep_fp32
@@ -29,7 +30,6 @@ from hpsedge.models.registry import ModelSpec, get_spec, registered
 from hpsedge.models.zoo import count_parameters, expected_state_shapes
 from hpsedge.runtime import camera
 from hpsedge.runtime.confidence import official_score
-from hpsedge.runtime.errors import ManifestError
 from hpsedge.runtime.manifest import SCHEMA_VERSION, load_manifest
 from hpsedge.runtime.predictor import Predictor
 from smpl_synth import write_synthetic_smpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 from hpsedge.runtime.rotations import (
     axis_angle_to_rotmat,
     geodesic_angle,

@@ -49,7 +49,8 @@ def test_predictor_end_to_end_imports_only_numpy_and_onnxruntime(tiny_export: Pa
         img = np.zeros((240, 320, 3), np.uint8)
         res = p.predict(img, [[10, 10, 200, 230]])
         assert len(res) == 1 and res[0].confidence is not None
-        from hpsedge.runtime import draw, io, camera, confidence, rotations, compat  # noqa
+        from hpsedge.runtime import draw, io, camera, confidence, rotations  # noqa
+        from hpsedge.runtime.trt import compat  # noqa
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in {FORBIDDEN!r})
         print("HEAVY:", heavy)
         """

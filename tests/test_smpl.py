@@ -21,8 +21,8 @@ import smplx
 import torch
 
 import smpl_synth
+from hpsedge.errors import CheckpointError, InputError, SMPLFileError
 from hpsedge.runtime import blas, safe_pickle
-from hpsedge.runtime.errors import CheckpointError, InputError, SMPLFileError
 from hpsedge.runtime.rotations import axis_angle_to_rotmat
 from hpsedge.runtime.smpl import (
     JOINT_MAP_49,

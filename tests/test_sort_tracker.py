@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 from hpsedge.runtime.tracking import SortTracker, assign_greedy, assign_max, identity_switches, link_iou
 
 

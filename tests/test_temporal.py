@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 from hpsedge.runtime.predictor import PersonResult
 from hpsedge.runtime.rotations import axis_angle_to_rotmat, geodesic_angle, quat_to_rotmat, rotmat_to_quat
 from hpsedge.runtime.temporal import (

@@ -22,17 +22,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hpsedge.export.tensorrt import BuildOptions, ProgressEvent, build_engine, plan_build, trt_available
-from hpsedge.runtime.backends import cuda as cudamod
-from hpsedge.runtime.compat import (
+from hpsedge.errors import BackendError, ExportError, InputError
+from hpsedge.runtime.manifest import Manifest
+from hpsedge.runtime.trt import cuda as cudamod
+from hpsedge.runtime.trt.builder import BuildOptions, ProgressEvent, build_engine, plan_build, trt_available
+from hpsedge.runtime.trt.compat import (
     check_engine_compat,
     choose_backend,
     detect_platform,
     parse_compute_capability,
     parse_trt_version,
 )
-from hpsedge.runtime.errors import BackendError, ExportError, InputError
-from hpsedge.runtime.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [("image", ["N", 3, 224, 224]), ("bbox_info", ["N", 3])]
@@ -742,7 +742,7 @@ def feeds(n, seed=0):
 
 # ==== TensorRTBackend ===========================================================================
 def make_backend(tmp_path, monkeypatch, trt=None, cuda=None, entry_kw=None, **kw):
-    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+    from hpsedge.runtime.trt.backend import TensorRTBackend
 
     fake_trt = install_trt(monkeypatch, trt)
     fake_cuda = install_cuda(monkeypatch, cuda)
@@ -829,7 +829,7 @@ def test_backend_version_compatible_needs_host_code_opt_in(tmp_path, monkeypatch
 
 
 def test_backend_rejects_modified_plan_and_bad_inputs(tmp_path, monkeypatch):
-    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+    from hpsedge.runtime.trt.backend import TensorRTBackend
 
     install_trt(monkeypatch)
     install_cuda(monkeypatch)
@@ -851,7 +851,7 @@ def test_backend_rejects_modified_plan_and_bad_inputs(tmp_path, monkeypatch):
 
 
 def test_backend_missing_dependencies(tmp_path, monkeypatch):
-    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+    from hpsedge.runtime.trt.backend import TensorRTBackend
 
     path, e = engine_file(tmp_path)
     monkeypatch.setitem(sys.modules, "tensorrt", None)
@@ -870,7 +870,7 @@ def test_backend_missing_dependencies(tmp_path, monkeypatch):
 
 
 def test_logger_captures_messages(monkeypatch):
-    from hpsedge.runtime.backends.tensorrt import make_logger
+    from hpsedge.runtime.trt.backend import make_logger
 
     trt = install_trt(monkeypatch).module()
     lg = make_logger(trt)
@@ -1038,8 +1038,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_modules_import_without_tensorrt_or_cuda(tmp_path):
     code = (
         "import sys\n"
-        "import hpsedge.runtime.backends.tensorrt, hpsedge.runtime.backends.cuda, hpsedge.runtime.compat\n"
-        "import hpsedge.export.tensorrt\n"
+        "import hpsedge.runtime.trt.backend, hpsedge.runtime.trt.cuda, hpsedge.runtime.trt.compat\n"
+        "import hpsedge.runtime.trt.builder\n"
         "bad = [m for m in ('tensorrt', 'cuda', 'cuda.bindings', 'torch', 'onnx') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

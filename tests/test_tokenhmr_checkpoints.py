@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from hpsedge.errors import CheckpointError
 from hpsedge.models.checkpoints import InertObject, build_model, read_inert
 from hpsedge.models.zoo import ZOO
-from hpsedge.runtime.errors import CheckpointError
 
 SPEC = ZOO["tokenhmr"]
 

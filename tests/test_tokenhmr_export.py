@@ -15,11 +15,11 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
+from hpsedge.errors import ManifestError
 from hpsedge.export.onnx import export_onnx, finalize_onnx
 from hpsedge.models.checkpoints import build_model
 from hpsedge.runtime import camera
 from hpsedge.runtime import confidence as rt_confidence
-from hpsedge.runtime.errors import ManifestError
 from hpsedge.runtime.manifest import load_manifest, sha256_file
 from hpsedge.runtime.predictor import Predictor
 from hpsedge.runtime.preprocess import preprocess
@@ -263,7 +263,7 @@ def test_checkpoint_and_tokenizer_hashes_in_manifest(tmp_path: Path) -> None:
 
 
 def test_token_probs_option_only_for_tokenhmr(tmp_path: Path) -> None:
-    from hpsedge.runtime.errors import HpsedgeError
+    from hpsedge.errors import HpsedgeError
 
     with pytest.raises(HpsedgeError, match="only for TokenHMR"):
         export_onnx("poco-hmr", tmp_path / "x", tiny=True, token_probs=True)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hpsedge.errors import InputError
 from hpsedge.export.onnx import export_onnx
-from hpsedge.runtime.errors import InputError
 from hpsedge.runtime.predictor import Predictor
 from hpsedge.runtime.temporal import TemporalConfig
 from hpsedge.runtime.tracking import iou_matrix, link_iou, read_tracks, whole_frame_tracks

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from hpsedge.errors import HpsedgeError
 from hpsedge.export.onnx import export_onnx
 from hpsedge.export.triton import export_triton
-from hpsedge.runtime.errors import HpsedgeError
 from hpsedge.runtime.manifest import load_manifest
 from hpsedge.runtime.predictor import Predictor
 from hpsedge.serve.schema import output_specs

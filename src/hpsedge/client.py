@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.errors import HpsedgeError
 from hpsedge.serve.schema import MODEL_NAME
 
 #: numpy dtype → Triton wire type of the request tensors

@@ -5,7 +5,7 @@ artifact) is raised as :class:`HpsedgeError` with a one-line message and, where 
 The CLI prints ``error: <message>`` (plus ``hint: <fix>``) and exits non-zero without a traceback.
 
 Standard library only: the runtime, the CLI entry shim and the export side all import it.
-:mod:`hpsedge.runtime.errors` re-exports everything here for code written against the old path.
+:mod:`hpsedge.errors` re-exports everything here for code written against the old path.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpsedge.runtime.errors import HpsedgeError, ManifestError
+from hpsedge.errors import HpsedgeError, ManifestError
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 
@@ -183,8 +183,8 @@ def _accuracy_rows(acc: dict[str, Any]) -> dict[str, str]:
 
 def _machine(m: Manifest) -> dict[str, Any]:
     """Which backend `Predictor.load(..., backend="auto")` would take here, and why."""
-    from hpsedge.runtime.compat import choose_backend
     from hpsedge.runtime.predictor import _engine_probe
+    from hpsedge.runtime.trt.compat import choose_backend
 
     available, gpu_cc, trt_version, gpu_name = _engine_probe()
     try:

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import ExportError
+from hpsedge.calib.ort import session, session_from_proto
+from hpsedge.errors import ExportError
 
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 OUTPUT_TAIL = "@output-tail"
@@ -49,14 +50,6 @@ def has_external_data(model: Any) -> bool:
     from onnx.external_data_helper import uses_external_data
 
     return any(uses_external_data(t) for t in model.graph.initializer)
-
-
-def model_bytes(model: Any) -> int:
-    """Approximate serialized size: protobuf without weights + weight bytes (works for > 2 GB models)."""
-    total = 0
-    for t in model.graph.initializer:
-        total += len(t.raw_data) if t.raw_data else t.ByteSize()
-    return total
 
 
 def output_tail(model: Any) -> set[str]:
@@ -195,7 +188,6 @@ def graph_session(model: Any, weights_dir: str | Path, threads: int | None = Non
 
     import onnx
 
-    from hpsedge.calib.ort import session
 
     fd, name = tempfile.mkstemp(prefix=".hpsedge-graph-", suffix=".onnx", dir=weights_dir)
     os.close(fd)
@@ -241,7 +233,6 @@ def intermediate_absmax(
         sess = graph_session(m, Path(path).parent, threads)
         del m
     else:
-        from hpsedge.calib.ort import session_from_proto
 
         m = onnx.ModelProto()
         m.CopyFrom(model)

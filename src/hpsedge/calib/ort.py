@@ -10,10 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import BackendError, ExportError
+from hpsedge.errors import BackendError, ExportError
 
 #: protobuf cannot serialise more than 2 GiB; bigger graphs go through a temporary file with external data
 _PROTO_LIMIT = (1 << 31) - (1 << 26)
+
+
+def model_bytes(model: Any) -> int:
+    """Approximate serialized size: protobuf without weights + weight bytes (works for > 2 GB models)."""
+    total = 0
+    for t in model.graph.initializer:
+        total += len(t.raw_data) if t.raw_data else t.ByteSize()
+    return total
 
 
 def _options(threads: int | None) -> Any:
@@ -46,7 +54,6 @@ def session_from_proto(model: Any, threads: int | None = None) -> Any:
     import onnx
     import onnxruntime as ort
 
-    from hpsedge.calib.graph import model_bytes
 
     opts = _options(threads)
     if model_bytes(model) < _PROTO_LIMIT and not _has_external(model):

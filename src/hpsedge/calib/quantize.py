@@ -44,12 +44,12 @@ from hpsedge.calib.graph import (
     COMPUTE_OPS,
     file_uses_external_data,
     load_model,
-    model_bytes,
     name_unnamed_nodes,
     op_counts,
     select_nodes,
 )
-from hpsedge.runtime.errors import ExportError, InputError
+from hpsedge.calib.ort import model_bytes
+from hpsedge.errors import ExportError, InputError
 
 log = logging.getLogger(__name__)
 

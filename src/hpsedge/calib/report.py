@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from hpsedge.calib.ort import median_latency_ms, run_batched, session
+from hpsedge.errors import ExportError
 from hpsedge.runtime.compare import output_errors
 from hpsedge.runtime.confidence import official_score
-from hpsedge.runtime.errors import ExportError
 from hpsedge.runtime.manifest import dumps_strict
 from hpsedge.runtime.rotations import geodesic_angle
 

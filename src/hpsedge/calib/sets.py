@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import HpsedgeError, InputError
+from hpsedge.errors import HpsedgeError, InputError
+from hpsedge.runtime.files import atomic_write, sha256_file
 from hpsedge.runtime.io import list_images, load_box_table, read_image
-from hpsedge.runtime.manifest import Manifest, dumps_strict, load_manifest, sha256_file
+from hpsedge.runtime.manifest import Manifest, dumps_strict, load_manifest
 from hpsedge.runtime.preprocess import preprocess, validate_boxes
 
 log = logging.getLogger(__name__)
@@ -543,24 +542,12 @@ def make_calibration_set(
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, lambda f: np.savez(f, **arrays))
+    atomic_write(out, lambda f: np.savez(f, **arrays))
     meta["npz"]["sha256"] = sha256_file(out)
-    _atomic_write(side, lambda f: f.write((dumps_strict(meta, indent=1) + "\n").encode("utf-8")))
+    atomic_write(side, dumps_strict(meta, indent=1) + "\n")
     return CalibrationSet(path=out, sidecar=side, meta=meta)
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a calibration set is shared like the folder
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------

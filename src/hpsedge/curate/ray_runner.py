@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.curate.core import Item, ProgressFn, _write_atomic, process_items, shard_path, shard_to_bytes
-from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.curate.shards import Item, ProgressFn, process_items, shard_path, shard_to_bytes
+from hpsedge.errors import HpsedgeError
+from hpsedge.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def run_ray(
         log.info("Ray: %d shards on %d actors", len(todo), actors)
         for row in ds.iter_rows():
             i = int(row["shard"])
-            _write_atomic(shard_path(out, i), bytes(row["data"]))
+            atomic_write(shard_path(out, i), bytes(row["data"]))
             done += len(shards[i])
             if progress is not None:
                 progress(done, total, done / max(time.perf_counter() - t0, 1e-9))

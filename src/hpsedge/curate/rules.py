@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hpsedge.errors import InputError
 from hpsedge.runtime.confidence import accumulate_sigma
-from hpsedge.runtime.errors import InputError
 
 __all__ = ["METRICS", "Rule", "parse_rule"]
 

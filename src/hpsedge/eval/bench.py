@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.eval.val import PRECISIONS, _atomic_write, _graph_file, parse_target
-from hpsedge.runtime.errors import HpsedgeError, InputError
+from hpsedge.errors import HpsedgeError, InputError
+from hpsedge.eval.val import PRECISIONS, _graph_file, parse_target
+from hpsedge.runtime.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -479,8 +480,8 @@ def _write(cfg: BenchConfig, doc: dict[str, Any]) -> None:
     from hpsedge.eval.plots import stacked_bar_chart
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(cfg.out / "bench.json", json.dumps(doc, indent=1) + "\n")
-    _atomic_write(cfg.out / "bench.md", markdown(doc))
+    atomic_write(cfg.out / "bench.json", json.dumps(doc, indent=1) + "\n")
+    atomic_write(cfg.out / "bench.md", markdown(doc))
     bars = [(f"{r['precision']} {r['backend']} b{r['batch']}",
              {k: r["ms"][k] / r["batch"] for k in STAGES}, r["ms_per_person"]) for r in doc["rows"]]
     models = sorted({r["model"] for r in doc["rows"]})

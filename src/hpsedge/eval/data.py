@@ -4,7 +4,7 @@ The evaluation files of the HPS literature (``3dpw_test.npz`` and friends, as SP
 ship them) hold one row per person: ``imgname`` (path below the dataset's image root), ``center`` [2] and
 ``scale`` (box side / 200, pixels) of the person box, ground-truth SMPL ``pose`` [72] (axis-angle, global
 orientation first) and ``shape`` [10], and optionally ``gender`` (``"m"``/``"f"``) and ``has_smpl``.
-Files are read with ``allow_pickle=False``; every problem is one :class:`~hpsedge.runtime.errors.InputError`.
+Files are read with ``allow_pickle=False``; every problem is one :class:`~hpsedge.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 
 __all__ = ["EvalSet", "load_eval_set", "load_j_regressor"]
 

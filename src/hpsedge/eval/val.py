@@ -17,7 +17,6 @@ resumes where it stopped (same data, folders and protocol; ``config.json`` says 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.eval import metrics
 from hpsedge.eval.data import EvalSet, load_eval_set, load_j_regressor, resolve_images
-from hpsedge.runtime.errors import HpsedgeError, InputError
+from hpsedge.runtime.files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,6 @@ def _targets(specs: Sequence[str | Path]) -> list[Target]:
             seen[label] = 1
         out.append(Target(label, folder, prec))
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _graph_file(pred: Any, precision: str | None) -> str:
@@ -246,8 +238,8 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
         })
     config = {
         "data": str(cfg.data.resolve()),
-        "data_sha256": _sha256(cfg.data),
-        "j_regressor_sha256": _sha256(cfg.j_regressor),
+        "data_sha256": sha256_file(cfg.data),
+        "j_regressor_sha256": sha256_file(cfg.j_regressor),
         "smpl": [str(Path(p).resolve()) if p else None for p in (cfg.smpl, cfg.smpl_male, cfg.smpl_female)],
         "pelvis": cfg.pelvis,
         "folders": [{k: d[k] for k in ("label", "folder", "precision", "graph")} for d in described],
@@ -411,8 +403,8 @@ def _write_reports(cfg: ValConfig, doc: dict[str, Any], per: dict[str, list[dict
     from hpsedge.eval.plots import Series, histogram_chart, line_chart
 
     out = cfg.out
-    _atomic_write(out / "results.json", json.dumps(doc, indent=1) + "\n")
-    _atomic_write(out / "results.md", markdown(doc))
+    atomic_write(out / "results.json", json.dumps(doc, indent=1) + "\n")
+    atomic_write(out / "results.md", markdown(doc))
     if not cfg.plots:
         return
     series = []
@@ -438,7 +430,3 @@ def _color(i: int) -> tuple[int, int, int]:
     return PALETTE[i % len(PALETTE)]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

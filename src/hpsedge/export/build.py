@@ -21,8 +21,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hpsedge.errors import ExportError, HpsedgeError
-from hpsedge.export.lint import LintReport, check_trt_support
+from hpsedge.export.lint import LintReport, lint_graph
+from hpsedge.runtime.files import atomic_write
 from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, load_manifest, validate_manifest
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ def engine_name(precision: str) -> str:
 
 
 def _trt_options(cfg: BuildConfig, folder: Path) -> Any:
-    from hpsedge.export.tensorrt import BuildOptions
+    from hpsedge.runtime.trt.builder import BuildOptions
 
     return BuildOptions(
         precision=cfg.precision,
@@ -137,20 +136,12 @@ def installed_trt_major() -> int | None:
         return None
 
 
-def lint_graph(path: Path, trt_majors: tuple[int, ...]) -> list[LintReport]:
-    """The static TensorRT check of the graph at ``path`` for each TensorRT major version."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return [check_trt_support(proto, major) for major in trt_majors]
-
-
 def _engine_step(
     cfg: BuildConfig, folder: Path, manifest: dict[str, Any], step: ProgressFn, trt_progress: Callable | None,
     *, on_device: bool = False,
 ) -> tuple[bool, str]:
     """Build the engine into ``folder`` if TensorRT and a GPU are here; return (built, reason)."""
-    from hpsedge.export.tensorrt import build_engine, trt_available
+    from hpsedge.runtime.trt.builder import build_engine, trt_available
 
     ok, reason = trt_available()
     if not ok:
@@ -180,7 +171,7 @@ def _detector_engine(cfg: BuildConfig, folder: Path, manifest: dict[str, Any], s
 
     Written against TensorRT 10.x/11.x like the regressor's engine; not run against a real TensorRT here."""
     from hpsedge.export.detector import detector_engine_name, detector_key
-    from hpsedge.export.tensorrt import BuildOptions, build_engine
+    from hpsedge.runtime.trt.builder import BuildOptions, build_engine
 
     det = manifest["detector"]
     precision = str(det.get("precision", "fp32"))
@@ -487,11 +478,7 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
             manifest["artifacts"]["detector_engine"]["on_device"] = True
         write_trtexec(rebuild, folder, manifest)
         validate_manifest(manifest, source="rebuilt manifest")
-        fd, tmp_name = tempfile.mkstemp(prefix=".manifest.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dumps_strict(manifest, indent=2) + "\n")
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, folder / MANIFEST_NAME)
+        atomic_write(folder / MANIFEST_NAME, dumps_strict(manifest, indent=2) + "\n")
     return BuildResult(folder, manifest, built, reason, time.perf_counter() - t0, {"engine": time.perf_counter() - t0})
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import ExportError, HpsedgeError, InputError
+from hpsedge.errors import ExportError, HpsedgeError, InputError
 from hpsedge.runtime.manifest import sha256_file
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def add_detector(folder: Path, manifest: dict[str, Any], detector: Path, precisi
     artifacts. Returns the report section (also kept under ``manifest["detector"]["drift"]``)."""
     import onnx
 
-    from hpsedge.export.build import lint_graph
+    from hpsedge.export.lint import lint_graph
     from hpsedge.runtime.detect import inspect_graph, letterbox
 
     step = progress or (lambda _m: None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: ops we never want in a graph that TensorRT will consume: Einsum is only partly supported, and
@@ -211,3 +212,11 @@ def check_trt_support(model: Any, trt_major: int = 10, forbidden: frozenset[str]
         if vi.type.tensor_type.elem_type == _ONNX_DOUBLE:
             report.findings.append(Finding("error", f"graph I/O '{vi.name}' is float64; TensorRT does not take it"))
     return report
+
+
+def lint_graph(path: Path, trt_majors: tuple[int, ...]) -> list[LintReport]:
+    """The static TensorRT check of the graph at ``path`` for each TensorRT major version."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return [check_trt_support(proto, major) for major in trt_majors]

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 import hpsedge
+from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
 from hpsedge.export.outdir import atomic_folder, check_target
 from hpsedge.models.checkpoints import build_model
 from hpsedge.models.registry import ModelSpec
-from hpsedge.runtime.errors import ExportError, HpsedgeError
 from hpsedge.runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA,

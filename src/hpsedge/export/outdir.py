@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.errors import HpsedgeError
 from hpsedge.runtime.manifest import MANIFEST_NAME, SCHEMA
 
 log = logging.getLogger(__name__)

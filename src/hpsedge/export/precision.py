@@ -40,14 +40,14 @@ from hpsedge.calib.graph import (
     has_external_data,
     inferred_graph,
     intermediate_absmax,
-    model_bytes,
     op_counts,
     select_nodes,
     topo_sort,
 )
+from hpsedge.calib.ort import model_bytes
 from hpsedge.calib.report import accuracy_report, check_thresholds, summary, write_report
+from hpsedge.errors import ExportError, InputError
 from hpsedge.models import registry
-from hpsedge.runtime.errors import ExportError, InputError
 from hpsedge.runtime.manifest import sha256_file, validate_manifest
 
 log = logging.getLogger(__name__)

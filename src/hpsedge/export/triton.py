@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpsedge.runtime.errors import ExportError, ManifestError
+from hpsedge.errors import ExportError, ManifestError
 from hpsedge.runtime.manifest import Manifest, TensorSpec, load_manifest
-from hpsedge.serve.schema import MODEL_NAME, input_specs, output_specs
+from hpsedge.serve.schema import MODEL_NAME, TRITON_NAME_RE, input_specs, model_prefix, output_specs
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ TRITON_DTYPES = {
     "bool": "TYPE_BOOL",
 }
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME_RE = TRITON_NAME_RE
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 #: the Python-backend model's model.py: the logic lives in the installed package (no generated code)
@@ -182,17 +182,6 @@ def _onnx_key(manifest: Manifest, precision: str | None) -> str:
             hint=f"build it with `hpsedge export build --precision {precision}`",
         )
     return key
-
-
-def model_prefix(manifest: Manifest, name: str | None) -> str:
-    """Triton model-name prefix: ``name`` or the manifest's model name; a plain identifier (it is a folder)."""
-    prefix = name if name is not None else manifest.model_name
-    if not _NAME_RE.match(prefix) or prefix == MODEL_NAME:
-        raise ManifestError(
-            f"model name {prefix!r} cannot name a Triton model folder",
-            hint="pass --name with letters, digits, '_', '-', '.' (not 'hpsedge')",
-        )
-    return prefix
 
 
 def export_triton(

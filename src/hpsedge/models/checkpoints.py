@@ -36,8 +36,8 @@ from typing import IO, Any
 import torch
 from torch import nn
 
+from hpsedge.errors import CheckpointError
 from hpsedge.models.zoo import ModelSpec, expected_state_shapes
-from hpsedge.runtime.errors import CheckpointError
 from hpsedge.runtime.manifest import sha256_file
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.errors import HpsedgeError
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.errors import HpsedgeError
 
 if TYPE_CHECKING:
     from hpsedge.runtime.predictor import PersonResult, Predictor

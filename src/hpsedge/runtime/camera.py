@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 
 __all__ = [
     "SCALE_EPS",

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import BackendError, InputError, ManifestError
+from hpsedge.errors import BackendError, InputError, ManifestError
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import HpsedgeError
 from hpsedge.runtime.confidence import SMPL_PARENTS
-from hpsedge.runtime.errors import HpsedgeError
 
 #: hand-made approximate rest positions (metres, SMPL axes: +x body-left, +y up, +z forward), pelvis first
 APPROX_REST_JOINTS = np.array(

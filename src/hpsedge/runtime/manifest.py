@@ -45,7 +45,7 @@ holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration range
 which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
 "TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it
 (:func:`hpsedge.runtime.backends.ort.graph_for_provider`). The engine entry
-is written by ``hpsedge.export.tensorrt.build_engine`` and read by ``hpsedge.runtime.compat``, which
+is written by ``hpsedge.runtime.trt.builder.build_engine`` and read by ``hpsedge.runtime.trt.compat``, which
 checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
 
     "engine": {
@@ -89,7 +89,6 @@ Optional blocks written by ``export build`` and read by the runtime:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -100,7 +99,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from hpsedge.runtime.errors import ManifestError
+from hpsedge.errors import ManifestError
+from hpsedge.runtime.files import atomic_write, sha256_file
 
 SCHEMA = "hpsedge.manifest"
 #: version 2: the runtime reads the model's rules from ``postprocessing`` (``projection``, ``full_focal``,
@@ -481,9 +481,7 @@ def _remember(real: str, stamp: tuple[int, ...], digest: str) -> None:
         if len(data) > _CACHE_MAX:
             data = dict(list(data.items())[-_CACHE_MAX:])
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, cache)
+        atomic_write(cache, json.dumps(data), fsync=False)
     except OSError:
         pass
 
@@ -604,13 +602,3 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (engines and ONNX files can be gigabytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()

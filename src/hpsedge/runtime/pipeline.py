@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import InputError, ManifestError
 from hpsedge.runtime import rotations
 from hpsedge.runtime.detect import Detections, Detector, DetectorConfig
-from hpsedge.runtime.errors import InputError, ManifestError
 from hpsedge.runtime.predictor import PersonResult, Predictor, antialias_crops
 from hpsedge.runtime.preprocess import preprocess
 from hpsedge.runtime.temporal import TemporalConfig, TemporalFilter
@@ -169,7 +169,7 @@ class Pipeline:
                 if engine is not None:
                     # the regressor runs on TensorRT and the folder has the detector's engine of this precision
                     # (written against TensorRT 10/11; not run against a real TensorRT in this project's CI)
-                    from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+                    from hpsedge.runtime.trt.backend import TensorRTBackend
 
                     gpu = int(device) if str(device).isdigit() else 0
                     det = Detector(TensorRTBackend(pred.manifest.artifact_path("detector_engine"), engine, device=gpu), cfg)

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import BackendError, InputError, ManifestError
 from hpsedge.runtime import camera, confidence, rotations
 from hpsedge.runtime.backends.base import Backend
-from hpsedge.runtime.errors import BackendError, InputError, ManifestError
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 from hpsedge.runtime.preprocess import (
     IMAGENET_MEAN,
@@ -118,7 +118,7 @@ def _engine_probe() -> tuple[dict[str, bool], str | None, str | None, str | None
         try:
             import tensorrt
 
-            from hpsedge.runtime.backends.cuda import device_info
+            from hpsedge.runtime.trt.cuda import device_info
 
             trt_version = str(tensorrt.__version__)
             gpu_name, gpu_cc = device_info()
@@ -203,12 +203,12 @@ class Predictor:
             backend = "ort"
         chosen = backend
         if backend == "auto":
-            from hpsedge.runtime.compat import choose_backend
+            from hpsedge.runtime.trt.compat import choose_backend
 
             available, gpu_cc, trt_version, gpu_name = _engine_probe()
             chosen, _reason = choose_backend(manifest, available, gpu_cc, trt_version, gpu_name=gpu_name)
         if chosen == "trt":
-            from hpsedge.runtime.backends.tensorrt import TensorRTBackend
+            from hpsedge.runtime.trt.backend import TensorRTBackend
 
             entry = manifest.artifacts.get("engine")
             if entry is None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError, ManifestError
+from hpsedge.errors import InputError, ManifestError
 
 __all__ = [
     "IMAGENET_MEAN",

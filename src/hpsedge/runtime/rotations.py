@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 
 __all__ = [
     "axis_angle_to_rotmat",

@@ -5,7 +5,7 @@ reads TokenHMR's ``.ckpt``/``tokenizer.pth`` through :func:`pickle_module` (hand
 
 A pickle names the callables it needs by ``module`` + ``name`` (the GLOBAL opcodes), and ``pickle.load`` imports
 and calls whatever is named, ``os.system`` included. :class:`RestrictedUnpickler` resolves every name through an
-allowlist instead; anything else aborts the load with an :class:`~hpsedge.runtime.errors.HpsedgeError` subclass
+allowlist instead; anything else aborts the load with an :class:`~hpsedge.errors.HpsedgeError` subclass
 naming the refused global, before anything is called.
 
 Official SMPL files (``basicModel_*.pkl`` / ``SMPL_*.pkl``) are Python-2 pickles holding numpy arrays, a
@@ -42,7 +42,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import HpsedgeError, SMPLFileError
+from hpsedge.errors import HpsedgeError, SMPLFileError
 
 __all__ = [
     "NUMPY_GLOBALS",

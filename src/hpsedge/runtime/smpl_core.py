@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import InputError, SMPLFileError
 from hpsedge.runtime.blas import single_threaded_blas, worker_pool
-from hpsedge.runtime.errors import InputError, SMPLFileError
 from hpsedge.runtime.smpl_io import (
     JOINT_MAP_49,
     NUM_JOINTS,

@@ -11,9 +11,7 @@ Only numpy is imported.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import HpsedgeError, SMPLFileError
+from hpsedge.errors import HpsedgeError, SMPLFileError
+from hpsedge.runtime.files import atomic_write
 
 __all__ = [
     "JOINT_MAP_49",
@@ -411,18 +410,7 @@ def convert_to_npz(
         "parents": parents,
     }
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return dst
+    return atomic_write(dst, lambda fh: np.savez(fh, **arrays))
 
 
 def _load_extra_regressor(value: Any) -> np.ndarray:

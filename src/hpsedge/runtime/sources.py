@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 from hpsedge.runtime.rotations import (  # the quaternion maths lives there; re-exported here as before
     project_to_so3,
     quat_conj,

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError
 
 __all__ = ["SortTracker", "TrackedBox", "Tracks", "assign_greedy", "assign_max", "identity_switches", "iou_matrix",
            "link_iou", "read_tracks", "whole_frame_tracks"]

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import HpsedgeError, InputError
+from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.runtime.manifest import dumps_strict
 from hpsedge.runtime.temporal import TemporalConfig, TemporalResult, Track, process
 from hpsedge.runtime.tracking import Tracks, read_tracks, whole_frame_tracks

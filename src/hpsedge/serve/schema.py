@@ -9,12 +9,13 @@ and ``joints2d``/``joints3d``/``vertices`` only when the server has an SMPL file
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import InputError
+from hpsedge.errors import InputError, ManifestError
 
 #: name of the pre/post-processing model (in the repository and in `hpsedge serve`)
 MODEL_NAME = "hpsedge"
@@ -113,3 +114,18 @@ def results_to_arrays(results: Sequence[Any], specs: Sequence[dict[str, Any]]) -
         arr = np.asarray(rows, dtype=np.float32).reshape([len(rows), *tail]) if rows else np.zeros([0, *tail], np.float32)
         out[s["name"]] = np.ascontiguousarray(arr)
     return out
+
+
+#: a Triton model name is a folder name in the repository
+TRITON_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def model_prefix(manifest: Any, name: str | None) -> str:
+    """Triton model-name prefix: ``name`` or the manifest's model name; a plain identifier (it is a folder)."""
+    prefix = name if name is not None else manifest.model_name
+    if not TRITON_NAME_RE.match(prefix) or prefix == MODEL_NAME:
+        raise ManifestError(
+            f"model name {prefix!r} cannot name a Triton model folder",
+            hint="pass --name with letters, digits, '_', '-', '.' (not 'hpsedge')",
+        )
+    return prefix

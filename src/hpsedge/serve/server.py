@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import BackendError, HpsedgeError
-from hpsedge.serve.schema import MAX_PERSONS, MODEL_NAME, input_specs, output_specs
+from hpsedge.errors import BackendError, HpsedgeError
+from hpsedge.serve.schema import MAX_PERSONS, MODEL_NAME, input_specs, model_prefix, output_specs
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,6 @@ def build_server(folder: str | Path, cfg: ServeConfig, smpl: str | Path | None =
             f"PyTriton is not installed ({exc.name})",
             hint='pip install "hpsedge[serve,ort,cli]" in its own virtualenv (PyTriton pins numpy<2)',
         ) from None
-    from hpsedge.export.triton import model_prefix
     from hpsedge.runtime.predictor import Predictor
     from hpsedge.runtime.smpl import SMPL
     from hpsedge.serve.frames import FrameService

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.runtime.errors import HpsedgeError
+from hpsedge.errors import HpsedgeError
 from hpsedge.runtime.manifest import load_manifest
 from hpsedge.serve.frames import FrameService
 from hpsedge.serve.schema import MAX_PERSONS

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from hpsedge.errors import BackendError, ManifestError
 from hpsedge.runtime.backends.base import Backend
-from hpsedge.runtime.errors import BackendError, ManifestError
 
 log = logging.getLogger(__name__)
 

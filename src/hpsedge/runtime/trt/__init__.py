@@ -8,8 +8,8 @@
 * :mod:`~hpsedge.runtime.trt.cuda`: the cuda-python wrapper (device/pinned buffers, a stream).
 * :mod:`~hpsedge.runtime.trt.backend`: the runtime backend that runs an engine.
 
-The old paths (``hpsedge.export.tensorrt``, ``hpsedge.runtime.compat``,
-``hpsedge.runtime.backends.tensorrt``, ``hpsedge.runtime.backends.cuda``) are aliases of these modules.
+The old paths (``hpsedge.runtime.trt.builder``, ``hpsedge.runtime.trt.compat``,
+``hpsedge.runtime.trt.backend``, ``hpsedge.runtime.trt.cuda``) are aliases of these modules.
 
 None of this has run against a real TensorRT or GPU yet: it is written against the documented
 TensorRT 10.x/11.x and cuda-python APIs and unit-tested with fake modules (tests/test_tensorrt_logic.py).

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import subprocess
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsedge.errors import BackendError, ExportError
+from hpsedge.runtime.files import atomic_write
 from hpsedge.runtime.trt.compat import (
     PLATFORMS,
     detect_platform,
@@ -490,19 +490,10 @@ def _network_inputs(network: Any) -> list[InputSpec]:
 
 
 def _atomic_write(path: Path, data: Any) -> str:
-    """Write ``data`` (bytes or a buffer such as ``trt.IHostMemory``) to ``path`` via a temp file and
-    ``os.replace``; returns the sha256."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write ``data`` (bytes or a buffer such as ``trt.IHostMemory``) to ``path`` atomically; returns the
+    sha256 of what was written."""
     view = memoryview(data).cast("B")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(view)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, view)
     return hashlib.sha256(view).hexdigest()
 
 

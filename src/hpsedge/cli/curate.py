@@ -1,4 +1,4 @@
-"""``hpsedge curate``: the typer command function (registered by :mod:`hpsedge.cli`)."""
+"""``hpsedge curate``: a thin wrapper over :func:`hpsedge.curate.curate`."""
 
 from __future__ import annotations
 
@@ -61,13 +61,12 @@ def curate_cmd(
     """Curate pseudo-labels: keep confident people, write a SPIN/EFT/POCO training .npz + summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hpsedge.console import make_console
+    from hpsedge.cli._common import err_console
     from hpsedge.curate.core import OUTPUT_NAME, curate
 
-    console = make_console(stderr=True)
     with Progress(
         TextColumn("[bold]curate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), console=console, transient=True,
+        TimeElapsedColumn(), console=err_console, transient=True,
     ) as bar:
         task = bar.add_task("curate", total=None, rate="")
 

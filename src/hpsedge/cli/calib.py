@@ -1,5 +1,4 @@
-"""``hpsedge calib``: calibration-set commands (typer sub-app; wired in ``hpsedge.cli`` with
-``app.add_typer(calib_app, name="calib")``)."""
+"""``hpsedge calib make``: a thin wrapper over :func:`hpsedge.calib.sets.make_calibration_set`."""
 
 from __future__ import annotations
 
@@ -16,12 +15,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from hpsedge.console import make_console
+from hpsedge.cli._common import console, err_console, new_app
 
-calib_app = typer.Typer(help="Calibration sets for INT8 (made with the runtime's own preprocessing).",
-                        no_args_is_help=True, rich_markup_mode=None)
-console = make_console()
-err_console = make_console(stderr=True)
+calib_app = new_app("Calibration sets for INT8 (made with the runtime's own preprocessing).")
 
 
 @calib_app.callback()

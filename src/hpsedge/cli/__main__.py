@@ -1,0 +1,5 @@
+"""``python -m hpsedge.cli``: the command line."""
+
+from hpsedge.cli import main
+
+main()
