@@ -92,7 +92,7 @@ def run_cmd(
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn
 
-    from hpsedge.runtime.images import run_images
+    from hpsedge.runtime.images import check_images, run_images
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, stems_unique
     from hpsedge.runtime.predictor import Predictor
 
@@ -146,6 +146,7 @@ def run_cmd(
     if boxes is None:
         console.print("[yellow]no --boxes: each whole image is taken as one person box[/yellow]")
     refuse_existing_output(out, force)
+    check_images(images)  # a non-image is refused before the model loads
     predictor = Predictor.load(
         export_dir, backend=backend, device=device, smpl=smpl, j_regressor_extra=j_regressor_extra,
         threads=threads, precision=precision,
@@ -196,9 +197,31 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
             raise HpsedgeError(f"folder {p.parent} does not exist")
     if overlay_video is not None and overlay_video.suffix.lower() not in (".mp4", ".mkv", ".mov"):
         raise HpsedgeError(f"--overlay-video {overlay_video}: use an .mp4 (or .mkv/.mov) name")
-    pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device, threads=threads,
-                         precision=precision, need_detector=boxes is None, j_regressor_extra=j_regressor_extra)
-    src = open_source(source)
+    from hpsedge.runtime.sources import source_kind
+
+    # files (an image, a folder, a video) are opened — and refused when unreadable — before the model loads;
+    # live streams and cameras after it, so their frames do not queue up while it loads
+    early = source_kind(str(source)) in ("image", "folder", "video")
+    src = open_source(source) if early else None
+    if src is not None and src.kind in ("image", "folder"):
+        from hpsedge.runtime.images import check_images
+        from hpsedge.runtime.io import list_images
+
+        try:
+            check_images(list_images(Path(source)))
+        except BaseException:
+            src.close()
+            raise
+    try:
+        pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device,
+                             threads=threads, precision=precision, need_detector=boxes is None,
+                             j_regressor_extra=j_regressor_extra)
+    except BaseException:
+        if src is not None:
+            src.close()
+        raise
+    if src is None:
+        src = open_source(source)
     per_frame = None
     if boxes is not None:
         if src.kind not in ("image", "folder"):
