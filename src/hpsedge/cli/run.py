@@ -77,6 +77,9 @@ def run_cmd(
         Path | None, typer.Option("--overlay-video", help="--source: write an overlay .mp4 here.")
     ] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames", help="--source: stop after N frames.")] = None,
+    detect_every: Annotated[int, typer.Option(
+        "--detect-every", min=1, help="--source: run the detector on every K-th frame; the tracker carries the boxes "
+                                      "in between (new tracks get it on every frame).")] = 1,
     max_boxes: Annotated[
         int, typer.Option("--max-boxes", help="Most person boxes per image (more is an error).")
     ] = 1000,
@@ -100,7 +103,7 @@ def run_cmd(
         if image is not None or video is not None or tracks is not None:
             raise HpsedgeError("--source replaces --image/--video/--tracks; give one of them")
         _run_source(export_dir, source, jsonl, detector, overlay_video, boxes, smpl, j_regressor_extra, backend,
-                    device, threads, precision, force, max_frames)
+                    device, threads, precision, force, max_frames, detect_every)
         return
     if jsonl is not None or detector is not None or overlay_video is not None:
         raise HpsedgeError("--jsonl, --detector and --overlay-video go with --source")
@@ -183,7 +186,8 @@ def run_cmd(
 
 def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path | None, overlay_video: Path | None,
                 boxes: Path | None, smpl: Path | None, j_regressor_extra: Path | None, backend: str, device: str,
-                threads: int | None, precision: str | None, force: bool, max_frames: int | None) -> None:
+                threads: int | None, precision: str | None, force: bool, max_frames: int | None,
+                detect_every: int = 1) -> None:
     """``hpsedge run --source``: the streaming Pipeline over a source, JSON lines out."""
     from hpsedge.runtime.io import boxes_for, load_boxes
     from hpsedge.runtime.pipeline import Pipeline, run_source
@@ -215,7 +219,7 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
     try:
         pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device,
                              threads=threads, precision=precision, need_detector=boxes is None,
-                             j_regressor_extra=j_regressor_extra)
+                             j_regressor_extra=j_regressor_extra, detect_every=detect_every)
     except BaseException:
         if src is not None:
             src.close()

@@ -121,6 +121,23 @@ def detector_engine_entry(manifest: Any, regressor_backend: str, key: str) -> di
     return entry if entry.get("source") == graph else None
 
 
+@dataclass
+class _Work:
+    """One frame between the stages of :meth:`Pipeline.stream`."""
+
+    index: int
+    rgb: np.ndarray
+    tracked: list[Any]
+    detections: int
+    has_scores: bool
+    detector_ran: bool
+    live: set[int]
+    seconds: dict[str, float]
+    raws: list[Any] = field(default_factory=list)
+    meta: Any = None
+    item: Any = None
+
+
 class Pipeline:
     """Stateful: call it once per frame, in order. Build it with :meth:`load`."""
 
@@ -229,102 +246,21 @@ class Pipeline:
         rgb = self._check_frame(image)
         index = self._count
         self._count += 1
-        t = time.perf_counter()
-        found = self._detect(rgb, self.wants_detection(index)) if boxes is None else None
-        return self._after_detection(rgb, index, found, boxes, scores, time.perf_counter() - t)
+        return self._finish(self._regress(self._track(rgb, index, boxes, scores)))
 
-    def stream(self, frames: Iterable[Any], boxes: Callable[[Any], Any] | None = None,
-               threads: bool = True) -> Iterator[tuple[Any, FrameResult]]:
-        """Run a sequence of frames with the detector (and the decoding of the frames) in its own thread.
-
-        ``frames`` yields RGB arrays or objects with an ``.rgb`` array (a :class:`~hpsedge.runtime.sources.Frame`).
-        Yields ``(item, FrameResult)`` in frame order, the same results as calling the pipeline frame by frame
-        (``threads=False`` does exactly that). With threads, frame t+1 is decoded and its detector runs while
-        frame t's regressor, filter and SMPL run: ONNX Runtime releases the GIL while a graph runs, so the two
-        stages share the cores. The detector thread is at most one frame ahead (bounded queues): it waits, after
-        decoding frame t+1, for frame t's tracking to say whether t+1 needs the detector
-        (:meth:`wants_detection`), which keeps the results identical to the sequential ones. ``boxes(item)`` →
-        that frame's boxes, or None for the detector. An error in either stage is raised here; closing the
-        generator early stops the detector's thread.
-        """
-        def prepare(item: Any) -> tuple[np.ndarray, Any]:
-            rgb = self._check_frame(item.rgb if hasattr(item, "rgb") else item)
-            return rgb, (boxes(item) if boxes is not None else None)
-
-        if not threads:
-            for item in frames:
-                rgb, given = prepare(item)
-                yield item, self(rgb, boxes=given)
-            return
-        results: queue.Queue[Any] = queue.Queue(maxsize=2)
-        decisions: queue.Queue[bool] = queue.Queue(maxsize=1)
-        stop = threading.Event()
-        start = self._count
-
-        def put(q: queue.Queue[Any], x: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(x, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def decision() -> bool | None:
-            while not stop.is_set():
-                try:
-                    return decisions.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-            return None
-
-        def worker() -> None:
-            try:
-                for k, item in enumerate(frames):
-                    rgb, given = prepare(item)
-                    run = self.wants_detection(start) if k == 0 else decision()
-                    if run is None:
-                        return
-                    t = time.perf_counter()
-                    found = self._detect(rgb, run) if given is None else None
-                    if not put(results, ("ok", (start + k, item, rgb, given, found, time.perf_counter() - t))):
-                        return
-                put(results, ("end", None))
-            except BaseException as exc:  # handed to the consumer, which raises it
-                put(results, ("error", exc))
-
-        th = threading.Thread(target=worker, name="hpsedge-detector", daemon=True)
-        th.start()
-        try:
-            while True:
-                kind, payload = results.get()
-                if kind == "end":
-                    return
-                if kind == "error":
-                    raise payload
-                index, item, rgb, given, found, dt = payload
-                self._count = index + 1
-
-                def tracked_hook(nxt: int = index + 1) -> None:
-                    put(decisions, self.wants_detection(nxt))  # the detector thread may start frame t+1
-
-                yield item, self._after_detection(rgb, index, found, given, None, dt, tracked_hook)
-        finally:
-            stop.set()
-            th.join()
-
-    def _after_detection(self, rgb: np.ndarray, index: int, found: Detections | None, boxes: Any | None,
-                         scores: Any | None, det_seconds: float,
-                         tracked_hook: Callable[[], None] | None = None) -> FrameResult:
-        """Tracking, regressor, filter and SMPL of one frame, in frame order (the stateful part);
-        ``tracked_hook`` is called once the tracker has taken the frame (before the regressor runs)."""
+    # ------------------------------------------------------------------------- the three stages of a frame
+    def _track(self, rgb: np.ndarray, index: int, boxes: Any | None, scores: Any | None) -> _Work:
+        """Stage 1, in frame order: the detector (when :meth:`wants_detection`, unless ``boxes`` are given)
+        and the tracker (``update`` with detections, ``carry`` on a skipped frame)."""
         sec = dict.fromkeys(STAGES, 0.0)
-        sec["detector"] = det_seconds
+        t0 = time.perf_counter()
+        found = self._detect(rgb, self.wants_detection(index)) if boxes is None else None
         t1 = time.perf_counter()
-        carried = None
-        if boxes is None and found is None:  # a frame the detector skipped: the tracker carries the boxes
+        sec["detector"] = t1 - t0
+        ran = boxes is not None or found is not None
+        if not ran:  # a frame the detector skipped: the tracker carries the boxes
             h, w = rgb.shape[:2]
-            tracked = carried = []
+            tracked = []
             for tb in self.tracker.carry():
                 b = tb.box.copy()
                 b[[0, 2]] = b[[0, 2]].clip(0, w)
@@ -343,22 +279,30 @@ class Pipeline:
                 dscores = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
             tracked = [tb for tb in self.tracker.update(dboxes, dscores) if tb.track_id >= 0]
         live = {tr.id for tr in self.tracker.tracks if tr.confirmed}
-        for tid in [k for k in self._filters if k not in live]:
+        sec["tracking"] = time.perf_counter() - t1
+        return _Work(index, rgb, tracked, len(dboxes), dscores is not None, ran, live, sec)
+
+    def _regress(self, work: _Work) -> _Work:
+        """Stage 2, any order, several at once: crops, regressor graph, camera/σ postprocessing (stateless:
+        ONNX Runtime sessions take concurrent runs)."""
+        t = time.perf_counter()
+        if work.tracked:
+            pboxes = np.stack([tb.box for tb in work.tracked])
+            pred = self.predictor
+            feeds, work.meta = preprocess(work.rgb, pboxes, pred.preprocessing)
+            antialias_crops(work.rgb, feeds, work.meta, pred.preprocessing)
+            work.raws = pred.postprocess(pred.run_batched(feeds), work.meta, pboxes)
+        work.seconds["regressor"] = time.perf_counter() - t
+        return work
+
+    def _finish(self, work: _Work) -> FrameResult:
+        """Stage 3, in frame order: the temporal filter per track, SMPL, the people."""
+        for tid in [k for k in self._filters if k not in work.live]:
             del self._filters[tid]
-        if tracked_hook is not None:
-            tracked_hook()
-        t2 = time.perf_counter()
-        sec["tracking"] = t2 - t1
+        sec, tracked, raws, index = work.seconds, work.tracked, work.raws, work.index
         if not tracked:
-            sec["regressor"] = sec["filtering"] = sec["smpl"] = 0.0
-            return FrameResult(index, [], len(dboxes), sec, carried is None)
-        pboxes = np.stack([tb.box for tb in tracked])
-        pred = self.predictor
-        feeds, meta = preprocess(rgb, pboxes, pred.preprocessing)
-        antialias_crops(rgb, feeds, meta, pred.preprocessing)
-        raws = pred.postprocess(pred.run_batched(feeds), meta, pboxes)
+            return FrameResult(index, [], work.detections, sec, work.detector_ran)
         t3 = time.perf_counter()
-        sec["regressor"] = t3 - t2
         rot = np.stack([r.pose_rotmat for r in raws]).astype(np.float64)
         betas = np.stack([r.betas for r in raws]).astype(np.float64)
         transl = np.stack([r.transl for r in raws]).astype(np.float64)
@@ -378,7 +322,7 @@ class Pipeline:
         if self.smpl is not None:
             body = self.smpl.forward(betas.astype(np.float32), rot32, return_vertices=True)
             cam = np.stack([r.cam_crop for r in raws])
-            j2d = pred.project(body.joints, cam, transl.astype(np.float32), meta)
+            j2d = self.predictor.project(body.joints, cam, transl.astype(np.float32), work.meta)
         people: list[TrackedPerson] = []
         base_names = [f.name for f in fields(PersonResult)]
         for i, (tb, r) in enumerate(zip(tracked, raws, strict=True)):
@@ -388,11 +332,121 @@ class Pipeline:
             if body is not None and j2d is not None:
                 values.update(vertices=body.vertices[i], joints3d=body.joints[i], joints45=body.joints45[i],
                               joints49=None if body.joints49 is None else body.joints49[i], joints2d=j2d[i])
-            people.append(TrackedPerson(**values, track_id=tb.track_id, detector_score=tb.score if dscores is not None else None,
+            people.append(TrackedPerson(**values, track_id=tb.track_id,
+                                        detector_score=tb.score if work.has_scores else None,
                                         raw_pose_axis_angle=r.pose_axis_angle, raw_betas=r.betas, raw_transl=r.transl))
         sec["smpl"] = time.perf_counter() - t4
         people.sort(key=lambda p: p.track_id)
-        return FrameResult(index, people, len(dboxes), sec, carried is None)
+        return FrameResult(index, people, work.detections, sec, work.detector_ran)
+
+    def stream(self, frames: Iterable[Any], boxes: Callable[[Any], Any] | None = None, threads: bool = True,
+               regressor_workers: int = 1, queue_size: int = 2) -> Iterator[tuple[Any, FrameResult]]:
+        """Run a sequence of frames as a pipeline of threads; yields ``(item, FrameResult)`` in frame order,
+        the same results as calling the pipeline frame by frame (``threads=False`` does exactly that).
+
+        ``frames`` yields RGB arrays or objects with an ``.rgb`` array (a :class:`~hpsedge.runtime.sources.Frame`);
+        ``boxes(item)`` → that frame's boxes, or None for the detector. Three stages, joined by bounded queues
+        (``queue_size`` frames each, so a slow stage holds the others back instead of piling frames up):
+
+        1. one thread pulls the frames (decoding a video), runs the detector and the tracker, in order;
+        2. ``regressor_workers`` threads run crops + regressor on whole frames, several frames at once when
+           there are several workers (ONNX Runtime releases the GIL and takes concurrent runs on one session;
+           give the predictor 1 intra-op thread per worker);
+        3. the caller's thread puts them back in order and runs the temporal filter and SMPL.
+
+        An error in any stage is raised here; closing the generator early stops the threads.
+        """
+        def prepare(item: Any) -> tuple[np.ndarray, Any]:
+            rgb = self._check_frame(item.rgb if hasattr(item, "rgb") else item)
+            return rgb, (boxes(item) if boxes is not None else None)
+
+        if not threads:
+            for item in frames:
+                rgb, given = prepare(item)
+                yield item, self(rgb, boxes=given)
+            return
+        if regressor_workers < 1 or queue_size < 1:
+            raise InputError("regressor_workers and queue_size must be ≥ 1")
+        tracked_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        done_q: queue.Queue[Any] = queue.Queue(maxsize=queue_size + regressor_workers)
+        stop = threading.Event()
+        start = self._count
+
+        def put(q: queue.Queue[Any], x: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(x, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def get(q: queue.Queue[Any]) -> Any:
+            while not stop.is_set():
+                try:
+                    return q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            return None
+
+        def track_stage() -> None:
+            try:
+                for k, item in enumerate(frames):
+                    rgb, given = prepare(item)
+                    work = self._track(rgb, start + k, given, None)
+                    work.item = item
+                    if not put(tracked_q, ("ok", work)):
+                        return
+            except BaseException as exc:  # handed to the caller, which raises it
+                put(done_q, ("error", exc))
+            finally:
+                for _ in range(regressor_workers):
+                    put(tracked_q, ("end", None))
+
+        def regress_stage() -> None:
+            while True:
+                msg = get(tracked_q)
+                if msg is None:
+                    return
+                kind, work = msg
+                if kind == "end":
+                    put(done_q, ("end", None))
+                    return
+                try:
+                    out = ("ok", self._regress(work))
+                except BaseException as exc:
+                    out = ("error", exc)
+                if not put(done_q, out):
+                    return
+
+        workers = [threading.Thread(target=track_stage, name="hpsedge-detector", daemon=True)]
+        workers += [threading.Thread(target=regress_stage, name=f"hpsedge-regressor-{i}", daemon=True)
+                    for i in range(regressor_workers)]
+        for th in workers:
+            th.start()
+        pending: dict[int, _Work] = {}
+        nxt, ended = start, 0
+        try:
+            while True:
+                while nxt in pending:
+                    work = pending.pop(nxt)
+                    nxt += 1
+                    self._count = nxt
+                    yield work.item, self._finish(work)
+                if ended == regressor_workers and not pending:
+                    return
+                kind, payload = done_q.get()
+                if kind == "error":
+                    raise payload
+                if kind == "end":
+                    ended += 1
+                    continue
+                pending[payload.index] = payload
+        finally:
+            stop.set()
+            for th in workers:
+                th.join()
+
 
     def close(self) -> None:
         self.predictor.close()
