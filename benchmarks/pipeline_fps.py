@@ -7,11 +7,13 @@ stretch of ``--frames`` frames per configuration per round, after ``--warmup`` f
    (``_resize_bilinear`` + float canvas, as in git history), one stage after the other, ONNX Runtime
    ``--threads`` threads for both graphs;
 2. **+ integer resize**: :func:`hpsedge.runtime.detect.resize_bilinear_u8` and the table look-up letterbox;
-3. **+ two stages in threads**: :meth:`Pipeline.stream` (detector and decoding of frame t+1 while the
-   regressor of frame t runs), 1 ONNX Runtime thread per graph;
+3. **+ stages in threads**: :meth:`Pipeline.stream` (decode + detect + track | regressor | filter + SMPL,
+   each in its own thread), 1 ONNX Runtime thread per graph;
 4. **+ detector every k frames** (``--every``; the tracker carries the boxes, new tracks get it every frame);
 5. **+ INT8 detector at a smaller input** (``--fast-size``, quantized here from ``--fast-detector``, a
-   dynamic-input export, with the machinery of ``export build --detector-precision int8``).
+   dynamic-input export, with the machinery of ``export build --detector-precision int8``);
+6. **+ 2 regressor workers**: two frames regressed at once, 1 ONNX Runtime thread each (all shortcuts);
+7. for reference, all the shortcuts but one stage after the other, ``--threads`` threads per graph.
 
 The regressor is the INT8 build folder ``--folder`` (``hpsedge export build --model poco-pare --precision int8``;
 ONNX Runtime CPU runs its CPU flavour), no SMPL mesh unless ``--smpl``. The frames are 1280×720 synthetic frames
@@ -166,12 +168,15 @@ def main() -> None:
 
         seq = args.threads
         small = (args.fast_size, args.fast_size)
-        configs: list[tuple[str, dict[str, Any], bool]] = [
-            ("today: FP32 detector 640 every frame, float resize, sequential", dict(old_resize=True, threads=seq, det=det_path, size=None, every=1), False),
-            ("+ integer resize", dict(old_resize=False, threads=seq, det=det_path, size=None, every=1), False),
-            ("+ two stages in threads (1 ONNX Runtime thread each)", dict(old_resize=False, threads=1, det=det_path, size=None, every=1), True),
-            (f"+ detector every {args.every} frames (tracker carries)", dict(old_resize=False, threads=1, det=det_path, size=None, every=args.every), True),
-            (f"+ INT8 detector at {args.fast_size}×{args.fast_size} (all shortcuts)", dict(old_resize=False, threads=1, det=fast_path, size=small, every=args.every), True),
+        fast = dict(old_resize=False, threads=1, det=fast_path, size=small, every=args.every)
+        configs: list[tuple[str, dict[str, Any], int]] = [  # (name, pipeline, regressor workers; 0 = sequential)
+            ("today: FP32 detector 640 every frame, float resize, sequential", dict(old_resize=True, threads=seq, det=det_path, size=None, every=1), 0),
+            ("+ integer resize", dict(old_resize=False, threads=seq, det=det_path, size=None, every=1), 0),
+            ("+ stages in threads (1 ONNX Runtime thread per graph)", dict(old_resize=False, threads=1, det=det_path, size=None, every=1), 1),
+            (f"+ detector every {args.every} frames (tracker carries)", dict(old_resize=False, threads=1, det=det_path, size=None, every=args.every), 1),
+            (f"+ INT8 detector at {args.fast_size}×{args.fast_size}", fast, 1),
+            ("+ 2 regressor workers (all shortcuts)", fast, 2),
+            (f"all shortcuts but sequential, {seq} threads per graph", {**fast, "threads": seq}, 0),
         ]
         pipes = [make(**kw) for _, kw, _ in configs]
         fps: list[list[float]] = [[] for _ in configs]
@@ -179,9 +184,9 @@ def main() -> None:
         stage_ms: list[dict[str, list[float]]] = [{s: [] for s in STAGES} for _ in configs]
         detector_share: list[list[float]] = [[] for _ in configs]
         for rnd in range(args.rounds):
-            for c, ((name, _kw, threaded), pipe) in enumerate(zip(configs, pipes, strict=True)):
+            for c, ((name, _kw, workers), pipe) in enumerate(zip(configs, pipes, strict=True)):
                 pipe.reset()
-                it = pipe.stream(frames, threads=threaded)
+                it = pipe.stream(frames, threads=workers > 0, regressor_workers=max(1, workers))
                 for _ in range(args.warmup):
                     next(it)
                 ran = 0
@@ -201,9 +206,9 @@ def main() -> None:
     load_after = os.getloadavg()
     ratios = [[f / b for f, b in zip(fps[c], fps[0], strict=True)] for c in range(len(configs))]
     rows = []
-    for c, (name, kw, threaded) in enumerate(configs):
+    for c, (name, kw, workers) in enumerate(configs):
         rows.append({
-            "config": name, "threads_per_graph": kw["threads"], "stages_in_threads": threaded, "detect_every": kw["every"],
+            "config": name, "threads_per_graph": kw["threads"], "regressor_workers": workers, "detect_every": kw["every"],
             "detector_input": list(kw["size"]) if kw["size"] else [640, 640],
             "frames_per_s": statistics.median(fps[c]), "fps_rounds": fps[c], "vs_today": statistics.median(ratios[c]),
             "detector_ran_share": statistics.median(detector_share[c]),
