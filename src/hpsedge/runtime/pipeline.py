@@ -444,8 +444,8 @@ class Pipeline:
                 pending[payload.index] = payload
         finally:
             stop.set()
-            for th in workers:
-                th.join()
+            for th in workers:  # a source stuck in a read (a stalled stream) must not hang the caller forever
+                th.join(timeout=10.0)
 
 
     def close(self) -> None:
@@ -457,7 +457,7 @@ class Pipeline:
 # ============================================================================================ run a source
 def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overlay: str | Path | None = None,
                boxes: list[np.ndarray] | None = None, progress: Any | None = None,
-               max_frames: int | None = None, threads: bool = True) -> dict[str, Any]:
+               max_frames: int | None = None, threads: bool = True, regressor_workers: int = 1) -> dict[str, Any]:
     """Run ``pipeline`` over an opened :class:`~hpsedge.runtime.sources.Source`.
 
     Args:
@@ -466,7 +466,7 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
         boxes: per-frame person boxes (skips the detector), indexed by frame.
         progress: called as ``progress(frames_done, frames_per_second)``.
         max_frames: stop after this many frames.
-        threads: decode + detect in their own thread, one frame ahead of the regressor (:meth:`Pipeline.stream`).
+        threads: run the stages in threads (:meth:`Pipeline.stream`), ``regressor_workers`` regressor threads.
 
     Ctrl-C (KeyboardInterrupt) ends the run like the end of the source: everything so far is written, the
     summary says ``interrupted``. A source that stops with an error (:class:`SourceStopped`) is re-raised
@@ -493,7 +493,7 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
 
     items = iter(source) if max_frames is None else itertools.islice(source, max(0, int(max_frames)))
     try:
-        for frame, res in pipeline.stream(items, boxes=frame_boxes, threads=threads):
+        for frame, res in pipeline.stream(items, boxes=frame_boxes, threads=threads, regressor_workers=regressor_workers):
             frames += 1
             people += len(res.people)
             ids.update(p.track_id for p in res.people)
