@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import hpsedge.curate.core as core
+import hpsedge.curate.shards as shards
 from hpsedge.cli.curate import curate_cmd
 from hpsedge.curate import OUTPUT_NAME, curate, parse_rule, plan_items
 from hpsedge.curate.rules import metric_values
@@ -91,7 +92,7 @@ def test_output_layout_matches_the_training_loaders(export: Path, dataset: tuple
     # the values are the Predictor's, in the SPIN conventions, predicted on the trainer's integer crop
     pred = Predictor.load(export, smpl=smpl_npz, j_regressor_extra=j_regressor_extra_path, **LOAD)
     rgb = np.asarray(Image.open(images / "img2.jpg").convert("RGB"))
-    people = pred.predict(rgb, core.trainer_boxes(np.array(TWO[:2], float)))
+    people = pred.predict(rgb, shards.trainer_boxes(np.array(TWO[:2], float)))
     for pid, p in enumerate(people):
         i = 1 + pid
         np.testing.assert_allclose(z["pose"][i], p.pose_axis_angle.reshape(72), atol=1e-6)

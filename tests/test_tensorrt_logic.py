@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from hpsedge.errors import BackendError, ExportError, InputError
-from hpsedge.runtime.manifest import Manifest
+from hpsedge.runtime.manifest import Manifest, load_manifest
+from hpsedge.runtime.trt import api
 from hpsedge.runtime.trt import cuda as cudamod
 from hpsedge.runtime.trt.builder import BuildOptions, ProgressEvent, build_engine, plan_build, trt_available
 from hpsedge.runtime.trt.compat import (
@@ -89,14 +90,27 @@ def test_plan_dla_on_trt10_jetson_uses_precision_flags_and_gpu_fallback():
     assert p.device_type == "DLA" and p.dla_core == 1
     assert p.network_flags == [] and p.builder_flags == ["FP16", "GPU_FALLBACK"]
     assert not p.strongly_typed and any("11.4.1" in n for n in p.notes)
-    p8 = plan("10.7.0", has_dla=True, dla_core=0, precision="int8")
-    assert p8.builder_flags == ["INT8", "FP16", "GPU_FALLBACK"]
+    assert p.parser_flags == []  # 10.x has no OnnxParserFlag.ADJUST_FOR_DLA (test_trt_contract)
 
 
-def test_plan_dla_on_11_4_1_is_strongly_typed():
-    p = plan("11.4.1", has_dla=True, dla_core=0, precision="int8")
+def test_plan_dla_on_11_4_1_is_strongly_typed_and_adjusts_the_parse():
+    p = plan("11.4.1", has_dla=True, dla_core=0, precision="fp16")
     assert p.device_type == "DLA" and p.network_flags == ["STRONGLY_TYPED"]
     assert p.builder_flags == ["GPU_FALLBACK"] and p.strongly_typed
+    assert p.parser_flags == ["ADJUST_FOR_DLA"]  # NVIDIA's advice for DLA on 11.4.1
+    assert plan("11.4.1").parser_flags == []  # GPU builds parse as before
+
+
+@pytest.mark.parametrize("version", ["10.3.0.30", "10.7.0", "11.4.1", None])
+def test_plan_dla_int8_is_refused(version):
+    # DLA INT8 is documented only with an implicit-quantization calibrator (IInt8EntropyCalibrator2, "the required
+    # calibrator for DLA"); hpsedge's INT8 graphs are Q/DQ without one, so the build is refused, not guessed at
+    with pytest.raises(ExportError, match=r"^INT8 on DLA is not supported") as ei:
+        plan_build(BuildOptions(precision="int8", dla_core=0), version, "jetson" if version else None, True, SPECS)
+    assert "\n" not in ei.value.message and "--precision fp16" in ei.value.hint
+    # the same int8 graph on the GPU of the same Jetson builds
+    assert plan_build(BuildOptions(precision="int8"), version, "jetson" if version else None, True,
+                      SPECS).device_type == "GPU"
 
 
 @pytest.mark.parametrize(
@@ -107,6 +121,8 @@ def test_plan_dla_on_11_4_1_is_strongly_typed():
         ("11.0.0", r"11\.0 to 11\.3"),
         ("11.3.0", r"11\.0 to 11\.3"),
         ("11.4.0", "Windows on ARM"),
+        ("11.5.0", r"through TensorRT 11\.4\.1"),
+        ("12.0", r"through TensorRT 11\.4\.1"),
     ],
 )
 def test_plan_dla_gated_by_trt_release(version, match):
@@ -118,7 +134,8 @@ def test_dla_support_table():
     from hpsedge.runtime.trt.compat import dla_strongly_typed, dla_support
 
     assert [dla_support(v)[0] for v in ("10.0", "10.3.0.30", "10.7.0", "10.8.0", "11.2.1", "11.4.0",
-                                        "11.4.1", "11.5.0")] == [True, True, True, False, False, False, True, True]
+                                        "11.4.1", "11.4.1.5", "11.5.0", "11.6")] == [
+        True, True, True, False, False, False, True, True, False, False]
     assert not dla_strongly_typed("10.3") and dla_strongly_typed("11.4.1")
 
 
@@ -329,22 +346,26 @@ def test_detect_platform(tmp_path):
 
 
 # ==== fake cuda-python ==========================================================================
-class CudaErr(enum.IntEnum):
-    cudaSuccess = 0
-    cudaErrorMemoryAllocation = 2
-    cudaErrorInsufficientDriver = 35
-    cudaErrorNoDevice = 100
+CudaErr = enum.IntEnum("cudaError_t", api.CUDA_ENUMS["cudaError_t"])  # cuda-bindings' enum is an IntEnum too
+NULL_FACTORY = f"pybind11::init(): {api.TRT_NULL_FACTORY_ERROR}"  # what the real TensorRT constructors raise
 
 
 class FakeCudart:
-    """Mimics ``cuda.bindings.runtime``: every call returns ``(err, *values)``; device memory is host
-    memory here, so async copies are real ``memmove`` s."""
+    """Mimics ``cuda.bindings.runtime`` (the calls in ``api.CUDA_CALLS``): every call returns ``(err, *values)``;
+    device memory is host memory here, so async copies are real ``memmove`` s.
+
+    ``no_driver``: ``"code"`` behaves like cuda-bindings 12.9/13.x on a host without a driver (every call returns
+    cudaErrorInsufficientDriver, the driver version reads 0); ``"raise"`` like cuda-python 12.6.2, which raises
+    ``RuntimeError`` from every call instead (both checked on the real wheels). ``driver``/``runtime`` are the
+    CUDA versions the two version calls report."""
 
     cudaError_t = CudaErr
-    cudaMemcpyKind = enum.IntEnum("cudaMemcpyKind", {"cudaMemcpyHostToDevice": 1, "cudaMemcpyDeviceToHost": 2})
+    cudaMemcpyKind = enum.IntEnum("cudaMemcpyKind", api.CUDA_ENUMS["cudaMemcpyKind"])
 
-    def __init__(self, name=b"NVIDIA GeForce RTX 3090\0\0\0", cc=(8, 6), count=1):
+    def __init__(self, name=b"NVIDIA GeForce RTX 3090\0\0\0", cc=(8, 6), count=1, *, no_driver=None,
+                 driver=12080, runtime=12090):
         self.name, self.cc, self.count = name, cc, count
+        self.no_driver, self.driver, self.runtime = no_driver, driver, runtime
         self.device_mem: dict[int, np.ndarray] = {}
         self.host_mem: dict[int, np.ndarray] = {}
         self.calls: list[str] = []
@@ -352,6 +373,11 @@ class FakeCudart:
 
     def _ok(self, fn, *values):
         self.calls.append(fn)
+        if self.no_driver == "raise":
+            raise RuntimeError("Failed to dlopen libcuda.so.1" if fn == "cudaGetDeviceCount"
+                               else 'Function "cuInit" not found')
+        if self.no_driver == "code":
+            return (CudaErr.cudaErrorInsufficientDriver, *([None] * len(values)))
         if fn in self.fail:
             return (self.fail[fn], *([None] * len(values)))
         return (CudaErr.cudaSuccess, *values)
@@ -377,8 +403,8 @@ class FakeCudart:
     def cudaMallocHost(self, size):
         return self._alloc(self.host_mem, "cudaMallocHost", size)
 
-    def cudaFree(self, ptr):
-        self.device_mem.pop(ptr)
+    def cudaFree(self, devPtr):
+        self.device_mem.pop(devPtr)
         return self._ok("cudaFree")
 
     def cudaFreeHost(self, ptr):
@@ -394,15 +420,26 @@ class FakeCudart:
     def cudaStreamDestroy(self, stream):
         return self._ok("cudaStreamDestroy")
 
+    def cudaDeviceSynchronize(self):
+        return self._ok("cudaDeviceSynchronize")
+
     def cudaMemcpyAsync(self, dst, src, count, kind, stream):
         ctypes.memmove(dst, src, count)
         return self._ok(f"cudaMemcpyAsync:{int(kind)}")
 
-    def cudaGetErrorName(self, err):
-        return (CudaErr.cudaSuccess, f"cudaErrorCode{int(err)}".encode())
+    def cudaGetErrorName(self, error):
+        return (CudaErr.cudaSuccess, f"cudaErrorCode{int(error)}".encode())
 
-    def cudaGetErrorString(self, err):
+    def cudaGetErrorString(self, error):
         return (CudaErr.cudaSuccess, b"something went wrong")
+
+    def cudaDriverGetVersion(self):
+        if self.no_driver == "raise":
+            raise RuntimeError('Function "cuDriverGetVersion" not found')
+        return (CudaErr.cudaSuccess, 0 if self.no_driver else self.driver)
+
+    def cudaRuntimeGetVersion(self):
+        return (CudaErr.cudaSuccess, self.runtime)
 
 
 def install_cuda(monkeypatch, fake=None, module="cuda.bindings.runtime"):
@@ -471,27 +508,29 @@ def test_load_cudart_fallback_and_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "cuda.cudart", None)
     with pytest.raises(BackendError, match="cuda-python is not installed") as ei:
         cudamod.load_cudart()
-    assert ei.value.hint == "pip install cuda-python"
+    assert ei.value.hint == cudamod.INSTALL_HINT and "hpsedge[trt-cu12]" in ei.value.hint
 
 
 # ==== fake tensorrt =============================================================================
-class Severity(enum.IntEnum):
-    INTERNAL_ERROR = 0
-    ERROR = 1
-    WARNING = 2
-    INFO = 3
-    VERBOSE = 4
+Severity = enum.IntEnum("Severity", api.TRT_ENUMS[10]["ILogger.Severity"])
 
 
 class FakeTRT:
-    """State behind a fake ``tensorrt`` module; ``module()`` builds the module object."""
+    """State behind a fake ``tensorrt`` module; ``module()`` builds the module object.
+
+    Its enums are the members (and real values) ``api.TRT_ENUMS`` lists for the version's major, so 11.x has
+    ``STRONGLY_TYPED == 0`` and no ``BuilderFlag.FP16/INT8``; its classes carry the real names and the
+    signatures ``api.TRT_CALLS`` lists (test_fake_trt_matches_the_contract). ``null_factories`` names the
+    constructors ("Builder", "Runtime", "OnnxParser") whose C++ factory returns nullptr: like the real
+    bindings they then raise ``TypeError``, they never return None."""
 
     def __init__(self, version="10.3.0.30", *, plan=b"FAKE-PLAN", max_batch=8, deserialize_ok=True,
-                 parse_ok=True, build_ok=True, num_dla=0, cache_ok=True, static_batch=None):
+                 parse_ok=True, build_ok=True, num_dla=0, cache_ok=True, static_batch=None, null_factories=()):
         self.version, self.plan, self.max_batch = version, plan, max_batch
         self.deserialize_ok, self.parse_ok, self.build_ok = deserialize_ok, parse_ok, build_ok
         self.num_dla, self.cache_ok = num_dla, cache_ok
         self.static_batch = static_batch
+        self.null_factories = tuple(null_factories)
         self.calls: list[tuple] = []
         self.runtime = None
         self.config = None
@@ -501,37 +540,52 @@ class FakeTRT:
         m = types.ModuleType("tensorrt")
         m.__version__ = st.version
 
+        enums = api.TRT_ENUMS[min(max(int(st.version.split(".")[0]), 10), 11)]  # 8.x: only __version__ is read
+
+        def make_enum(name):
+            return enum.IntEnum(name.rsplit(".", 1)[-1], enums[name]) if enums[name] else type(name, (), {})
+
+        def factory(name):
+            st.calls.append((name,))
+            if name in st.null_factories:
+                raise TypeError(NULL_FACTORY)
+
         class ILogger:
-            Severity = Severity
+            Severity = make_enum("ILogger.Severity")
 
             def __init__(self):
+                pass
+
+            def log(self, severity, msg):
                 pass
 
         class IProgressMonitor:
             def __init__(self):
                 pass
 
+            def phase_start(self, phase_name, parent_phase, num_steps):
+                pass
+
+            def step_complete(self, phase_name, step):
+                return True
+
+            def phase_finish(self, phase_name):
+                pass
+
         m.ILogger, m.IProgressMonitor = ILogger, IProgressMonitor
-        m.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
-        flags = ["GPU_FALLBACK", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]
-        if st.version.startswith("10."):
-            flags += ["FP16", "INT8"]
-        m.BuilderFlag = enum.IntEnum("BuilderFlag", flags)
-        m.MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE"])
-        m.HardwareCompatibilityLevel = enum.IntEnum("HardwareCompatibilityLevel", ["NONE", "AMPERE_PLUS"])
-        m.DeviceType = enum.IntEnum("DeviceType", ["GPU", "DLA"])
-        m.TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"])
-        m.DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "BF16"])
+        for name in enums:
+            if "." not in name:
+                setattr(m, name, make_enum(name))
         m.nptype = lambda dt: {m.DataType.FLOAT: np.float32, m.DataType.HALF: np.float16}[dt]
 
-        class Cache:
+        class ITimingCache:
             def __init__(self, data):
                 self.data = bytes(data)
 
             def serialize(self):
                 return b"CACHE|" + self.data
 
-        class Config:
+        class IBuilderConfig:
             def __init__(self):
                 self.flags, self.profiles, self.pool = [], [], {}
                 self.builder_optimization_level = 3
@@ -541,8 +595,8 @@ class FakeTRT:
                 self.DLA_core = -1
                 self.timing_cache = None
 
-            def set_memory_pool_limit(self, pool, n):
-                self.pool[pool] = n
+            def set_memory_pool_limit(self, pool, pool_size):
+                self.pool[pool] = pool_size
 
             def set_flag(self, flag):
                 self.flags.append(flag.name)
@@ -551,9 +605,9 @@ class FakeTRT:
                 self.profiles.append(profile)
                 return len(self.profiles) - 1
 
-            def create_timing_cache(self, data):
-                st.calls.append(("create_timing_cache", bytes(data)))
-                return Cache(data)
+            def create_timing_cache(self, serialized_timing_cache):
+                st.calls.append(("create_timing_cache", bytes(serialized_timing_cache)))
+                return ITimingCache(serialized_timing_cache)
 
             def set_timing_cache(self, cache, ignore_mismatch):
                 assert ignore_mismatch is False
@@ -562,37 +616,41 @@ class FakeTRT:
                     self.timing_cache = cache
                 return ok
 
-        class Profile:
+        class IOptimizationProfile:
             def __init__(self):
                 self.shapes = {}
 
-            def set_shape(self, name, mn, opt, mx):
-                self.shapes[name] = (tuple(mn), tuple(opt), tuple(mx))
+            def set_shape(self, input, min, opt, max):
+                self.shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
-        class Tensor:
+        class ITensor:
             def __init__(self, name, shape):
                 self.name, self.shape = name, shape
 
-        class Network:
+        class INetworkDefinition:
             def __init__(self, flags):
                 self.flags = flags
-                self.inputs = [Tensor("image", (-1, 3, 2, 2)), Tensor("bbox_info", (-1, 3))]
+                self.inputs = [ITensor("image", (-1, 3, 2, 2)), ITensor("bbox_info", (-1, 3))]
 
             @property
             def num_inputs(self):
                 return len(self.inputs)
 
-            def get_input(self, i):
-                return self.inputs[i]
+            def get_input(self, index):
+                return self.inputs[index]
 
         class OnnxParser:
             def __init__(self, network, logger):
+                factory("OnnxParser")
                 self.network, self.logger = network, logger
                 self.errors = [] if st.parse_ok else ["In node 3 (Pad): UNSUPPORTED_NODE", "second  error"]
 
-            def parse_from_file(self, path):
-                st.calls.append(("parse_from_file", path))
-                assert isinstance(path, str)
+            def set_flag(self, flag):
+                st.calls.append(("parser_set_flag", flag.name))
+
+            def parse_from_file(self, model):
+                st.calls.append(("parse_from_file", model))
+                assert isinstance(model, str)
                 return st.parse_ok
 
             def parse(self, data):
@@ -602,24 +660,25 @@ class FakeTRT:
             def num_errors(self):
                 return len(self.errors)
 
-            def get_error(self, i):
-                return self.errors[i]
+            def get_error(self, index):
+                return self.errors[index]
 
         class Builder:
             def __init__(self, logger):
+                factory("Builder")
                 self.logger = logger
                 self.num_DLA_cores = st.num_dla
 
-            def create_network(self, flags):
+            def create_network(self, flags=0):
                 st.calls.append(("create_network", flags))
-                return Network(flags)
+                return INetworkDefinition(flags)
 
             def create_builder_config(self):
-                st.config = Config()
+                st.config = IBuilderConfig()
                 return st.config
 
             def create_optimization_profile(self):
-                return Profile()
+                return IOptimizationProfile()
 
             def build_serialized_network(self, network, config):
                 st.calls.append(("build_serialized_network",))
@@ -636,7 +695,7 @@ class FakeTRT:
                     return None
                 return bytearray(st.plan)
 
-        class Context:
+        class IExecutionContext:
             def __init__(self, engine):
                 self.engine = engine
                 self.shapes, self.addresses = {}, {}
@@ -646,8 +705,8 @@ class FakeTRT:
                 self.shapes[name] = tuple(shape)
                 return True
 
-            def set_tensor_address(self, name, ptr):
-                self.addresses[name] = ptr
+            def set_tensor_address(self, name, memory):
+                self.addresses[name] = memory
                 self.address_sets += 1
                 return True
 
@@ -663,8 +722,8 @@ class FakeTRT:
                 buf = (ctypes.c_float * count).from_address(self.addresses[name])
                 return np.frombuffer(buf, np.float32).reshape(shape)
 
-            def execute_async_v3(self, stream):
-                assert stream == 1234
+            def execute_async_v3(self, stream_handle):
+                assert stream_handle == 1234
                 n = self._batch()
                 image = self._array("image", (n, 3, 2, 2))
                 bbox = self._array("bbox_info", (n, 3))
@@ -672,14 +731,14 @@ class FakeTRT:
                 self._array("betas", (n, 2))[:] = 2 * image[:, :2, 0, 0]
                 return True
 
-        class Engine:
+        class ICudaEngine:
             io = (("image", "INPUT", (-1, 3, 2, 2)), ("bbox_info", "INPUT", (-1, 3)),
                   ("cam", "OUTPUT", (-1, 3)), ("betas", "OUTPUT", (-1, 2)))
 
             num_io_tensors = 4
 
-            def get_tensor_name(self, i):
-                return self.io[i][0]
+            def get_tensor_name(self, index):
+                return self.io[index][0]
 
             def _find(self, name):
                 return next(t for t in self.io if t[0] == name)
@@ -694,30 +753,34 @@ class FakeTRT:
                 shape = self._find(name)[2]
                 return shape if st.static_batch is None else (st.static_batch, *shape[1:])
 
-            def get_tensor_profile_shape(self, name, index):
-                assert index == 0
+            def get_tensor_profile_shape(self, name, profile_index):
+                assert profile_index == 0
                 rest = self._find(name)[2][1:]
                 return [(1, *rest), (4, *rest), (st.max_batch, *rest)]
 
-            def create_execution_context(self):
-                st.context = Context(self)
+            def create_execution_context(self, strategy=0):
+                st.context = IExecutionContext(self)
                 return st.context
 
         class Runtime:
             def __init__(self, logger):
+                factory("Runtime")
                 self.logger = logger
                 self.engine_host_code_allowed = False
                 st.runtime = self
 
-            def deserialize_cuda_engine(self, plan):
-                st.calls.append(("deserialize_cuda_engine", bytes(plan)))
+            def deserialize_cuda_engine(self, serialized_engine):
+                st.calls.append(("deserialize_cuda_engine", bytes(serialized_engine)))
                 if not st.deserialize_ok:
                     self.logger.log(Severity.ERROR, "IRuntime::deserializeCudaEngine: Version tag does not "
                                                     "match. Current Version: 213, Serialized Engine Version: 232")
                     return None
-                return Engine()
+                return ICudaEngine()
 
         m.Builder, m.OnnxParser, m.Runtime = Builder, OnnxParser, Runtime
+        for cls in (IBuilderConfig, IOptimizationProfile, INetworkDefinition, ITensor, ITimingCache, ICudaEngine,
+                    IExecutionContext):
+            setattr(m, cls.__name__, cls)
         return m
 
 
@@ -866,7 +929,7 @@ def test_backend_missing_dependencies(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "cuda.cudart", None)
     with pytest.raises(BackendError, match="cuda-python") as ei:
         TensorRTBackend(path, e)
-    assert ei.value.hint == "pip install cuda-python"
+    assert ei.value.hint == cudamod.INSTALL_HINT and "hpsedge[trt-cu12]" in ei.value.hint
 
 
 def test_logger_captures_messages(monkeypatch):
@@ -1039,7 +1102,7 @@ def test_modules_import_without_tensorrt_or_cuda(tmp_path):
     code = (
         "import sys\n"
         "import hpsedge.runtime.trt.backend, hpsedge.runtime.trt.cuda, hpsedge.runtime.trt.compat\n"
-        "import hpsedge.runtime.trt.builder\n"
+        "import hpsedge.runtime.trt.builder, hpsedge.runtime.trt.api\n"
         "bad = [m for m in ('tensorrt', 'cuda', 'cuda.bindings', 'torch', 'onnx') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -1047,15 +1110,126 @@ def test_modules_import_without_tensorrt_or_cuda(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_gpu_smoke_help_and_exit_code(tmp_path):
+def _load_smoke():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    return smoke
+
+
+def test_gpu_smoke_help(tmp_path):
     script = str(ROOT / "benchmarks" / "gpu_smoke.py")
     r = subprocess.run([sys.executable, script, "--help"], env=_env(tmp_path), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "usage" in r.stdout and "--max-batch" in r.stdout
-    r = subprocess.run([sys.executable, script, str(tmp_path)], env=_env(tmp_path), capture_output=True,
-                       text=True)
-    assert r.returncode == 2, r.stderr
-    assert "cannot run here" in r.stderr and "TensorRT is not installed" in r.stderr
+    assert "usage" in r.stdout and "--model" in r.stdout and "--folder" in r.stdout and "--budget-s" in r.stdout
+    r = subprocess.run([sys.executable, script, "--model", "poco-pare", "--batches", "1,x"], env=_env(tmp_path),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--batches must be comma-separated integers" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_folder(tmp_path_factory):
+    """gpu_smoke's CPU part run for real: export --model poco-pare --tiny (seeded), backend="auto" on it, then
+    the stop at the GPU gate (exit 2, the JSON saying so). Returns (folder, results)."""
+    smoke = _load_smoke()
+    tmp = tmp_path_factory.mktemp("smoke")
+    out = tmp / "gs.json"
+    smoke.gpu_present = lambda device: (False, "no CUDA GPU (hidden by the test)")
+    rc = smoke.main(["--model", "poco-pare", "--tiny", "--out", str(tmp / "poco-pare"), "--json", str(out),
+                     "--seed", "3"])
+    return tmp / "poco-pare", rc, json.loads(out.read_text()), out.with_suffix(".md").read_text()
+
+
+def test_gpu_smoke_runs_its_cpu_part_and_stops_at_the_gpu(smoke_folder):
+    folder, rc, res, md = smoke_folder
+    assert rc == 2  # EXIT_NO_GPU
+    steps = res["steps"]
+    assert steps["folder"]["status"] == "ok" and steps["folder"]["exported"] is True
+    assert (folder / "manifest.json").is_file() and (folder / "model.onnx").is_file()
+    pred = steps["predictor"]
+    assert pred["status"] == "ok" and pred["backend"] == "ort" and pred["persons"] == 2
+    assert pred["why"].startswith("the folder has no TensorRT engine")
+    assert steps["gpu"] == {"status": "skipped", "reason": "no CUDA GPU (hidden by the test)"}
+    assert not {"cuda", "torch", "tensorrt"} & set(steps) and res["failures"] == []
+    assert "NOT RUN on a GPU" in md and "PASS" not in md
+
+
+def test_gpu_smoke_torch_reference_holds_the_folders_weights(smoke_folder):
+    """The PyTorch reference (same seed) computes what the exported graph computes: the check the GPU step makes
+    on CUDA, made here on the CPU."""
+    import torch
+
+    folder, *_ = smoke_folder
+    smoke = _load_smoke()
+    args = smoke.parse_args(["--folder", str(folder), "--seed", "3"])
+    manifest = load_manifest(folder)
+    model = smoke.torch_reference(args, manifest)
+    inputs = model.example_inputs(batch=3, seed=7)
+    with torch.no_grad():
+        got = dict(zip(model.spec.output_names, (t.numpy() for t in model(*inputs)), strict=True))
+    ref = smoke.make_ort(manifest.artifact_path("onnx")).run(
+        {n: t.numpy() for n, t in zip(model.spec.input_names, inputs, strict=True)})
+    assert smoke.worst(smoke.compare(ref, got)) < smoke.TORCH_TOLERANCE
+    # another seed gives other random weights: the agreement above is not trivial
+    other = smoke.torch_reference(smoke.parse_args(["--folder", str(folder), "--seed", "4"]), manifest)
+    with torch.no_grad():
+        moved = dict(zip(model.spec.output_names, (t.numpy() for t in other(*inputs)), strict=True))
+    assert smoke.worst(smoke.compare(ref, moved)) > 100 * smoke.TORCH_TOLERANCE
+
+
+def test_gpu_smoke_cuda_step_round_trip_with_fake_driver(monkeypatch):
+    smoke = _load_smoke()
+    install_cuda(monkeypatch, FakeCudart(driver=12080, runtime=12090))
+    report = smoke.Report()
+    smoke.step_cuda(smoke.parse_args(["--folder", "x"]), report)
+    c = report.steps["cuda"]
+    assert c["status"] == "ok" and c["gpu"] == "NVIDIA GeForce RTX 3090" and c["compute_capability"] == "8.6"
+    assert c["driver_cuda"] == "12.8" and c["cuda_python_cuda"] == "12.9"
+    assert c["round_trip"]["bytes"] == smoke.ROUND_TRIP_BYTES
+
+
+def test_gpu_smoke_round_trip_detects_a_corrupt_copy(monkeypatch):
+    smoke = _load_smoke()
+
+    class Corrupting(FakeCudart):
+        def cudaMemcpyAsync(self, dst, src, count, kind, stream):
+            res = super().cudaMemcpyAsync(dst, src, count, kind, stream)
+            if int(kind) == 2:
+                ctypes.memset(dst + 5, 0xFF ^ ctypes.c_ubyte.from_address(dst + 5).value, 1)
+            return res
+
+    cu = cudamod.CudaRuntime(0, cudart=Corrupting())
+    with pytest.raises(AssertionError, match="1 of 4096 bytes differ"):
+        smoke.cuda_round_trip(cu, 4096, seed=0)
+    assert smoke.cuda_round_trip(cudamod.CudaRuntime(0, cudart=FakeCudart()), 4096, seed=0)["bytes"] == 4096
+
+
+def test_gpu_smoke_cuda_step_without_cuda_python_or_driver(monkeypatch):
+    smoke = _load_smoke()
+    args = smoke.parse_args(["--folder", "x"])
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
+    monkeypatch.setitem(sys.modules, "cuda.cudart", None)
+    report = smoke.Report()
+    smoke.step_cuda(args, report)
+    assert report.steps["cuda"]["status"] == "skipped" and "hpsedge[trt-cu12]" in report.steps["cuda"]["reason"]
+    install_cuda(monkeypatch, FakeCudart(no_driver="raise"))
+    smoke.step_cuda(args, report)
+    assert report.steps["cuda"]["status"] == "failed" and "no NVIDIA driver" in report.steps["cuda"]["reason"]
+    assert smoke.gpu_present(0)[0] in (True, False)  # never raises, whatever is installed
+
+
+def test_gpu_smoke_torch_step_skips_without_cuda(smoke_folder):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: the step runs for real in benchmarks/gpu_smoke.py")
+    folder, *_ = smoke_folder
+    smoke = _load_smoke()
+    report = smoke.Report()
+    smoke.step_torch(smoke.parse_args(["--folder", str(folder)]), report, folder)
+    assert report.steps["torch"] == {"status": "skipped", "reason": "torch sees no CUDA GPU"}
 
 
 def _tiny_export_folder(folder: Path) -> None:
@@ -1101,45 +1275,35 @@ def _tiny_export_folder(folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_gpu_smoke_end_to_end_with_fakes(tmp_path, monkeypatch, capsys):
-    """The whole smoke script against fake TensorRT/CUDA and real ONNX Runtime on a tiny graph."""
-    import importlib.machinery
-    import importlib.util
-
-    import onnxruntime  # noqa: F401
-
+def test_gpu_smoke_tensorrt_step_with_fakes(tmp_path, monkeypatch):
+    """The TensorRT step against the fake TensorRT/CUDA and real ONNX Runtime on a graph that computes what
+    the fake engine computes."""
     folder = tmp_path / "export"
     _tiny_export_folder(folder)
     install_trt(monkeypatch)
     install_cuda(monkeypatch)
-    # the runtime's probe asks importlib whether tensorrt and cuda-python are installed
-    sys.modules["tensorrt"].__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
-    cuda_pkg = types.ModuleType("cuda")
-    cuda_pkg.__spec__ = importlib.machinery.ModuleSpec("cuda", None, is_package=True)
-    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
-    spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
-    out = tmp_path / "smoke.json"
-    # end to end (on-device build into a copy, Predictor backend="auto"): with the fakes it gets as far as
-    # TensorRT being chosen and fed, which this toy graph (no real preprocessing) cannot satisfy
-    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out)]) == 1
-    assert "missing input(s) bbox_info (the engine takes image, bbox_info)" in capsys.readouterr().err
-    rc = smoke.main([str(folder), "--iters", "2", "--warmup", "0", "--json", str(out), "--no-predictor"])
-    assert rc == 0, capsys.readouterr()
-    res = json.loads(out.read_text())
-    assert set(res["batches"]) == {"1", "4", "8"}  # batch 1, the profile's opt and max
-    for b in res["batches"].values():
+    smoke = _load_smoke()
+    args = smoke.parse_args(["--folder", str(folder), "--iters", "2", "--warmup", "0", "--no-predictor"])
+    report = smoke.Report()
+    smoke.step_tensorrt(args, report, folder)
+    t = report.steps["tensorrt"]
+    assert t["status"] == "ok", t
+    assert set(t["batches"]) == {"1", "4", "8"}  # batch 1, the profile's opt and max
+    for b in t["batches"].values():
         assert b["trt_ms"] >= 0 and b["ort_cpu_ms"] >= 0
         for e in b["errors"].values():
             assert e["max_abs"] < 1e-5 and e["finite"]
-    assert res["engine"]["file"] == "model.fp32.engine" and res["failures"] == []
-    assert "PASS" in out.with_suffix(".md").read_text()
-    assert not (folder / "model.fp32.engine").exists()  # built in a temporary folder by default
-    # a disagreement beyond the precision's tolerance fails the run (exit 1)
+    assert t["engine"]["file"] == "model.fp32.engine" and not (folder / "model.fp32.engine").exists()
+    md = smoke.markdown({**report.to_dict(), "steps": {"gpu": {"status": "ok"}, **report.steps}})
+    assert "PASS" in md and "| 8 |" in md
+    # a disagreement beyond the precision's tolerance fails the step
     monkeypatch.setitem(smoke.TOLERANCE, "fp32", -1.0)
-    assert smoke.main([str(folder), "--iters", "1", "--warmup", "0", "--json", str(out), "--no-predictor"]) == 1
-    assert json.loads(out.read_text())["failures"] and "FAIL" in out.with_suffix(".md").read_text()
+    smoke.step_tensorrt(args, report, folder)
+    assert report.steps["tensorrt"]["status"] == "failed" and "differs from ONNX Runtime" in report.failures[0]
+    # the fake TensorRT with a NULL builder: one failed step, not a traceback
+    install_trt(monkeypatch, FakeTRT(null_factories=("Builder",)))
+    smoke.step_tensorrt(args, report, folder)
+    assert report.steps["tensorrt"]["reason"].startswith("TensorRT could not create a builder")
 
 
 # ==== cuda-python facts: native handles, non-IntEnum errors ======================================
@@ -1221,10 +1385,12 @@ def test_trtexec_every_plan_option_maps_to_its_flag():
 
 
 def test_trtexec_weak_typing_and_dla_on_trt10():
-    args = _trtexec(plan(has_dla=True, dla_core=1, precision="int8"), "model.int8.onnx", "model.int8.engine")
-    assert "--stronglyTyped" not in args
-    assert {"--int8", "--fp16", "--allowGPUFallback", "--useDLACore=1"} <= set(args)
-    assert "--onnx=model.int8.onnx" in args and "--saveEngine=model.int8.engine" in args
+    args = _trtexec(plan(has_dla=True, dla_core=1, precision="fp16"), "model.fp16.onnx", "model.fp16.engine")
+    assert "--stronglyTyped" not in args and "--int8" not in args
+    assert {"--fp16", "--allowGPUFallback", "--useDLACore=1"} <= set(args)
+    assert "--onnx=model.fp16.onnx" in args and "--saveEngine=model.fp16.engine" in args
+    args = _trtexec(plan(precision="int8", weak_typing=True), "model.int8.onnx", "model.int8.engine")
+    assert {"--int8", "--fp16"} <= set(args) and "--useDLACore=1" not in args
     args = _trtexec(plan(precision="fp16", weak_typing=True))
     assert "--fp16" in args and "--int8" not in args and "--stronglyTyped" not in args
 
@@ -1314,3 +1480,199 @@ def test_on_device_rebuild_writes_engine_and_matching_trtexec(tmp_path, monkeypa
                  "Planned for: TensorRT 10.3.0.30; platform jetson"):
         assert flag in script, flag
     assert "--stronglyTyped" not in script
+
+
+# ==== the fakes follow the real modules (runtime/trt/api.py, checked live by test_trt_contract.py) ===============
+@pytest.mark.parametrize("version", ["10.3.0.30", "11.4.0.106"])
+def test_fake_trt_matches_the_contract(version):
+    import inspect
+
+    m = FakeTRT(version).module()
+    major = int(version.split(".")[0])
+    for attr in api.TRT_MODULE_ATTRS:
+        assert hasattr(m, attr), attr
+    for dotted, params in api.TRT_CALLS.items():
+        cls_name, member = dotted.split(".")
+        cls = getattr(m, cls_name)
+        if params is None:  # properties are plain attributes in the fakes
+            continue
+        sig = inspect.signature(getattr(cls, member))
+        assert tuple(sig.parameters)[1:] == params, dotted
+    for enum_name, members in api.TRT_ENUMS[major].items():
+        obj = m
+        for part in enum_name.split("."):
+            obj = getattr(obj, part)
+        assert {k: int(getattr(obj, k)) for k in members} == members
+    for enum_name, members in api.TRT_REMOVED.get(major, {}).items():
+        assert not any(hasattr(getattr(m, enum_name), k) for k in members)
+    # the facts that matter most: 11.x shifts by 0, and has no precision builder flags
+    assert int(m.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == (1 if major == 10 else 0)
+    assert hasattr(m.BuilderFlag, "FP16") is (major == 10)
+
+
+def test_fake_cudart_matches_the_contract():
+    fake = FakeCudart()
+    assert all(callable(getattr(fake, fn, None)) for fn in api.CUDA_CALLS)
+    assert {k: int(v) for k, v in fake.cudaError_t.__members__.items()} == api.CUDA_ENUMS["cudaError_t"]
+
+
+def test_build_engine_on_11_x_shifts_by_the_real_strongly_typed_value(tmp_path, monkeypatch):
+    fake = install_trt(monkeypatch, FakeTRT("11.4.0.106"))
+    install_cuda(monkeypatch)
+    e = build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(), platform="desktop")
+    assert ("create_network", 1 << 0) in fake.calls and e["network_flags"] == ["STRONGLY_TYPED"]
+    with pytest.raises(ExportError, match="strongly typed networks only"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(precision="fp16", weak_typing=True),
+                     platform="desktop")
+
+
+# ==== defect: the real constructors raise TypeError (factory returned nullptr), never return None ==========
+@pytest.mark.parametrize("which", ["Builder", "OnnxParser"])
+def test_build_engine_null_factory_is_one_export_error(tmp_path, monkeypatch, which):
+    install_trt(monkeypatch, FakeTRT(null_factories=(which,)))
+    install_cuda(monkeypatch)
+    what = {"Builder": "a builder", "OnnxParser": "an ONNX parser"}[which]
+    with pytest.raises(ExportError, match=f"^TensorRT could not create {what}: .*factory function returned nullptr"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(), platform="desktop")
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_backend_null_runtime_is_one_backend_error(tmp_path, monkeypatch):
+    with pytest.raises(BackendError, match=r"^TensorRT could not create a runtime") as ei:
+        make_backend(tmp_path, monkeypatch, trt=FakeTRT(null_factories=("Runtime",)))
+    assert "nvidia-smi" in ei.value.hint
+
+
+# ==== defect: cuda-python 12.6.2 raises RuntimeError from every call without a driver ======================
+def _no_nvidia_smi(monkeypatch, tmp_path):
+    empty = tmp_path / "empty-path"
+    empty.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(empty))  # builder._gpu_info's nvidia-smi fallback finds nothing
+
+
+def test_cuda_python_that_raises_gives_one_backend_error(tmp_path, monkeypatch):
+    fake = install_cuda(monkeypatch, FakeCudart(no_driver="raise"))
+    with pytest.raises(BackendError, match=r"^CUDA call cudaGetDeviceCount failed \(cuda-python: Failed to dlopen "
+                                           r"libcuda\.so\.1\)") as ei:
+        cudamod.device_info(0, cudart=fake)
+    assert "no NVIDIA driver" in ei.value.hint
+    with pytest.raises(BackendError, match="cudaSetDevice failed"):
+        cudamod.CudaRuntime(0)
+    _no_nvidia_smi(monkeypatch, tmp_path)
+    install_trt(monkeypatch)
+    ok, reason = trt_available()
+    assert not ok and "cudaGetDeviceCount failed" in reason
+    with pytest.raises(ExportError, match="cudaGetDeviceCount failed"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(), platform="desktop")
+    with pytest.raises(BackendError, match="cudaSetDevice failed"):
+        make_backend(tmp_path, monkeypatch, cuda=FakeCudart(no_driver="raise"))
+
+
+def test_cuda_python_without_driver_returning_codes(tmp_path, monkeypatch):
+    fake = FakeCudart(no_driver="code")
+    with pytest.raises(BackendError, match=r"cudaGetDeviceCount failed \(cudaErrorInsufficientDriver") as ei:
+        cudamod.device_info(0, cudart=fake)
+    assert "no NVIDIA driver" in ei.value.hint
+
+
+# ==== defect: cuda-python 13.x on a CUDA 12 driver (JetPack 6): the error names the extra to install ========
+def test_insufficient_driver_names_the_matching_extra():
+    fake = FakeCudart(driver=12060, runtime=13000)
+    fake.fail["cudaGetDeviceCount"] = CudaErr.cudaErrorInsufficientDriver
+    with pytest.raises(BackendError, match="cudaErrorInsufficientDriver") as ei:
+        cudamod.device_info(0, cudart=fake)
+    assert "CUDA 13.0" in ei.value.hint and "CUDA 12.6" in ei.value.hint
+    assert "pip install 'hpsedge[trt-cu12]'" in ei.value.hint
+    # a driver older than a 12.x cuda-python's minor version: update the driver (same major)
+    fake = FakeCudart(driver=12020, runtime=12090)
+    fake.fail["cudaGetDeviceCount"] = CudaErr.cudaErrorInsufficientDriver
+    with pytest.raises(BackendError) as ei:
+        cudamod.device_info(0, cudart=fake)
+    assert "supports CUDA 12.2" in ei.value.hint and "update the driver" in ei.value.hint
+
+
+def test_pyproject_trt_extras_pick_one_cuda_major():
+    import tomllib
+    from packaging.requirements import Requirement
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def cuda_spec(extra):
+        reqs = [Requirement(r) for r in extras[extra] if Requirement(r).name == "cuda-python"]
+        assert len(reqs) == 1, extra
+        return reqs[0].specifier
+
+    desktop, cu12 = cuda_spec("trt"), cuda_spec("trt-cu12")
+    # hpsedge[trt]: CUDA 13 drivers (r580+); hpsedge[trt-cu12]: JetPack 6 (CUDA 12.6) and CUDA 12 drivers
+    assert desktop.contains("13.0.0") and desktop.contains("13.4.4")
+    assert not desktop.contains("12.9.0") and not desktop.contains("14.0.0")
+    assert cu12.contains("12.9.0") and cu12.contains("12.6.2.post1")
+    assert not cu12.contains("13.0.0")
+    assert not cu12.contains("12.6.2")  # yanked, and it raises instead of returning error codes
+    assert not cu12.contains("12.6.0")  # no cuda.bindings before 12.6.x's split
+
+
+def test_build_engine_dla_on_11_4_1_sets_adjust_for_dla(tmp_path, monkeypatch):
+    fake = install_trt(monkeypatch, FakeTRT("11.4.1.5", num_dla=2))
+    install_cuda(monkeypatch, FakeCudart(name=b"Orin", cc=(8, 7)))
+    e = build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(precision="fp16", dla_core=0),
+                     platform="jetson")
+    assert ("parser_set_flag", "ADJUST_FOR_DLA") in fake.calls
+    names = [c[0] for c in fake.calls]
+    assert names.index("parser_set_flag") < names.index("parse_from_file")
+    assert fake.config.flags == ["GPU_FALLBACK"] and e["parser_flags"] == ["ADJUST_FOR_DLA"]
+    with pytest.raises(ExportError, match="INT8 on DLA is not supported"):
+        build_engine(onnx_file(tmp_path), tmp_path / "m.engine", BuildOptions(precision="int8", dla_core=0),
+                     platform="jetson")
+
+
+def test_triton_readme_names_the_version_compatible_flag(smoke_folder, tmp_path):
+    """A version-compatible plan needs `--backend-config=tensorrt,version-compatible=true` on tritonserver."""
+    import shutil
+
+    from hpsedge.export.triton import export_triton
+
+    folder, *_ = smoke_folder
+    for vc in (True, False):
+        copy = tmp_path / f"vc-{vc}"
+        shutil.copytree(folder, copy)
+        (copy / "model.fp32.engine").write_bytes(b"not a real plan")
+        raw = json.loads((copy / "manifest.json").read_text())
+        raw["artifacts"]["engine"] = {"file": "model.fp32.engine", "trt_version": "10.3.0", "compute_capability": "8.7",
+                                      "gpu_name": "Orin", "platform": "jetson", "version_compatible": vc}
+        (copy / "manifest.json").write_text(json.dumps(raw))
+        text = export_triton(copy, tmp_path / f"repo-{vc}").readme.read_text()
+        flag = "--backend-config=tensorrt,version-compatible=true"
+        assert (f"tritonserver --model-repository=/models {flag}'" in text) is vc
+        assert (f"tritonserver --model-repository=$PWD {flag}`" in text) is vc
+        assert "tritonserver --model-repository" in text
+
+
+# ==== DLA refusals through `export build --on-device` (issue #22: "DLA refusal untested") ====================
+@pytest.mark.parametrize(
+    ("version", "precision", "match"),
+    [
+        ("10.8.0.43", "fp16", r"10\.7 was the last 10\.x release with DLA"),
+        ("11.5.0.1", "fp16", r"through TensorRT 11\.4\.1"),
+        ("10.3.0.30", "int8", r"INT8 on DLA is not supported"),
+        ("11.4.1.5", "int8", r"INT8 on DLA is not supported"),
+    ],
+)
+def test_on_device_dla_refusals_leave_the_folder_untouched(tmp_path, monkeypatch, version, precision, match):
+    from hpsedge.export.build import BuildConfig, rebuild_on_device
+
+    folder = tmp_path / "export"
+    _tiny_export_folder(folder)
+    if precision != "fp32":  # the folder's manifest names its precision and the graph for it
+        raw = json.loads((folder / "manifest.json").read_text())
+        raw["precision"] = precision
+        raw["artifacts"][f"onnx_{precision}"] = {"file": "model.onnx", "precision": precision}
+        (folder / "manifest.json").write_text(json.dumps(raw))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    fake = install_trt(monkeypatch, FakeTRT(version, num_dla=2))
+    install_cuda(monkeypatch, FakeCudart(name=b"Orin", cc=(8, 7)))
+    with pytest.raises(ExportError, match=match) as ei:
+        rebuild_on_device(folder, BuildConfig(model="x", out=folder, dla_core=0, max_batch=8))
+    assert "\n" not in ei.value.message and "--dla" in ei.value.hint
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no engine, manifest as it was
+    assert not [c for c in fake.calls if c[0] in ("parse_from_file", "build_serialized_network")]

@@ -147,14 +147,27 @@ def fake_pb_utils(repo: Path) -> types.ModuleType:
     pb = types.ModuleType("triton_python_backend_utils")
     sessions: dict[str, Any] = {}
 
+    # memory types as in tritonserver.h; a BLS response keeps outputs where the network model made them (GPU
+    # for a tensorrt_plan model) unless the request asks for CPU with `preferred_memory`, as the real backend does
+    pb.TRITONSERVER_MEMORY_CPU, pb.TRITONSERVER_MEMORY_CPU_PINNED, pb.TRITONSERVER_MEMORY_GPU = 0, 1, 2
+
+    class PreferredMemory:
+        def __init__(self, preferred_memory_type: int, preferred_device_id: int = 0) -> None:
+            self.preferred_memory_type, self.preferred_device_id = preferred_memory_type, preferred_device_id
+
     class Tensor:
-        def __init__(self, name: str, arr: np.ndarray) -> None:
-            self._name, self._arr = name, np.asarray(arr)
+        def __init__(self, name: str, arr: np.ndarray, memory_type: int = 0) -> None:
+            self._name, self._arr, self._memory = name, np.asarray(arr), memory_type
 
         def name(self) -> str:
             return self._name
 
+        def is_cpu(self) -> bool:
+            return self._memory in (pb.TRITONSERVER_MEMORY_CPU, pb.TRITONSERVER_MEMORY_CPU_PINNED)
+
         def as_numpy(self) -> np.ndarray:
+            if not self.is_cpu():
+                raise RuntimeError("Tensor is stored in GPU and cannot be converted to NumPy.")
             return self._arr
 
     class TritonError:
@@ -177,8 +190,11 @@ def fake_pb_utils(repo: Path) -> types.ModuleType:
     class InferenceRequest:
         calls: ClassVar[list[int]] = []
 
-        def __init__(self, model_name: str, requested_output_names: list[str], inputs: list[Tensor]) -> None:
+        def __init__(self, model_name: str, requested_output_names: list[str], inputs: list[Tensor],
+                     preferred_memory: PreferredMemory | None = None) -> None:
             self.model_name, self.outputs, self.inputs = model_name, requested_output_names, inputs
+            cpu = preferred_memory is not None and preferred_memory.preferred_memory_type == pb.TRITONSERVER_MEMORY_CPU
+            self.memory = pb.TRITONSERVER_MEMORY_CPU if cpu else pb.TRITONSERVER_MEMORY_GPU
 
         def exec(self) -> InferenceResponse:
             if self.model_name not in sessions:
@@ -191,7 +207,7 @@ def fake_pb_utils(repo: Path) -> types.ModuleType:
             if n > 16:
                 return InferenceResponse([], TritonError("batch larger than max_batch_size"))
             outs = sessions[self.model_name].run(self.outputs, feeds)
-            return InferenceResponse([Tensor(k, v) for k, v in zip(self.outputs, outs, strict=True)])
+            return InferenceResponse([Tensor(k, v, self.memory) for k, v in zip(self.outputs, outs, strict=True)])
 
     def get_input_tensor_by_name(request: Any, name: str) -> Tensor | None:
         return request.get(name)
@@ -200,6 +216,7 @@ def fake_pb_utils(repo: Path) -> types.ModuleType:
         return next((t for t in response.output_tensors if t.name() == name), None)
 
     pb.Tensor, pb.TritonError, pb.InferenceResponse, pb.InferenceRequest = Tensor, TritonError, InferenceResponse, InferenceRequest
+    pb.PreferredMemory = PreferredMemory
     pb.get_input_tensor_by_name, pb.get_output_tensor_by_name = get_input_tensor_by_name, get_output_tensor_by_name
     return pb
 

@@ -310,8 +310,14 @@ def export_triton(
     return result
 
 
+#: tritonserver refuses a version-compatible TensorRT plan unless its TensorRT backend is told to accept one
+VERSION_COMPATIBLE_FLAG = "--backend-config=tensorrt,version-compatible=true"
+
+
 def _readme(manifest: Manifest, res: TritonExport, kind: str, has_engine: bool) -> str:
     gpu_flag = "--gpus all " if kind == "gpu" else ""
+    vc = has_engine and bool(manifest.artifacts["engine"].get("version_compatible"))
+    server = f"tritonserver --model-repository=/models{' ' + VERSION_COMPATIBLE_FLAG if vc else ''}"
     lines = [
         f"# Triton model repository for {manifest.model_name}",
         "",
@@ -332,10 +338,10 @@ def _readme(manifest: Manifest, res: TritonExport, kind: str, has_engine: bool) 
         "```bash",
         f"docker run --rm {gpu_flag}-p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD:/models \\",
         "  nvcr.io/nvidia/tritonserver:<yy.mm>-py3 \\",
-        "  bash -c 'pip install hpsedge && tritonserver --model-repository=/models'",
+        f"  bash -c 'pip install hpsedge && {server}'",
         "```",
         "",
-        "or, on a machine with tritonserver installed: `tritonserver --model-repository=$PWD` "
+        f"or, on a machine with tritonserver installed: `{server.replace('/models', '$PWD')}` "
         "(HTTP 8000, gRPC 8001, Prometheus metrics 8002/metrics).",
         "",
         "Query it with `hpsedge.client` (`HpsedgeClient(\"localhost:8001\").predict(image, boxes)`), the same client "
@@ -350,5 +356,12 @@ def _readme(manifest: Manifest, res: TritonExport, kind: str, has_engine: bool) 
             "with that TensorRT version, on that GPU class. Otherwise point the `hpsedge` model's `network_model` "
             "parameter at the ONNX model.",
         ]
+        if vc:
+            lines += [
+                "",
+                f"The plan is version compatible (it also runs on newer TensorRT releases): Triton loads it only with "
+                f"`{VERSION_COMPATIBLE_FLAG}` on the tritonserver command line (as above); the plan embeds TensorRT's "
+                "lean runtime, host code that runs in the server, so serve only plans you built.",
+            ]
     lines.append("")
     return "\n".join(lines)

@@ -51,16 +51,31 @@ class TritonPythonModel:
         self.network_model = params["network_model"]
         self.output_names = [s.name for s in manifest.outputs]
 
+        # A BLS response keeps each output where the network model produced it: a tensorrt_plan (or
+        # onnxruntime on a GPU) model answers with GPU tensors, on which as_numpy() fails. Ask for CPU
+        # memory (python_backend's documented `preferred_memory`), and check that it was honoured.
+        cpu = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
+
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             request = pb.InferenceRequest(
                 model_name=self.network_model,
                 requested_output_names=self.output_names,
                 inputs=[pb.Tensor(name, arr) for name, arr in feeds.items()],
+                preferred_memory=cpu,
             )
             response = request.exec()
             if response.has_error():
                 raise RuntimeError(f"network model {self.network_model}: {response.error().message()}")
-            return {n: pb.get_output_tensor_by_name(response, n).as_numpy() for n in self.output_names}
+            out = {}
+            for n in self.output_names:
+                tensor = pb.get_output_tensor_by_name(response, n)
+                if tensor is None:
+                    raise RuntimeError(f"network model {self.network_model} returned no output {n!r}")
+                if not tensor.is_cpu():
+                    raise RuntimeError(f"network model {self.network_model} returned {n!r} in GPU memory "
+                                       "although CPU memory was asked for")
+                out[n] = tensor.as_numpy()
+            return out
 
         self.service = FrameService(
             manifest, run, smpl=smpl, max_persons=int(params.get("max_persons") or MAX_PERSONS),

@@ -8,9 +8,10 @@
 * :mod:`~hpsedge.runtime.trt.cuda`: the cuda-python wrapper (device/pinned buffers, a stream).
 * :mod:`~hpsedge.runtime.trt.backend`: the runtime backend that runs an engine.
 
-The old paths (``hpsedge.runtime.trt.builder``, ``hpsedge.runtime.trt.compat``,
-``hpsedge.runtime.trt.backend``, ``hpsedge.runtime.trt.cuda``) are aliases of these modules.
+* :mod:`~hpsedge.runtime.trt.api`: the TensorRT and cuda-python names all of the above use, as plain data;
+  ``tests/test_trt_contract.py`` checks it against the real bindings wheels (TensorRT 10.13 and 11.4 with stub
+  libraries, cuda-bindings 12.9 and 13.0), and the fakes in ``tests/test_tensorrt_logic.py`` are built from it.
 
-None of this has run against a real TensorRT or GPU yet: it is written against the documented
-TensorRT 10.x/11.x and cuda-python APIs and unit-tested with fake modules (tests/test_tensorrt_logic.py).
+None of this has run against a real TensorRT engine or a GPU yet: the API surface is checked against the real
+Python bindings (imported without TensorRT's libraries) and the logic against fakes built from that surface.
 """

@@ -46,6 +46,26 @@ def import_tensorrt(error_cls: type[HpsedgeError] = BackendError) -> Any:
     return trt
 
 
+def create_trt_object(factory: Any, *args: Any, logger: Any, what: str,
+                      error_cls: type[HpsedgeError] = BackendError) -> Any:
+    """``factory(*args)`` for TensorRT's ``Builder`` / ``Runtime`` / ``OnnxParser``, or one ``error_cls``.
+
+    The real bindings (10.x and 11.x) never return None from these constructors: when the C++ factory
+    returns nullptr (no usable GPU or driver, a CUDA/TensorRT mismatch, out of memory) pybind11 raises
+    ``TypeError: pybind11::init(): factory function returned nullptr``. That becomes one error carrying
+    TensorRT's own log lines."""
+    try:
+        obj = factory(*args)
+    except TypeError as exc:
+        logged = logger.summary() if hasattr(logger, "summary") else ""
+        raise error_cls(f"TensorRT could not create {what}: {logged or ' '.join(str(exc).split())}",
+                        hint="check the GPU and driver with `nvidia-smi`, and that this TensorRT was built for "
+                             "the installed CUDA") from exc
+    if obj is None:
+        raise error_cls(f"TensorRT could not create {what}: {logger.summary() or 'no reason logged'}")
+    return obj
+
+
 def _severity_code(severity: Any) -> int:
     try:
         return int(severity)
@@ -183,7 +203,8 @@ class TensorRTBackend(Backend):
 
         # 3. deserialize
         self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = create_trt_object(trt.Runtime, self._logger, logger=self._logger,
+                                          what="a runtime", error_cls=BackendError)
         if allow_host_code:
             self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(plan)

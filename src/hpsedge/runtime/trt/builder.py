@@ -37,6 +37,7 @@ from typing import Any
 from hpsedge.errors import BackendError, ExportError
 from hpsedge.runtime.files import atomic_write
 from hpsedge.runtime.trt.compat import (
+    DLA_PRECISIONS,
     PLATFORMS,
     detect_platform,
     dla_support,
@@ -99,6 +100,7 @@ class BuildPlan:
     precision: str
     network_flags: list[str]
     builder_flags: list[str]
+    parser_flags: list[str]  # trt.OnnxParserFlag member names
     hardware_compat_level: str | None  # a trt.HardwareCompatibilityLevel member name
     device_type: str  # "GPU" or "DLA"
     dla_core: int | None
@@ -215,6 +217,7 @@ def plan_build(
     # DLA (Jetson AGX/NX Orin and Xavier only); decided first because it decides the typing on TensorRT 10
     device_type = "GPU"
     dla_weak = False
+    parser_flags: list[str] = []
     if o.dla_core is not None:
         core = _check_int("DLA core", o.dla_core, 0)
         if platform == "desktop":
@@ -223,8 +226,14 @@ def plan_build(
         if trt_version is not None:
             ok, why = dla_support(trt_version)
             if not ok:
-                raise ExportError(why, hint="use TensorRT 10.0-10.7 (JetPack 6) or 11.4.1+ (JetPack 7.2.2+ on "
+                raise ExportError(why, hint="use TensorRT 10.0-10.7 (JetPack 6) or 11.4.1 (JetPack 7.2.2+ on "
                                             "AGX Orin), or drop --dla")
+        if o.precision not in DLA_PRECISIONS:
+            raise ExportError(
+                f"{o.precision.upper()} on DLA is not supported: TensorRT documents DLA INT8 only with a "
+                f"calibrator (IInt8EntropyCalibrator2), and hpsedge's INT8 graphs carry Q/DQ nodes instead",
+                hint="build model.fp16.onnx for DLA (--precision fp16), or run the int8 engine on the GPU "
+                     "(drop --dla)")
         if has_dla is False:
             raise ExportError("this Jetson has no DLA cores (Orin Nano and Thor have none)", hint="drop --dla")
         if o.precision == "fp32":
@@ -240,6 +249,8 @@ def plan_build(
         if dla_weak and not o.weak_typing:
             notes.append("DLA on TensorRT 10 uses the precision builder flags (FP16/INT8), not a strongly "
                          "typed network; strongly typed DLA builds need TensorRT 11.4.1+")
+        if major is not None and major >= 11:
+            parser_flags.append("ADJUST_FOR_DLA")  # NVIDIA's advice for strongly typed DLA builds (11.4.1)
         if not o.gpu_fallback:  # GPU_FALLBACK itself is added after the precision flags below
             notes.append("without GPU fallback, any layer DLA cannot run fails the build")
         if o.version_compatible:
@@ -294,7 +305,8 @@ def plan_build(
 
     return BuildPlan(
         trt_version=format_version(v) if v is not None else None, platform=platform, precision=o.precision,
-        network_flags=network_flags, builder_flags=builder_flags, hardware_compat_level=hw_level,
+        network_flags=network_flags, builder_flags=builder_flags, parser_flags=parser_flags,
+        hardware_compat_level=hw_level,
         device_type=device_type, dla_core=o.dla_core, opt_level=opt_level, workspace_bytes=o.workspace_bytes,
         timing_cache=str(o.timing_cache) if o.timing_cache is not None else None,
         min_batch=min_b, opt_batch=opt_b, max_batch=max_b, profiles=profiles, notes=notes,
@@ -378,6 +390,9 @@ def trtexec_script(plan: BuildPlan, onnx_file: str, engine_file: str) -> str:
     if any(f in plan.builder_flags for f in ("FP16", "INT8")):
         lines.append("# --fp16/--int8 are TensorRT 10 options (removed in 11); on 11.x build with --stronglyTyped.")
     lines += [f"# note: {n}" for n in plan.notes]
+    if plan.parser_flags:
+        lines.append(f"# note: the Python build also sets the ONNX parser flag(s) {', '.join(plan.parser_flags)}; "
+                     "this command runs the parser without them.")
     lines += [
         "# The engine this writes is not listed in manifest.json, so `hpsedge run` keeps using ONNX Runtime;",
         "# use it with trtexec --loadEngine, Triton, or hpsedge.runtime.trt.backend.TensorRTBackend(path).",
@@ -519,7 +534,7 @@ def build_engine(
     ``input_specs`` (from the manifest) lets the options be checked before the ONNX file is parsed;
     without it the profile is planned from the parsed graph's inputs.
     """
-    from hpsedge.runtime.trt.backend import import_tensorrt, make_logger
+    from hpsedge.runtime.trt.backend import create_trt_object, import_tensorrt, make_logger
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
@@ -529,9 +544,7 @@ def build_engine(
     gpu_name, cc = _gpu_info(device)
     plat = platform or detect_platform(gpu_name)
     logger = make_logger(trt)
-    builder = trt.Builder(logger)
-    if builder is None:
-        raise ExportError(f"TensorRT could not create a builder: {_summary(logger, 'no reason logged')}")
+    builder = create_trt_object(trt.Builder, logger, logger=logger, what="a builder", error_cls=ExportError)
     has_dla = int(getattr(builder, "num_DLA_cores", 0) or 0) > 0
     plan = plan_build(options, trt_version, plat, has_dla, input_specs, compute_capability=cc)
     for note in plan.notes:
@@ -547,7 +560,12 @@ def build_engine(
             continue
         flags |= 1 << int(member)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    if network is None:
+        raise ExportError(f"TensorRT could not create a network: {_summary(logger, 'no reason logged')}")
+    parser = create_trt_object(trt.OnnxParser, network, logger, logger=logger, what="an ONNX parser",
+                               error_cls=ExportError)
+    for name in plan.parser_flags:
+        parser.set_flag(_enum(trt.OnnxParserFlag, name, "ONNX parser flag"))
     if not parser.parse_from_file(str(onnx_path)):
         errors = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
         shown = "; ".join(errors[:3]) or _summary(logger, "no reason given")
@@ -642,6 +660,7 @@ def build_engine(
         "strongly_typed": plan.strongly_typed,
         "network_flags": list(plan.network_flags),
         "builder_flags": list(plan.builder_flags),
+        "parser_flags": list(plan.parser_flags),
         "version_compatible": bool(options.version_compatible),
         "hardware_compat": options.hardware_compat if plan.hardware_compat_level else None,
         "dla_core": plan.dla_core,

@@ -99,8 +99,19 @@ def detect_platform(gpu_name: str | None = None, tegra_release: str | Path = TEG
 #   Source: docs.nvidia.com/deeplearning/tensorrt/latest/getting-started/release-notes-11/11.4.1.html.
 # * On TensorRT 10 a DLA build is set up with the precision builder flags (FP16 / INT8) and GPU_FALLBACK;
 #   strongly typed DLA builds are documented only from 11.4.1, so 10.x DLA plans are weakly typed.
+# * TensorRT 11.5.0 does not support JetPack: "NVIDIA Jetson AGX Orin has DLA on NVIDIA JetPack 7.2.2 or
+#   later, but through TensorRT 11.4.1 rather than 11.5.0" (docs.nvidia.com/deeplearning/tensorrt/11.5.0/
+#   inference-library/dla-onnx-parser.html). So Jetson DLA is 10.0-10.7 and 11.4.x from 11.4.1; nothing newer
+#   is claimed until NVIDIA documents it.
+# * DLA INT8: the TensorRT 10 API reference calls IInt8EntropyCalibrator2 "the required calibrator for DLA";
+#   hpsedge quantizes with explicit Q/DQ nodes and no calibrator, and NVIDIA documents no Q/DQ INT8 path on
+#   DLA for 10.x, while the 11.4.1 DLA pages describe FP16 (AutoCast --target_dla). So DLA builds are FP16
+#   (or FP32 with GPU fallback) only; INT8 on DLA is refused rather than built on a guess.
 DLA_LAST_10X = (10, 7)
 DLA_RETURNS = (11, 4, 1)
+DLA_LAST_11X = (11, 4)
+#: graph precisions hpsedge builds for DLA (see above: no INT8 without a calibrator)
+DLA_PRECISIONS = ("fp32", "fp16")
 
 
 def dla_support(trt_version: str) -> tuple[bool, str]:
@@ -118,6 +129,9 @@ def dla_support(trt_version: str) -> tuple[bool, str]:
         return False, f"TensorRT {shown} has no DLA (11.0 to 11.3 dropped it)"
     if v < DLA_RETURNS:
         return False, f"TensorRT {shown} supports DLA only on Windows on ARM; Jetson DLA returns in 11.4.1"
+    if v[:2] > DLA_LAST_11X:
+        return False, (f"TensorRT {shown} has no Jetson DLA: JetPack's DLA is supported through TensorRT 11.4.1 "
+                       "(11.5 does not support JetPack)")
     return True, f"TensorRT {shown} supports DLA on Jetson AGX Orin (JetPack 7.2.2+), strongly typed"
 
 

@@ -1,14 +1,20 @@
 """A tiny wrapper over cuda-python's runtime API: device buffers, pinned host buffers, a stream, async
 copies and synchronisation; just what the TensorRT backend needs.
 
-cuda-python returns a tuple ``(err, value...)`` from every call and raises nothing, so each call goes
-through :func:`check`, which turns a non-zero error into a :class:`BackendError` naming the call.
+cuda-python returns a tuple ``(err, value...)`` from (nearly) every call, so each call goes through
+:func:`call`, which turns a non-zero error into a :class:`BackendError` naming the call.
 
-Facts this follows (cuda-python documentation; not yet run against a real GPU):
+Facts this follows (checked against the real cuda-python wheels on a host without an NVIDIA driver;
+not yet run against a real GPU):
 
-* ``cuda.bindings.runtime`` exists from cuda-python 12.6.x (the ``[trt]`` extra pins ``cuda-python>=12.6.2``);
-  the legacy ``cuda.cudart`` module is gone in cuda-bindings 13.x. Both are tried, newest first, so an
-  older hand-installed 12.x still works.
+* ``cuda.bindings.runtime`` exists from cuda-python 12.6.x; the legacy ``cuda.cudart`` module is gone in
+  cuda-bindings 13.x. Both are tried, newest first, so an older hand-installed 12.x still works.
+* cuda-python 12.6.2 (yanked on PyPI) *raises* ``RuntimeError`` ("Failed to dlopen libcuda.so.1",
+  'Function "cuInit" not found') from every call when the driver is missing; 12.9 and 13.x return
+  ``cudaErrorInsufficientDriver`` instead. :func:`call` turns both into one :class:`BackendError`.
+* cuda-python follows the CUDA major of its runtime: 13.x needs a driver for CUDA 13 (r580+), so JetPack 6
+  (CUDA 12.6) and CUDA 12 drivers need cuda-python 12.x (``pip install 'hpsedge[trt-cu12]'``); desktops
+  with a CUDA 13 driver use ``hpsedge[trt]``. :func:`driver_hint` says which from the two versions.
 * ``int(cuda_obj)`` to get a handle's address is deprecated ("subject to future removal") in favour of
   ``cuda.bindings.utils.get_cuda_native_handle`` (cuda-bindings "Tips and Tricks");
   :func:`native_handle` uses it where it exists. (``getPtr()`` is *not* the handle: it is a pointer to it.)
@@ -40,6 +46,50 @@ _HINTS = {
 }
 
 
+#: the install extra that matches each CUDA major (pyproject.toml)
+CUDA_EXTRAS = {12: "hpsedge[trt-cu12]", 13: "hpsedge[trt]"}
+
+
+INSTALL_HINT = ("pip install 'hpsedge[trt]' with a CUDA 13 driver (r580+, JetPack 7), "
+                "'hpsedge[trt-cu12]' with JetPack 6 or a CUDA 12 driver (see `nvidia-smi`)")
+
+
+def _cuda_version(code: int) -> str:
+    """CUDA's integer version (12060) as text ("12.6")."""
+    return f"{code // 1000}.{(code % 1000) // 10}"
+
+
+def driver_versions(rt: Any) -> tuple[int | None, int | None]:
+    """``(driver, runtime)`` CUDA versions as integers (``12060``); ``None`` where it cannot be read.
+    A driver version of 0 means no driver was found."""
+    out: list[int | None] = []
+    for fn in ("cudaDriverGetVersion", "cudaRuntimeGetVersion"):
+        try:
+            res = getattr(rt, fn)()
+            out.append(int(res[1]) if _code(res[0]) == 0 else None)
+        except Exception:  # cuda-python 12.6.x raises without a driver
+            out.append(None)
+    return out[0], out[1]
+
+
+def driver_hint(rt: Any) -> str:
+    """What to do when this cuda-python and the driver do not fit: which extra to install, from the
+    driver's and cuda-python's CUDA versions."""
+    driver, runtime = driver_versions(rt)
+    if not driver:
+        return ("no NVIDIA driver was found (libcuda.so.1): install the driver (JetPack on Jetson) and check "
+                "`nvidia-smi`")
+    if runtime and driver // 1000 < runtime // 1000:
+        extra = CUDA_EXTRAS.get(driver // 1000, f"cuda-python {driver // 1000}.x")
+        return (f"this cuda-python is built for CUDA {_cuda_version(runtime)}, the driver supports CUDA "
+                f"{_cuda_version(driver)}: pip install '{extra}' (cuda-python {driver // 1000}.x), or update the "
+                f"driver (CUDA 13 needs r580+)")
+    return (f"the driver supports CUDA {_cuda_version(driver)}"
+            + (f", cuda-python is built for CUDA {_cuda_version(runtime)}" if runtime else "")
+            + ": update the driver (JetPack on Jetson), or install the cuda-python that matches it "
+              "(hpsedge[trt-cu12] for CUDA 12, hpsedge[trt] for CUDA 13)")
+
+
 def load_cudart() -> Any:
     """Import cuda-python's runtime module (``cuda.bindings.runtime``, else the legacy ``cuda.cudart``)."""
     broken = []
@@ -54,10 +104,10 @@ def load_cudart() -> Any:
             broken.append(f"{name}: {exc}")
     if broken:
         raise BackendError(f"cuda-python is installed but does not import ({broken[0]})",
-                           hint="pip install -U cuda-python (matching the CUDA driver)")
+                           hint=f"reinstall the extra matching the driver: {INSTALL_HINT}")
     raise BackendError(
         "cuda-python is not installed (the TensorRT backend needs it for GPU buffers)",
-        hint="pip install cuda-python",
+        hint=INSTALL_HINT,
     )
 
 
@@ -127,11 +177,28 @@ def check(result: Any, call: str, rt: Any = None) -> Any:
         name = _error_name(rt, err)
         text = _error_text(rt, err) if rt is not None else None
         detail = f"{name}: {text}" if text and text != name else name
-        raise BackendError(f"CUDA call {call} failed ({detail})",
-                           hint=_HINTS.get(name, "check the GPU with `nvidia-smi`"))
+        if name == "cudaErrorInsufficientDriver" and rt is not None:
+            hint = driver_hint(rt)
+        else:
+            hint = _HINTS.get(name, "check the GPU with `nvidia-smi`")
+        raise BackendError(f"CUDA call {call} failed ({detail})", hint=hint)
     if not values:
         return None
     return values[0] if len(values) == 1 else values
+
+
+def call(rt: Any, fn: str, *args: Any) -> Any:
+    """``rt.<fn>(*args)`` unwrapped by :func:`check`; a ``RuntimeError`` from cuda-python itself (12.6.x
+    without a usable driver) becomes a :class:`BackendError` too."""
+    func = getattr(rt, fn, None)
+    if func is None:
+        raise BackendError(f"this cuda-python has no {fn}", hint=INSTALL_HINT)
+    try:
+        result = func(*args)
+    except RuntimeError as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise BackendError(f"CUDA call {fn} failed (cuda-python: {text})", hint=driver_hint(rt)) from exc
+    return check(result, fn, rt)
 
 
 class DeviceBuffer:
@@ -198,11 +265,8 @@ class CudaRuntime:
         self.call("cudaSetDevice", self.device)
 
     def call(self, fn: str, *args: Any) -> Any:
-        """Call ``cudart.<fn>(*args)`` and :func:`check` its result."""
-        func = getattr(self.rt, fn, None)
-        if func is None:
-            raise BackendError(f"this cuda-python has no {fn}", hint="pip install -U cuda-python")
-        return check(func(*args), fn, self.rt)
+        """Call ``cudart.<fn>(*args)`` and :func:`check` its result (see :func:`call`)."""
+        return call(self.rt, fn, *args)
 
     def device_info(self) -> tuple[str, str]:
         return device_info(self.device, cudart=self.rt)
@@ -234,11 +298,11 @@ class CudaRuntime:
 def device_info(device: int = 0, cudart: Any = None) -> tuple[str, str]:
     """``(gpu name, "major.minor")`` of CUDA device ``device``, e.g. ``("Orin", "8.7")``."""
     rt = cudart if cudart is not None else load_cudart()
-    count = check(rt.cudaGetDeviceCount(), "cudaGetDeviceCount", rt)
+    count = call(rt, "cudaGetDeviceCount")
     if not count:
         raise BackendError("no CUDA GPU is visible", hint=_HINTS["cudaErrorNoDevice"])
     if not 0 <= int(device) < int(count):
         raise BackendError(f"GPU {device} does not exist (this machine has {count})",
                            hint=_HINTS["cudaErrorInvalidDevice"])
-    prop = check(rt.cudaGetDeviceProperties(int(device)), "cudaGetDeviceProperties", rt)
+    prop = call(rt, "cudaGetDeviceProperties", int(device))
     return _decode(prop.name).strip(), f"{int(prop.major)}.{int(prop.minor)}"
