@@ -354,7 +354,8 @@ class Pipeline:
            give the predictor 1 intra-op thread per worker);
         3. the caller's thread puts them back in order and runs the temporal filter and SMPL.
 
-        An error in any stage is raised here; closing the generator early stops the threads.
+        An error in any stage is raised here after the frames before it (a Ctrl-C in the source ends the stream
+        where it happened); closing the generator early stops the threads.
         """
         def prepare(item: Any) -> tuple[np.ndarray, Any]:
             rgb = self._check_frame(item.rgb if hasattr(item, "rgb") else item)
@@ -390,15 +391,17 @@ class Pipeline:
             return None
 
         def track_stage() -> None:
+            index = start
             try:
-                for k, item in enumerate(frames):
+                for item in frames:
                     rgb, given = prepare(item)
-                    work = self._track(rgb, start + k, given, None)
+                    work = self._track(rgb, index, given, None)
                     work.item = item
                     if not put(tracked_q, ("ok", work)):
                         return
-            except BaseException as exc:  # handed to the caller, which raises it
-                put(done_q, ("error", exc))
+                    index += 1
+            except BaseException as exc:  # raised by the caller once the frames before it are out
+                put(done_q, ("error", (index, exc)))
             finally:
                 for _ in range(regressor_workers):
                     put(tracked_q, ("end", None))
@@ -415,7 +418,7 @@ class Pipeline:
                 try:
                     out = ("ok", self._regress(work))
                 except BaseException as exc:
-                    out = ("error", exc)
+                    out = ("error", (work.index, exc))
                 if not put(done_q, out):
                     return
 
@@ -426,6 +429,7 @@ class Pipeline:
             th.start()
         pending: dict[int, _Work] = {}
         nxt, ended = start, 0
+        failure: tuple[int, BaseException] | None = None  # the earliest frame that failed, and why
         try:
             while True:
                 while nxt in pending:
@@ -433,11 +437,15 @@ class Pipeline:
                     nxt += 1
                     self._count = nxt
                     yield work.item, self._finish(work)
+                if failure is not None and (nxt >= failure[0] or (ended == regressor_workers and not pending)):
+                    raise failure[1]
                 if ended == regressor_workers and not pending:
                     return
                 kind, payload = done_q.get()
                 if kind == "error":
-                    raise payload
+                    if failure is None or payload[0] < failure[0]:
+                        failure = payload
+                    continue
                 if kind == "end":
                     ended += 1
                     continue
