@@ -33,6 +33,7 @@ the CPU time other processes took while each stretch ran (a shared machine: read
 
     python benchmarks/pipeline_fps.py --folder build/poco-pare-int8 --detector yolov8n.onnx \\
         --fast-detector yolov8n-dynamic.onnx [--people 1] [--frames 24] [--rounds 3] [--every 3] [--fast-size 320]
+    python benchmarks/pipeline_fps.py --letterbox-only [REPS]      # the letterbox alone, before vs now
 """
 
 from __future__ import annotations
@@ -123,7 +124,43 @@ def quantize_detector(src: Path, dst: Path, size: int, frames: list[np.ndarray])
     return dst
 
 
+def letterbox_only(out: Path, reps: int) -> None:
+    """The letterbox alone, before (float resize + float passes) and now (integer resize + table look-up),
+    interleaved, medians: 1280×720 and 1920×1080 frames to 640×640 and 320×320."""
+    from hpsedge.runtime.detect import letterbox
+
+    rng = np.random.default_rng(0)
+    rows = []
+    load0 = os.getloadavg()
+    for hw in ((720, 1280), (1080, 1920)):
+        img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        for size in (640, 320):
+            t_old, t_new = [], []
+            for _ in range(reps):
+                for fn, acc in ((old_letterbox, t_old), (letterbox, t_new)):
+                    t = time.perf_counter()
+                    fn(img, (size, size))
+                    acc.append((time.perf_counter() - t) * 1000)
+            a, b = statistics.median(t_old), statistics.median(t_new)
+            rows.append({"frame": f"{hw[1]}×{hw[0]}", "input": f"{size}×{size}", "before_ms": a, "now_ms": b, "ratio": a / b})
+    load1 = os.getloadavg()
+    lines = [f"Detector letterbox alone, before (float resize, float canvas) and now (integer resize, table look-up), "
+             f"{reps} interleaved calls each, medians; {cpu_model()}, {os.cpu_count()} cores, load average "
+             f"{load0[0]:.2f} before, {load1[0]:.2f} after ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
+             "| frame | detector input | before (ms) | now (ms) | before / now |", "|---|---|---:|---:|---:|"]
+    lines += [f"| {r['frame']} | {r['input']} | {r['before_ms']:.2f} | {r['now_ms']:.2f} | {r['ratio']:.1f}× |" for r in rows]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline_fps_letterbox.json").write_text(json.dumps({"load": [load0, load1], "rows": rows}, indent=2) + "\n")
+    (out / "pipeline_fps_letterbox.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
+    if "--letterbox-only" in sys.argv:
+        i = sys.argv.index("--letterbox-only")
+        out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
+        letterbox_only(out, int(sys.argv[i + 1]) if len(sys.argv) > i + 1 and sys.argv[i + 1].isdigit() else 30)
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, required=True, help="the regressor's build folder (poco-pare INT8)")
     ap.add_argument("--detector", type=Path, help="today's detector ONNX (YOLOv8n, fixed 640×640)")
