@@ -344,3 +344,16 @@ def test_stream_stops_cleanly(assets):
     next(gen)
     gen.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("hpsedge-")]
+
+
+def test_cli_detect_every(assets):
+    """`hpsedge run --source --detect-every 3`: the same two tracks on the crossing video."""
+    res = _cli("run", str(assets["poco"]), "--source", str(assets["video"]), "--detector", str(assets["det"]),
+               "--jsonl", "-", "--detect-every", "3")
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["frame"] for r in records] == list(range(N))
+    switches, ids, seen = _switches(records)
+    assert switches == 0 and ids == {0, 1} and seen >= 2 * N - 6
+    bad = _cli("run", str(assets["poco"]), "--source", str(assets["video"]), "--detect-every", "0")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
