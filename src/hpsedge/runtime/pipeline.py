@@ -17,6 +17,12 @@ frame (zero frames of lag). Inpainting waits for the next confident frame (up to
 is a batch step (``hpsedge run --video``) and off here. Each person carries the raw network values too
 (``raw_pose_axis_angle``, ``raw_betas``, ``raw_transl``). A track's filter is dropped when the tracker ends the
 track. Both the Python API and ``hpsedge run --source`` use this object.
+
+Frame rate: :meth:`Pipeline.stream` runs a sequence of frames as three stages in threads (decode + detect +
+track | regressor, on one or more workers | filter + SMPL, in order) with the same results as frame by frame;
+``detect_every=k`` runs the detector on every k-th frame only and lets the tracker carry the boxes between
+(:meth:`~hpsedge.runtime.tracking.SortTracker.carry`; a new track gets the detector on every frame until it
+has been seen :attr:`Pipeline.WARM_HITS` times).
 """
 
 from __future__ import annotations
