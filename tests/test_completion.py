@@ -15,7 +15,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_show_completion_names_the_hpsedge_command():
-    res = _run("--show-completion", "bash")
+    # the shell is detected from the parent processes; typer's switch lets the test name it
+    res = _run("--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert res.returncode == 0, res.stderr
     assert "complete -o default -F _hpsedge_completion hpsedge" in res.stdout
     assert "_HPSEDGE_COMPLETE=complete_bash" in res.stdout

@@ -343,7 +343,7 @@ def test_stream_stops_cleanly(assets):
     gen = pipe.stream(frames() * 10)
     next(gen)
     gen.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("hpsedge-")]
+    assert not [t for t in threading.enumerate() if t.name.startswith(("hpsedge-detector", "hpsedge-regressor"))]
 
 
 def test_cli_detect_every(assets):
