@@ -442,6 +442,36 @@ def _changed_load(ctx: Ctx) -> Callable[[], Any]:
     return _load(folder)
 
 
+def _eval_npz(ctx: Ctx, extra: dict[str, np.ndarray] | None = None, declared: tuple[str, tuple[int, ...]] | None = None
+              ) -> Path:
+    """A small evaluation .npz (SPIN layout, 3 rows), plus arrays, plus a member that only *declares* a shape."""
+    rng = np.random.default_rng(0)
+    arrays = {"imgname": np.array(["a/0.png", "a/1.png", "a/2.png"]), "center": rng.uniform(50, 90, (3, 2)),
+              "scale": np.full(3, 0.5), "pose": np.zeros((3, 72)), "shape": np.zeros((3, 10)), **(extra or {})}
+    path = ctx.root / "eval.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if declared is None or k != declared[0]})
+    if declared is not None:
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False, "shape": declared[1]})
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr(declared[0] + ".npy", head.getvalue() + b"\0" * 64)
+    return path
+
+
+def _val_cli(ctx: Ctx, data: Path) -> list[str]:
+    (ctx.root / "imgs").mkdir(exist_ok=True)
+    return ["val", str(ctx.cliff), "--data", str(data), "--images", str(ctx.root / "imgs"), "--smpl",
+            str(ctx.root / "SMPL_NEUTRAL.npz"), "--j-regressor", str(ctx.root / "J_regressor_h36m.npy"),
+            "--out", str(ctx.out)]
+
+
+def _val_eval_set(ctx: Ctx, **kw: Any) -> Callable[[], Any]:
+    from hpsedge.eval.data import load_eval_set
+
+    path = _eval_npz(ctx, **kw)
+    return lambda: load_eval_set(path)
+
+
 CASES: list[Case] = [
     # ---- code execution: model files -------------------------------------------------------------
     Case("poco-ckpt-torchscript", lambda c: _export("poco-cliff", torchscript_payload(c.root / "c.pt", c.marker), c),
@@ -588,6 +618,13 @@ CASES: list[Case] = [
                                           str(c.write("f", "x") / "sub")], 2, "cannot create"),
     Case("lock-held", _lock_held, 2, "another hpsedge build is writing to"),
     Case("nan-weights", _nan_weights, 2, "outputs NaN or Inf"),
+    # ---- evaluation files (hpsedge val, #24) ----------------------------------------------------------
+    Case("val-has-smpl-short", lambda c: _val_cli(c, _eval_npz(c, extra={"has_smpl": np.ones(1)})), 2,
+         re.escape("'has_smpl' has shape [1]; expected [3] or [3, 1]")),
+    Case("val-needed-array-declares-8tb", lambda c: _val_eval_set(c, declared=("pose", (1 << 40, 72))), InputError,
+         re.escape("'pose' has shape [1099511627776, 72]")),
+    Case("val-imgname-declares-too-many-rows",
+         lambda c: _val_cli(c, _eval_npz(c, declared=("imgname", (10**9,)))), 2, "rows; at most"),
     # ---- the error printer -------------------------------------------------------------------------
     Case("bracket-path", _bracket_path, 2, re.escape("[red]x[/red]")),
 ]

@@ -111,7 +111,7 @@ def test_output_layout_matches_the_training_loaders(export: Path, dataset: tuple
     subset = {k: z[k][idx] for k in z.files}
     assert all(len(v) == len(idx) for v in subset.values())
     assert summary["trainer"] == {"var_written": True, "uncert_threshold": 0.3,
-                                  "rows_the_default_threshold_would_drop": n - len(idx),
+                                  "rows_the_trainer_threshold_would_drop": n - len(idx),
                                   "rows_the_trainer_uses": len(idx)}
 
 

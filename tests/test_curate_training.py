@@ -116,7 +116,7 @@ def test_trainer_uses_exactly_the_curated_rows_and_their_crops(export: Path, dat
     assert n == everyone["people"] - 4 == summary["kept"]
     # default: σ under a key the loader ignores → no re-selection: the loader uses every curated row
     assert "var" not in z.files and summary["trainer"]["rows_the_trainer_uses"] == n
-    assert summary["trainer"]["rows_the_default_threshold_would_drop"] == int((z["sigma"][:, 0] >= 0.3).sum())
+    assert summary["trainer"]["rows_the_trainer_threshold_would_drop"] == int((z["sigma"][:, 0] >= 0.3).sum())
 
     # --var: the loader re-selects; the summary predicts exactly how many rows it keeps
     with_var = curate(export, images, boxes, tmp_path / "var", rule=rule, write_var=True, **files, **LOAD)
@@ -127,7 +127,7 @@ def test_trainer_uses_exactly_the_curated_rows_and_their_crops(export: Path, dat
                       trainer_threshold=thr, **files, **LOAD)
     zo = np.load(tmp_path / "off" / OUTPUT_NAME)
     assert len(loader_selection(zo["var"], thr)) == len(zo["imgname"]) == official["kept"] == 4
-    assert official["trainer"]["rows_the_default_threshold_would_drop"] == 0
+    assert official["trainer"]["rows_the_trainer_threshold_would_drop"] == 0
 
     # crops: the trainer's crop of the rounded centre/side is the crop the prediction was made on
     from hpsedge.runtime.predictor import Predictor
@@ -189,6 +189,41 @@ def test_nobody_kept_warns_and_strict_fails(export: Path, dataset: tuple[Path, P
     assert res.exit_code == 0 and "warning: no person passed the rule" in res.output
     res = CliRunner().invoke(app, [*args, "--strict"])
     assert res.exit_code != 0 and isinstance(res.exception, HpsedgeError)
+
+
+def test_var_that_leaves_the_trainer_nobody_warns_in_the_summary_and_strict_fails(
+        export: Path, dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    """People kept, but with --var every one has σ₀ >= the trainer threshold: the official loader's dataset is empty
+    (MixedDataset then takes index % 0). summary.json says so; --strict exits non-zero with one error line."""
+    import subprocess
+    import sys
+
+    images, boxes = dataset
+    s = curate(export, images, boxes, tmp_path / "o", rule="all", part=False, write_var=True,
+               trainer_threshold=1e-9, **LOAD)
+    assert s["kept"] == s["people"] > 0 and s["trainer"]["rows_the_trainer_uses"] == 0
+    on_disk = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert len(on_disk["warnings"]) == 1 and "keeps none of the" in on_disk["warnings"][0]
+    from hpsedge.curate.core import trainer_drop
+
+    assert trainer_drop(s["trainer"]) == s["kept"]
+    # the old key name is still understood by readers of older summary.json files
+    assert trainer_drop({"rows_the_default_threshold_would_drop": 3}) == 3 and trainer_drop({}) is None
+    with pytest.raises(HpsedgeError, match="keeps none of the"):
+        curate(export, images, boxes, tmp_path / "o", rule="all", part=False, write_var=True, trainer_threshold=1e-9,
+               strict=True, **LOAD)
+    # a threshold that drops only some: a warning naming how many the loader keeps, in the summary too
+    sig0 = np.sort(np.load(tmp_path / "o" / OUTPUT_NAME)["var"][:, 0])
+    some = curate(export, images, boxes, tmp_path / "p", rule="all", part=False, write_var=True,
+                  trainer_threshold=float((sig0[1] + sig0[2]) / 2), strict=True, **LOAD)
+    assert some["trainer"]["rows_the_trainer_uses"] == 2 and "keeps 2 of these" in some["warnings"][0]
+    res = subprocess.run([sys.executable, "-m", "hpsedge", "curate", str(export), "-i", str(images), "-b", str(boxes),
+                          "-o", str(tmp_path / "c"), "--rule", "all", "--no-part", "--var", "--trainer-threshold",
+                          "1e-9", "--strict", "--backend", "ort", "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.returncode != 0 and len(errors) == 1 and "keeps none of the" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_gender_is_neutral_in_the_loaders_convention(export: Path, dataset: tuple[Path, Path],

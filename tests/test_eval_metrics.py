@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -78,10 +80,169 @@ def test_pve_and_joints_from_mesh() -> None:
         reg[j, j] = 1.0
     j14 = metrics.joints_from_mesh(v, reg, pelvis="h36m")
     assert np.allclose(j14[0, 0], v[0, 6] - v[0, 0])  # LSP right ankle = H36M joint 6, minus the pelvis joint 0
-    hips = metrics.joints_from_mesh(v, reg, pelvis="hips")
+    hips = metrics.joints_from_mesh(v, reg, pelvis="lsp-hips")
     assert np.allclose(hips[0, 2] + hips[0, 3], 0.0)  # mid-hips at the origin
     with pytest.raises(ValueError):
         metrics.joints_from_mesh(v, reg, pelvis="chest")
+    with pytest.raises(ValueError, match="tokenhmr-emdb"):  # the old name is refused, never silently remapped
+        metrics.joints_from_mesh(v, reg, pelvis="hips")
+
+
+# ----------------------------------------------------------------- the official formulas, re-implemented here
+def _official_pa_torch(s1: Any, s2: Any) -> Any:
+    """TokenHMR's compute_similarity_transform as its code runs it: float32, (B, 3, N) layout, torch.svd."""
+    import torch
+
+    s1, s2 = s1.float().permute(0, 2, 1), s2.float().permute(0, 2, 1)
+    mu1, mu2 = s1.mean(2, keepdim=True), s2.mean(2, keepdim=True)
+    x1, x2 = s1 - mu1, s2 - mu2
+    var1 = (x1**2).sum(dim=(1, 2))
+    k = x1 @ x2.permute(0, 2, 1)
+    u, _, v = torch.svd(k)
+    z = torch.eye(3).unsqueeze(0).repeat(len(k), 1, 1)
+    z[:, -1, -1] *= torch.sign(torch.linalg.det(u @ v.permute(0, 2, 1)))
+    r = v @ z @ u.permute(0, 2, 1)
+    scale = (r @ k).diagonal(dim1=-1, dim2=-2).sum(-1) / var1
+    hat = scale[:, None, None] * (r @ s1) + (mu2 - scale[:, None, None] * (r @ mu1))
+    return hat.permute(0, 2, 1)
+
+
+def _official_errors(pred_kp: Any, gt_kp: Any) -> tuple[np.ndarray, np.ndarray]:
+    """TokenHMR's eval_pose: MPJPE and PA-MPJPE in mm."""
+    import torch
+
+    mpjpe = torch.sqrt(((pred_kp - gt_kp) ** 2).sum(-1)).mean(-1)
+    re = torch.sqrt(((_official_pa_torch(pred_kp, gt_kp) - gt_kp.float()) ** 2).sum(-1)).mean(-1)
+    return 1000 * mpjpe.numpy(), 1000 * re.numpy()
+
+
+def _two_bodies(smpl_model: Any, seed: int) -> tuple[Any, Any]:
+    """Prediction and ground truth (SMPL outputs) of 4 people: poses and shapes a little apart."""
+    rng = np.random.default_rng(seed)
+    pose = rng.normal(0, 0.35, size=(4, 72))
+    betas = rng.normal(0, 1, size=(4, 10))
+    gt = smpl_model.forward(betas, pose)
+    pred = smpl_model.forward(betas + rng.normal(0, 0.3, size=betas.shape), pose + rng.normal(0, 0.15, size=pose.shape))
+    return pred, gt
+
+
+#: a global offset of the prediction: the root subtraction must take it out of MPJPE, not PA alone
+OFFSET = np.array([0.1, -0.2, 3.0])
+
+
+def _two_meshes(smpl_model: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    pred, gt = _two_bodies(smpl_model, seed)
+    return pred.vertices.astype(np.float64) + OFFSET, gt.vertices.astype(np.float64)
+
+
+def _ours(pred_v: np.ndarray, gt_v: np.ndarray, reg: np.ndarray, proto: metrics.Protocol) -> tuple[np.ndarray, ...]:
+    pj, pr = metrics.protocol_joints(pred_v, reg, proto)
+    gj, gr = metrics.protocol_joints(gt_v, reg, proto)
+    pve = metrics.pve(pred_v - pr, gt_v - gr) if proto.pve_root_aligned else metrics.pve(pred_v, gt_v)
+    return 1000 * metrics.mpjpe(pj, gj), 1000 * metrics.pa_mpjpe(pj, gj), 1000 * pve
+
+
+def test_tokenhmr_emdb_protocol_matches_its_evaluator(smpl_model: Any, smpl_arrays: dict) -> None:
+    """TokenHMR's Evaluator, EMDB branch, written out in torch: SMPL's own J_regressor on the mesh, root = mean of
+    joints 1 and 2, all 24 joints, PVE of the root-aligned meshes."""
+    import torch
+
+    pred_v, gt_v = _two_meshes(smpl_model, 7)
+    jreg = np.asarray(smpl_arrays["J_regressor"], dtype=np.float64)
+    assert jreg.shape == (24, 6890)
+    reg_t = torch.from_numpy(jreg).float()  # the official code: J_regressor.float()
+    gv, pv = torch.from_numpy(gt_v).float(), torch.from_numpy(pred_v).float()
+    gk, pk = reg_t @ gv, reg_t @ pv
+    g_pel, p_pel = (gk[:, [1]] + gk[:, [2]]) / 2.0, (pk[:, [1]] + pk[:, [2]]) / 2.0
+    gk, pk, gv, pv = gk - g_pel, pk - p_pel, gv - g_pel, pv - p_pel
+    want_mpjpe, want_re = _official_errors(pk[:, list(range(24))], gk[:, list(range(24))])
+    want_pve = 1000 * torch.sqrt(((pv - gv) ** 2).sum(-1)).mean(-1).numpy()
+    mpjpe, pa, pve = _ours(pred_v, gt_v, jreg, metrics.PROTOCOLS["tokenhmr-emdb"])
+    # the official code runs in float32: agreement to float32 rounding of metre-scale coordinates
+    assert np.allclose(mpjpe, want_mpjpe, atol=2e-3) and np.allclose(pve, want_pve, atol=2e-3)
+    assert np.allclose(pa, want_re, atol=2e-3)
+    assert (mpjpe > 10).all()  # a real error, not a trivially zero case
+    # the H36M regressor's LSP hips (the old `--pelvis hips`) is something else on the same meshes
+    h36m = np.zeros((17, 6890))
+    rng = np.random.default_rng(8)
+    for j in range(17):
+        idx = rng.choice(6890, size=10, replace=False)
+        h36m[j, idx] = rng.dirichlet(np.ones(10))
+    other = _ours(pred_v, gt_v, h36m, metrics.get_protocol("poco-3dpw", "lsp-hips"))[0]
+    assert not np.allclose(other, mpjpe, rtol=0.05)
+
+
+def _tokenhmr_44(vertices: np.ndarray, j45: np.ndarray, j19: np.ndarray) -> np.ndarray:
+    """TokenHMR's 44 keypoints: 25 OpenPose joints picked from smplx's 45 (its smpl_to_openpose map), then J19."""
+    op25 = [24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34]
+    return np.concatenate([j45[:, op25], np.einsum("jv,bvc->bjc", j19, vertices)], axis=1)
+
+
+def test_tokenhmr_3dpw_protocol_matches_its_evaluator(smpl_model: Any) -> None:
+    """TokenHMR's Evaluator, 3DPW-TEST: 44 keypoints, pelvis index 39, KEYPOINT_LIST [25..37, 43], PVE of meshes
+    minus that pelvis; here with a synthetic SMPL_to_J19 regressor."""
+    import torch
+
+    rng = np.random.default_rng(9)
+    j19 = np.zeros((19, 6890))
+    for j in range(19):
+        idx = rng.choice(6890, size=15, replace=False)
+        j19[j, idx] = rng.dirichlet(np.ones(15))
+    pred, gt = _two_bodies(smpl_model, 10)
+    pred_v, gt_v = pred.vertices.astype(np.float64) + OFFSET, gt.vertices.astype(np.float64)
+    # the model's 44 keypoints: its 45 smplx joints (the runtime's joints45) → 25 OpenPose, then J19 of the mesh
+    kp_p = torch.from_numpy(_tokenhmr_44(pred_v, pred.joints45.astype(np.float64) + OFFSET, j19)).float()
+    kp_g = torch.from_numpy(_tokenhmr_44(gt_v, gt.joints45.astype(np.float64), j19)).float()
+    pel_p, pel_g = kp_p[:, [39]], kp_g[:, [39]]
+    keep = [25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 43]
+    want_mpjpe, want_re = _official_errors((kp_p - pel_p)[:, keep], (kp_g - pel_g)[:, keep])
+    pv, gv = torch.from_numpy(pred_v).float() - pel_p, torch.from_numpy(gt_v).float() - pel_g
+    want_pve = 1000 * torch.sqrt(((pv - gv) ** 2).sum(-1)).mean(-1).numpy()
+    mpjpe, pa, pve = _ours(pred_v, gt_v, j19, metrics.PROTOCOLS["tokenhmr-3dpw"])
+    assert np.allclose(mpjpe, want_mpjpe, atol=2e-3) and np.allclose(pa, want_re, atol=2e-3)
+    assert np.allclose(pve, want_pve, atol=2e-3)
+    assert (mpjpe > 10).all()
+
+
+def test_poco_3dpw_protocol_is_the_h36m_one() -> None:
+    """POCO: J_regressor_h36m on the mesh, pelvis = joint 0 subtracted, then H36M_TO_J14; PVE of raw meshes."""
+    rng = np.random.default_rng(11)
+    reg = rng.dirichlet(np.ones(6890), size=17)
+    pv, gv = rng.normal(size=(2, 6890, 3)), rng.normal(size=(2, 6890, 3))
+    j_p, j_g = reg @ pv, reg @ gv  # (2, 17, 3) by broadcasting
+    want = np.linalg.norm((j_p[:, list(metrics.H36M_TO_J14)] - j_p[:, [0]]) - (j_g[:, list(metrics.H36M_TO_J14)]
+                                                                               - j_g[:, [0]]), axis=-1).mean(-1)
+    mpjpe, _, pve = _ours(pv, gv, reg, metrics.PROTOCOLS["poco-3dpw"])
+    assert np.allclose(mpjpe, 1000 * want) and np.allclose(pve, 1000 * np.linalg.norm(pv - gv, axis=-1).mean(-1))
+
+
+def test_protocol_selection_errors() -> None:
+    assert metrics.get_protocol("tokenhmr-emdb").root == (1, 2)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        metrics.get_protocol("spin")
+    with pytest.raises(ValueError, match="H36M regressor only"):
+        metrics.get_protocol("tokenhmr-3dpw", "lsp-hips")
+
+
+def test_rotmat_mse_matches_poco_calculate_distance_pose() -> None:
+    """POCO: MSELoss(reduction='none')(pred_rotmat, batch_rodrigues(gt)).mean(-1).mean(-1), written out in torch."""
+    import torch
+
+    from hpsedge.runtime.rotations import axis_angle_to_rotmat
+
+    rng = np.random.default_rng(12)
+    gt_aa = rng.normal(0, 0.6, size=(3, 24, 3))
+    pred = axis_angle_to_rotmat(gt_aa + rng.normal(0, 0.2, size=gt_aa.shape))
+    # Rodrigues by hand in torch (the quaternion route of batch_rodrigues gives the same matrix)
+    aa = torch.from_numpy(gt_aa.reshape(-1, 3))
+    angle = aa.norm(dim=1, keepdim=True)
+    k = aa / angle
+    kx = torch.zeros(len(aa), 3, 3, dtype=torch.float64)
+    kx[:, 0, 1], kx[:, 0, 2], kx[:, 1, 0] = -k[:, 2], k[:, 1], k[:, 2]
+    kx[:, 1, 2], kx[:, 2, 0], kx[:, 2, 1] = -k[:, 0], -k[:, 1], k[:, 0]
+    rot = torch.eye(3, dtype=torch.float64) + torch.sin(angle)[..., None] * kx + (1 - torch.cos(angle))[..., None] * kx @ kx
+    want = torch.nn.MSELoss(reduction="none")(torch.from_numpy(pred), rot.view(3, 24, 3, 3)).mean(-1).mean(-1)
+    assert np.allclose(metrics.rotmat_mse(pred, rot.view(3, 24, 3, 3).numpy()), want.numpy(), atol=1e-12)
 
 
 def test_correlations() -> None:

@@ -1,7 +1,9 @@
-"""`hpsedge val` end to end on synthetic data made here: ground truth = the FP32 folder's own output."""
+"""`hpsedge val` end to end on synthetic data made here: ground truth = the FP32 folder's own output on the crop
+POCO's evaluation takes (integer centre and side)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -55,12 +57,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory, smpl_npz: Path) -> dict:
         w = rng.random(12)
         jreg[j, idx] = w / w.sum()
     np.save(root / "J_regressor_h36m.npy", jreg)
-    # ground truth: the FP32 graph's own pose (axis-angle) and shape for each box
+    # ground truth: the FP32 graph's own pose (axis-angle) and shape for each box, on POCO's crop_cv2 box:
+    # int(round(centre)), int(round(scale·200)); the boxes here are never integers, so an unrounded crop differs
     pred = Predictor.load(f16, smpl=smpl_npz, precision="fp32", device="cpu")
     poses, shapes = [], []
     for name, c, s in zip(names, centers, scales, strict=True):
-        box = np.array([[c[0] - s * 100, c[1] - s * 100, c[0] + s * 100, c[1] + s * 100]])
-        p = pred.predict(np.asarray(Image.open(root / "images" / name).convert("RGB")), box)[0]
+        p = pred.predict(np.asarray(Image.open(root / "images" / name).convert("RGB")), _poco_box(c, s))[0]
         poses.append(p.pose_axis_angle.reshape(72))
         shapes.append(p.betas)
     data = root / "eval.npz"
@@ -68,6 +70,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory, smpl_npz: Path) -> dict:
              pose=np.array(poses), shape=np.array(shapes), gender=np.array(["m", "f"] * 3))
     return {"root": root, "fp16": f16, "int8": i8, "data": data, "images": root / "images",
             "jreg": root / "J_regressor_h36m.npy", "smpl": smpl_npz, "n": len(names)}
+
+
+def _poco_box(c: np.ndarray, s: float) -> np.ndarray:
+    """POCO's crop_cv2 box, written out: integer centre, integer side."""
+    cx, cy, side = round(float(c[0])), round(float(c[1])), round(float(s) * 200.0)  # Python's round: ties to even
+    return np.array([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]])
+
+
+def _exact_box(c: np.ndarray, s: float) -> np.ndarray:
+    return np.array([[c[0] - s * 100, c[1] - s * 100, c[0] + s * 100, c[1] + s * 100]])
 
 
 def _cfg(s: dict, out: Path, **kw: object) -> ValConfig:
@@ -99,8 +111,7 @@ def test_fp32_scores_zero_and_the_others_their_drift(setup: dict, tmp_path: Path
     pred = Predictor.load(s["int8"], smpl=model, device="cpu")
     errs = []
     for i in range(s["n"]):
-        c, sc = data["center"][i], data["scale"][i]
-        box = np.array([[c[0] - sc * 100, c[1] - sc * 100, c[0] + sc * 100, c[1] + sc * 100]])
+        box = _poco_box(data["center"][i], data["scale"][i])
         img = np.asarray(Image.open(s["images"] / str(data["imgname"][i])).convert("RGB"))
         pv = pred.predict(img, box)[0].vertices[None].astype(np.float64)
         gv = model.forward(data["shape"][i : i + 1], data["pose"][i : i + 1]).vertices.astype(np.float64)
@@ -143,9 +154,12 @@ def test_resume_max_samples_and_refusal(setup: dict, tmp_path: Path) -> None:
     assert again["results"]["pare-int8"]["mpjpe"]["mean"] == pytest.approx(full["results"]["pare-int8"]["mpjpe"]["mean"])
     # another configuration into the same folder: refused without --force, replaced with it
     with pytest.raises(InputError, match="another run"):
-        run_val(_cfg(s, out, folders=[str(s["int8"])], pelvis="hips", plots=False))
-    hips = run_val(_cfg(s, out, folders=[str(s["int8"])], pelvis="hips", plots=False, force=True))
-    assert hips["resumed_samples"] == {"pare-int8": 0} and "mid-point" in hips["protocol"]["pelvis"]
+        run_val(_cfg(s, out, folders=[str(s["int8"])], pelvis="lsp-hips", plots=False))
+    hips = run_val(_cfg(s, out, folders=[str(s["int8"])], pelvis="lsp-hips", plots=False, force=True))
+    assert hips["resumed_samples"] == {"pare-int8": 0} and "no paper's protocol" in hips["protocol"]["pelvis"]
+    # the old name is refused: it never was TokenHMR's EMDB protocol
+    with pytest.raises(InputError, match="tokenhmr-emdb"):
+        run_val(_cfg(s, out, folders=[str(s["int8"])], pelvis="hips", plots=False, force=True))
 
 
 def test_gendered_ground_truth(setup: dict, tmp_path: Path) -> None:
@@ -191,6 +205,14 @@ def test_bad_inputs_give_one_error_line(setup: dict, tmp_path: Path) -> None:
     _one_error(_bad_run(s, tmp_path, **{"--smpl": str(tmp_path / "smplx.npz")}), "SMPL-X")
     np.save(tmp_path / "jreg24.npy", np.zeros((24, 6890)))
     _one_error(_bad_run(s, tmp_path, **{"--j-regressor": str(tmp_path / "jreg24.npy")}), "expected the Human3.6M")
+    _one_error(_bad_run(s, tmp_path, **{"--pelvis": "hips"}), "tokenhmr-emdb")  # never TokenHMR's protocol
+    _one_error(_bad_run(s, tmp_path, **{"--protocol": "spin"}), "unknown --protocol")
+    _one_error(_bad_run(s, tmp_path, **{"--protocol": "tokenhmr-emdb"}), "--j-regressor is not used")
+    # the CLI runs TokenHMR's EMDB protocol without a J-regressor file (SMPL's own)
+    res = _cli("val", str(s["int8"]), "--data", str(s["data"]), "--images", str(s["images"]), "--smpl", str(s["smpl"]),
+               "--protocol", "tokenhmr-emdb", "--max-samples", "2", "--out", str(tmp_path / "emdb"), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert "protocol tokenhmr-emdb" in res.stdout and (tmp_path / "emdb" / "results.json").is_file()
 
 
 def test_hostile_paths_and_values(setup: dict, tmp_path: Path) -> None:
@@ -224,3 +246,125 @@ def test_uncertainty_source() -> None:
     value, kind = _uncertainty(SimpleNamespace(score=None, confidence=0.8))
     assert value == pytest.approx(0.2) and "token confidence" in str(kind)
     assert _uncertainty(SimpleNamespace(score=None, confidence=None)) == (None, None)
+
+
+def _rodrigues(aa: np.ndarray) -> np.ndarray:
+    """[N, 3] axis-angle → [N, 3, 3], written out (Rodrigues' formula)."""
+    out = []
+    for v in aa:
+        a = np.linalg.norm(v)
+        if a < 1e-12:
+            out.append(np.eye(3))
+            continue
+        k = v / a
+        kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+        out.append(np.eye(3) + np.sin(a) * kx + (1 - np.cos(a)) * kx @ kx)
+    return np.array(out)
+
+
+def test_per_joint_correlation_is_poco_logged_one(setup: dict, tmp_path: Path) -> None:
+    """Per joint (POCO trainer.py): Pearson r of rotation-matrix MSE vs σ over (sample, joint) pairs, next to the
+    per-person score vs PA-MPJPE; both computed here by hand from the runtime's own outputs."""
+    s = setup
+    doc = run_val(_cfg(s, tmp_path / "pj", folders=[str(s["int8"])], plots=False))
+    res = doc["results"]["pare-int8"]
+    data = np.load(s["data"])
+    pred = Predictor.load(s["int8"], smpl=s["smpl"], device="cpu")
+    mse, sig = [], []
+    for i in range(s["n"]):
+        img = np.asarray(Image.open(s["images"] / str(data["imgname"][i])).convert("RGB"))
+        p = pred.predict(img, _poco_box(data["center"][i], data["scale"][i]))[0]
+        gt = _rodrigues(data["pose"][i].reshape(24, 3))
+        mse.append(((p.pose_rotmat.astype(np.float64) - gt) ** 2).mean(axis=(1, 2)))
+        sig.append(p.sigma.astype(np.float64))
+    mse_a, sig_a = np.array(mse), np.array(sig)
+    acc = sig_a.copy()
+    parents = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
+    for j in range(1, 24):
+        acc[:, j] += acc[:, parents[j]]
+    pj = res["per_joint_uncertainty"]
+    assert pj["pairs"] == 24 * s["n"]
+    assert pj["pearson_rotmat_mse_sigma"] == pytest.approx(np.corrcoef(mse_a.ravel(), sig_a.ravel())[0, 1], abs=1e-6)
+    assert pj["pearson_rotmat_mse_accumulated_sigma"] == pytest.approx(
+        np.corrcoef(mse_a.ravel(), acc.ravel())[0, 1], abs=1e-6)
+    assert "per_person" not in pj and res["uncertainty"]["score"].startswith("POCO score")
+    md = (tmp_path / "pj" / "results.md").read_text()
+    assert "per-joint r, rotmat MSE vs σ (POCO's logged)" in md and "per-person uncertainty" in md
+
+
+def test_rows_without_smpl_are_scored_and_short_arrays_refused(setup: dict, tmp_path: Path) -> None:
+    """has_smpl = 0 rows are evaluated (POCO's loader: against pose 0, betas 0); a has_smpl shorter than imgname
+    is one error, not a silent truncation; curate's gender 'n' is the neutral body."""
+    s = setup
+    d = dict(np.load(s["data"]))
+    d["has_smpl"] = np.array([1, 0, 1, 1, 1, 1], dtype=np.float64)
+    d["gender"] = np.array(["m", "n", "n", "f", "n", "m"])
+    np.savez(tmp_path / "part.npz", **d)
+    doc = run_val(_cfg(s, tmp_path / "o", folders=[f"{s['fp16']}@fp32"], data=tmp_path / "part.npz", plots=False,
+                       smpl_male=s["smpl"], smpl_female=s["smpl"]))
+    assert doc["samples"] == s["n"] and doc["rows_without_smpl"] == 1
+    recs = [json.loads(line) for line in (tmp_path / "o" / "samples" / "pare-fp16@fp32.jsonl").read_text().splitlines()]
+    assert [r["has_smpl"] for r in recs] == [True, False, True, True, True, True]
+    # the row without SMPL: the FP32 prediction against the zero-pose, zero-shape mesh, by hand
+    jreg = np.load(s["jreg"])
+    model = SMPL.load(s["smpl"])
+    pred = Predictor.load(s["fp16"], smpl=model, precision="fp32", device="cpu")
+    img = np.asarray(Image.open(s["images"] / str(d["imgname"][1])).convert("RGB"))
+    pv = pred.predict(img, _poco_box(d["center"][1], d["scale"][1]))[0].vertices.astype(np.float64)
+    gv = model.forward(np.zeros((1, 10)), np.zeros((1, 72))).vertices[0].astype(np.float64)
+    pj, gj = jreg @ pv, jreg @ gv
+    want = 1000 * np.linalg.norm((pj[list(metrics.H36M_TO_J14)] - pj[0]) - (gj[list(metrics.H36M_TO_J14)] - gj[0]),
+                                 axis=-1).mean()
+    assert recs[1]["mpjpe"] == pytest.approx(want, rel=1e-4) and recs[1]["mpjpe"] > 1.0
+    assert max(r["mpjpe"] for i, r in enumerate(recs) if i != 1) < 1e-3  # the others: their own ground truth
+    # short has_smpl: refused with one line through the CLI
+    d["has_smpl"] = np.array([1, 1])
+    np.savez(tmp_path / "short.npz", **d)
+    _one_error(_bad_run(s, tmp_path, **{"--data": str(tmp_path / "short.npz")}), "'has_smpl' has shape [2]")
+
+
+def test_tokenhmr_protocols_end_to_end(setup: dict, tmp_path: Path) -> None:
+    """--protocol tokenhmr-emdb / tokenhmr-3dpw: exact crop, SMPL's own regressor (EMDB) or J19 (3DPW), root-aligned
+    PVE; the figures against a computation written out here."""
+    s = setup
+    model = SMPL.load(s["smpl"])
+    rng = np.random.default_rng(21)
+    j19 = np.zeros((19, 6890))
+    for j in range(19):
+        idx = rng.choice(6890, size=10, replace=False)
+        j19[j, idx] = rng.dirichlet(np.ones(10))
+    import pickle
+
+    (tmp_path / "SMPL_to_J19.pkl").write_bytes(pickle.dumps(j19, protocol=2))
+    emdb = run_val(_cfg(s, tmp_path / "emdb", folders=[str(s["int8"])], protocol="tokenhmr-emdb", j_regressor=None,
+                        max_samples=3, plots=False))
+    pw = run_val(_cfg(s, tmp_path / "3dpw", folders=[str(s["int8"])], protocol="tokenhmr-3dpw",
+                      j_regressor=tmp_path / "SMPL_to_J19.pkl", max_samples=3, plots=False))
+    assert emdb["protocol"]["name"] == "tokenhmr-emdb" and pw["protocol"]["name"] == "tokenhmr-3dpw"
+    data = np.load(s["data"])
+    pred = Predictor.load(s["int8"], smpl=model, device="cpu")
+    want: dict[str, list[tuple[float, float]]] = {"emdb": [], "3dpw": []}
+    for i in range(3):
+        img = np.asarray(Image.open(s["images"] / str(data["imgname"][i])).convert("RGB"))
+        pv = pred.predict(img, _exact_box(data["center"][i], data["scale"][i]))[0].vertices.astype(np.float64)
+        gv = model.forward(data["shape"][i : i + 1], data["pose"][i : i + 1]).vertices[0].astype(np.float64)
+        jr = model.j_regressor.astype(np.float64)
+        pk, gk = jr @ pv, jr @ gv
+        pr, gr = (pk[1] + pk[2]) / 2, (gk[1] + gk[2]) / 2
+        want["emdb"].append((1000 * np.linalg.norm((pk - pr) - (gk - gr), axis=-1).mean(),
+                             1000 * np.linalg.norm((pv - pr) - (gv - gr), axis=-1).mean()))
+        pk, gk = j19 @ pv, j19 @ gv
+        keep = [*range(13), 18]
+        want["3dpw"].append((1000 * np.linalg.norm((pk[keep] - pk[14]) - (gk[keep] - gk[14]), axis=-1).mean(),
+                             1000 * np.linalg.norm((pv - pk[14]) - (gv - gk[14]), axis=-1).mean()))
+    for key, doc in (("emdb", emdb), ("3dpw", pw)):
+        r = doc["results"]["pare-int8"]
+        assert r["mpjpe"]["mean"] == pytest.approx(np.mean([w[0] for w in want[key]]), rel=1e-4), key
+        assert r["pve"]["mean"] == pytest.approx(np.mean([w[1] for w in want[key]]), rel=1e-4), key
+    # a J-regressor with the EMDB protocol, or none with a regressor protocol: one error each
+    with pytest.raises(InputError, match="not used"):
+        run_val(_cfg(s, tmp_path / "x", protocol="tokenhmr-emdb"))
+    with pytest.raises(InputError, match="SMPL_to_J19"):
+        run_val(_cfg(s, tmp_path / "x", protocol="tokenhmr-3dpw", j_regressor=None))
+    with pytest.raises(InputError, match="SMPL_to_J19"):  # the H36M file where J19 belongs
+        run_val(_cfg(s, tmp_path / "x", protocol="tokenhmr-3dpw"))

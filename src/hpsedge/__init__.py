@@ -6,3 +6,12 @@ Heavy parts live in sub-packages (``hpsedge.models`` and ``hpsedge.export`` need
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # ``from hpsedge import Model`` (the one-call API, :mod:`hpsedge.runtime.api`), imported only when asked for
+    if name in ("Model", "Results"):
+        from hpsedge.runtime import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'hpsedge' has no attribute {name!r}")

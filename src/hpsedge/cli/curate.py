@@ -81,10 +81,6 @@ def curate_cmd(
         )
     for warning in summary.get("warnings", []):
         typer.echo(f"warning: {warning}", err=True)
-    trainer = summary.get("trainer", {})
-    if trainer.get("var_written") and trainer.get("rows_the_default_threshold_would_drop"):
-        typer.echo(f"warning: the official loader keeps {trainer['rows_the_trainer_uses']} of these rows "
-                   f"(σ₀ < {trainer['uncert_threshold']:g}, because --var wrote `var`)", err=True)
     typer.echo(
         f"✓ kept {summary['kept']} of {summary['people']} people ({100 * summary['kept_fraction']:.1f} %) from "
         f"{summary['images']} images by rule '{summary['rule']}' → {out / OUTPUT_NAME} "

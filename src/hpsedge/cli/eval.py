@@ -19,12 +19,20 @@ def val_cmd(
     data: Annotated[Path, typer.Option("--data", help="Evaluation .npz (SPIN/PARE/POCO layout, e.g. 3dpw_test.npz).")],
     images: Annotated[Path, typer.Option("--images", help="Image root the file's imgname paths start from.")],
     smpl: Annotated[Path, typer.Option("--smpl", help="Neutral SMPL (.npz or official .pkl).")],
-    j_regressor: Annotated[Path, typer.Option("--j-regressor", help="J_regressor_h36m.npy [17, 6890].")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (results, per-sample files, plots).")],
+    protocol: Annotated[str, typer.Option(
+        "--protocol", help="Whose scoring: poco-3dpw (H36M regressor, 14 LSP joints, pelvis joint 0, rounded crop) | "
+                           "tokenhmr-3dpw (SMPL_to_J19 joints [25..37, 43] of 44, pelvis 39) | tokenhmr-emdb "
+                           "(SMPL's own 24 joints, mid-hips root).")] = "poco-3dpw",
+    j_regressor: Annotated[Path | None, typer.Option(
+        "--j-regressor", help="J_regressor_h36m.npy [17, 6890] (poco-3dpw) or SMPL_to_J19.pkl [19, 6890] "
+                              "(tokenhmr-3dpw); tokenhmr-emdb uses the SMPL file's own.")] = None,
     smpl_male: Annotated[Path | None, typer.Option("--smpl-male", help="Male SMPL for gendered ground truth.")] = None,
     smpl_female: Annotated[Path | None, typer.Option("--smpl-female", help="Female SMPL for gendered ground truth.")] = None,
     max_samples: Annotated[int | None, typer.Option("--max-samples", help="Evaluate the first N samples only.")] = None,
-    pelvis: Annotated[str, typer.Option(help="Root joint: h36m (SPIN/PARE/POCO code) | hips (mid-hips).")] = "h36m",
+    pelvis: Annotated[str | None, typer.Option(
+        help="Override poco-3dpw's root: lsp-hips (mid-point of the H36M regressor's LSP hips; no paper's protocol, "
+             "and not TokenHMR's EMDB one: use --protocol tokenhmr-emdb).")] = None,
     backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
@@ -37,23 +45,26 @@ def val_cmd(
 
     cfg = ValConfig(folders=folders, data=data, images=images, smpl=smpl, out=out, j_regressor=j_regressor,
                     smpl_male=smpl_male, smpl_female=smpl_female, max_samples=max_samples, pelvis=pelvis,
-                    backend=backend, device=device, threads=threads, force=force)
+                    protocol=protocol, backend=backend, device=device, threads=threads, force=force)
     with Progress(SpinnerColumn(), TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         task = progress.add_task("val", total=None)
         doc = run_val(cfg, progress=lambda done, total, _name: progress.update(task, completed=done, total=total))
     table = Table(title=f"hpsedge val: {doc['samples']} samples (mm)")
     table.add_column("folder", overflow="fold")
-    for col in ("MPJPE", "PA-MPJPE", "PVE", "ρ (σ, PA)", "AUSE"):
+    for col in ("MPJPE", "PA-MPJPE", "PVE", "ρ person (score, PA)", "AUSE", "r joint (rotmat MSE, σ)"):
         table.add_column(col, no_wrap=True, justify="right")
     for f in doc["folders"]:
         r = doc["results"][f["label"]]
         u = r.get("uncertainty") or {}
         rho, ause = u.get("spearman_pa_mpjpe"), u.get("ause_pa_mpjpe")
+        rj = (r.get("per_joint_uncertainty") or {}).get("pearson_rotmat_mse_sigma")
         table.add_row(f["label"], f"{r['mpjpe']['mean']:.2f}", f"{r['pa_mpjpe']['mean']:.2f}",
-                      f"{r['pve']['mean']:.2f}", "-" if rho is None else f"{rho:.3f}", "-" if ause is None else f"{ause:.2f}")
+                      f"{r['pve']['mean']:.2f}", "-" if rho is None else f"{rho:.3f}", "-" if ause is None else f"{ause:.2f}",
+                      "-" if rj is None else f"{rj:.3f}")
     console.print(table)
     resumed = sum(doc["resumed_samples"].values())
+    console.print(f"  protocol {doc['protocol']['name']}: {doc['protocol']['joints']}; root: {doc['protocol']['pelvis']}")
     console.print(f"  {doc['protocol']['smpl']}")
     console.print(f"[green]✓[/green] results → [bold]{out}[/bold] (results.md, results.json, samples/, plots)"
                   + (f"; {resumed} sample result(s) reused from an earlier run" if resumed else ""))

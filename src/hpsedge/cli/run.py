@@ -71,7 +71,7 @@ def run_cmd(
         str | None, typer.Option("--jsonl", help="--source: one JSON line per frame to this file, or '-' for stdout.")
     ] = None,
     detector: Annotated[
-        Path | None, typer.Option("--detector", help="--source: a person-detector ONNX (default: the folder's).")
+        Path | None, typer.Option("--detector", help="--source/--image: a person-detector ONNX (default: the folder's).")
     ] = None,
     overlay_video: Annotated[
         Path | None, typer.Option("--overlay-video", help="--source: write an overlay .mp4 here.")
@@ -83,13 +83,25 @@ def run_cmd(
     max_boxes: Annotated[
         int, typer.Option("--max-boxes", help="Most person boxes per image (more is an error).")
     ] = 1000,
+    camera: Annotated[
+        Path | None, typer.Option("--camera", help="The calibrated camera: a ROS camera_info YAML, or JSON "
+                                                   "{fx, fy, cx, cy, distortion}. Default: each model's assumed camera.")
+    ] = None,
+    intrinsics: Annotated[
+        str | None, typer.Option("--intrinsics", help="The calibrated camera as numbers: fx,fy,cx,cy[,k1,k2,p1,p2[,k3]] "
+                                                      "(pixels; plumb_bob distortion).")
+    ] = None,
+    mcap: Annotated[
+        Path | None, typer.Option("--mcap", help="--source/--image: write ROS 2 messages (markers, SMPL JSON, "
+                                                 "camera_info) to this .mcap file.")
+    ] = None,
+    rerun: Annotated[
+        Path | None, typer.Option("--rerun", help="--source/--image: write a Rerun recording (.rrd) here.")
+    ] = None,
 ) -> None:
     """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image
-    (a folder of images also gets contact_sheet.png).
-
-    With --source: detect (the folder's detector), track and stream people frame by frame (--jsonl)."""
-    """Run an export folder on images: per-person JSON (+ .npz meshes) and an overlay PNG per image
-    (a folder of images also gets contact_sheet.png).
+    (a folder of images also gets contact_sheet.png). People come from --boxes, else the folder's person
+    detector (or --detector), else the whole image.
 
     With --source: detect (the folder's detector), track and stream people frame by frame (--jsonl)."""
     import numpy as np
@@ -99,14 +111,24 @@ def run_cmd(
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, stems_unique
     from hpsedge.runtime.predictor import Predictor
 
+    cam = _camera(camera, intrinsics)  # a bad camera file fails before any model loads
+    for p in (mcap, rerun):
+        _check_new_file(p, force)
+    if mcap is not None and mcap.suffix.lower() != ".mcap":
+        raise HpsedgeError(f"--mcap {mcap}: use an .mcap name")
+    if rerun is not None and rerun.suffix.lower() != ".rrd":
+        raise HpsedgeError(f"--rerun {rerun}: use an .rrd name")
     if source is not None:
         if image is not None or video is not None or tracks is not None:
             raise HpsedgeError("--source replaces --image/--video/--tracks; give one of them")
         _run_source(export_dir, source, jsonl, detector, overlay_video, boxes, smpl, j_regressor_extra, backend,
-                    device, threads, precision, force, max_frames, detect_every)
+                    device, threads, precision, force, max_frames, cam, mcap, rerun, detect_every)
         return
-    if jsonl is not None or detector is not None or overlay_video is not None:
-        raise HpsedgeError("--jsonl, --detector and --overlay-video go with --source")
+    if jsonl is not None or overlay_video is not None:
+        raise HpsedgeError("--jsonl and --overlay-video go with --source")
+    if video is not None and (detector is not None or mcap is not None or rerun is not None):
+        raise HpsedgeError("--detector, --mcap and --rerun go with --source or --image",
+                           hint="for a video with the detector, tracks and ROS/Rerun output: --source video.mp4")
     if (image is None) == (video is None):
         raise HpsedgeError("give --image (a file or folder) or --video, one of the two")
     if threads is not None and threads < 0:
@@ -121,7 +143,7 @@ def run_cmd(
         refuse_existing_output(out, force)
         predictor = Predictor.load(
             export_dir, backend=backend, device=device, smpl=smpl, j_regressor_extra=j_regressor_extra,
-            threads=threads, precision=precision,
+            threads=threads, precision=precision, intrinsics=cam,
         )
         with Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -146,26 +168,41 @@ def run_cmd(
     if not stems_unique(images):
         raise HpsedgeError("two input images share a file stem; outputs would collide", hint="rename them")
     per_image = boxes_for(images, load_boxes(boxes), str(boxes)) if boxes else None
-    if boxes is None:
-        console.print("[yellow]no --boxes: each whole image is taken as one person box[/yellow]")
     refuse_existing_output(out, force)
     check_images(images)  # a non-image is refused before the model loads
-    predictor = Predictor.load(
-        export_dir, backend=backend, device=device, smpl=smpl, j_regressor_extra=j_regressor_extra,
-        threads=threads, precision=precision,
-    )
-    predictor.max_boxes = max_boxes
+    from hpsedge.runtime.api import Model, RobotOutputs
+
+    # the same people as --source: the folder's detector (or --detector) unless boxes are given
+    model = Model(export_dir, smpl, camera=cam, detector=detector if boxes is None else None, backend=backend,
+                  device=device, threads=threads, precision=precision, j_regressor_extra=j_regressor_extra,
+                  max_boxes=max_boxes)
+    predictor = model.predictor
+    if boxes is None:
+        console.print("[yellow]no --boxes: people found by the person detector[/yellow]" if model.detector is not None
+                      else "[yellow]no --boxes and no person detector: each whole image is taken as one person "
+                           "box[/yellow]")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HpsedgeError(f"cannot create the output folder {out} ({exc.strerror or exc})") from None
-    with Progress(
-        SpinnerColumn(), TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True, disable=len(images) == 1 or not err_console.is_terminal,
-    ) as progress:
-        task = progress.add_task("run", total=len(images))
-        done = run_images(predictor, images, out, per_image, overlay=overlay, side_view=side_view,
-                          progress=lambda i, n: progress.update(task, completed=i, total=n))
+    outs = RobotOutputs(mcap, rerun, faces=model.smpl.faces if model.smpl is not None else None, intrinsics=cam,
+                        model=model.name, force=force) if (mcap or rerun) else None
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err_console, transient=True, disable=len(images) == 1 or not err_console.is_terminal,
+        ) as progress:
+            task = progress.add_task("run", total=len(images))
+            done = run_images(predictor, images, out, per_image, overlay=overlay, side_view=side_view,
+                              progress=lambda i, n: progress.update(task, completed=i, total=n),
+                              detector=model.detector if boxes is None else None,
+                              on_image=None if outs is None else lambda i, rgb, res: outs.write(rgb, res, i, None))
+    except BaseException:
+        if outs is not None:
+            outs.close()  # what was written so far is kept, as the JSON files are
+        raise
+    if outs is not None:
+        outs.close()
     console.print(
         f"[green]✓[/green] {len(images)} image(s), {done.persons} person(s) → [bold]{escape(str(out))}[/bold] "
         f"({predictor.manifest.model_name} on {predictor.backend.name}: {predictor.backend.device})"
@@ -178,15 +215,38 @@ def run_cmd(
     if done.behind_camera and len(images) > 1:
         console.print(f"  [yellow]{done.behind_camera} person(s) behind the camera: not visible[/yellow] "
                       '(root at or behind the camera; "behind_camera": true in their JSON)')
+    for p in outs.paths if outs is not None else []:
+        console.print(f"  {'ROS 2 messages' if p.suffix == '.mcap' else 'Rerun recording'}: {escape(str(p))}")
     if done.contact_sheet is not None:
         shown = len(images) if len(images) <= CONTACT_SHEET_MAX else CONTACT_SHEET_MAX
         more = f", the first {shown} of {len(images)} images" if shown < len(images) else ""
         console.print(f"  contact sheet{more}: {escape(str(done.contact_sheet))}")
 
 
+def _camera(camera: Path | None, intrinsics: str | None) -> object | None:
+    """``--camera FILE`` or ``--intrinsics fx,fy,cx,cy[,…]`` → a CameraIntrinsics (or None)."""
+    from hpsedge.runtime.camera import CameraIntrinsics
+
+    if camera is not None and intrinsics is not None:
+        raise HpsedgeError("give the camera once: --camera FILE or --intrinsics fx,fy,cx,cy")
+    if camera is not None:
+        return CameraIntrinsics.load(camera)
+    return CameraIntrinsics.from_string(intrinsics) if intrinsics is not None else None
+
+
+def _check_new_file(p: Path | None, force: bool) -> None:
+    if p is None:
+        return
+    if p.exists() and not force:
+        raise HpsedgeError(f"{p} exists; not overwriting it", hint="pass --force, or choose another path")
+    if not p.parent.is_dir():
+        raise HpsedgeError(f"folder {p.parent} does not exist")
+
+
 def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path | None, overlay_video: Path | None,
                 boxes: Path | None, smpl: Path | None, j_regressor_extra: Path | None, backend: str, device: str,
                 threads: int | None, precision: str | None, force: bool, max_frames: int | None,
+                cam: object | None = None, mcap: Path | None = None, rerun: Path | None = None,
                 detect_every: int = 1) -> None:
     """``hpsedge run --source``: the streaming Pipeline over a source, JSON lines out."""
     from hpsedge.runtime.io import boxes_for, load_boxes
@@ -219,7 +279,7 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
     try:
         pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device,
                              threads=threads, precision=precision, need_detector=boxes is None,
-                             j_regressor_extra=j_regressor_extra, detect_every=detect_every)
+                             j_regressor_extra=j_regressor_extra, intrinsics=cam, detect_every=detect_every)
     except BaseException:
         if src is not None:
             src.close()
@@ -241,8 +301,15 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
         handle = open(jsonl, "w", encoding="utf-8")  # noqa: SIM115 (closed below, also on errors)
         stream = handle
     say = err_console if jsonl == "-" else console
-    if jsonl is None and overlay_video is None:
-        say.print("[yellow]no --jsonl or --overlay-video: only a summary will be printed[/yellow]")
+    if jsonl is None and overlay_video is None and mcap is None and rerun is None:
+        say.print("[yellow]no --jsonl, --overlay-video, --mcap or --rerun: only a summary will be printed[/yellow]")
+    outs = None
+    if mcap is not None or rerun is not None:
+        from hpsedge.runtime.api import RobotOutputs
+
+        outs = RobotOutputs(mcap, rerun, faces=pipe.smpl.faces if pipe.smpl is not None else None,
+                            intrinsics=pipe.predictor.intrinsics, model=pipe.predictor.manifest.model_name, force=force)
+    on_frame = None if outs is None else (lambda frame, res: outs.write(frame.rgb, res.people, frame.index, frame.time))
     try:
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[fps]}"),
                       TimeElapsedColumn(), console=err_console, transient=True,
@@ -254,13 +321,15 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
 
             try:
                 summary = run_source(pipe, src, jsonl=stream, overlay=overlay_video, boxes=per_frame,
-                                     progress=on_progress, max_frames=max_frames)
+                                     progress=on_progress, max_frames=max_frames, on_frame=on_frame)
             except SourceStopped as exc:
                 done = getattr(exc, "summary", {}).get("frames", 0)
                 raise HpsedgeError(exc.message + f"; {done} frame(s) written", hint=exc.hint) from None
     finally:
         if handle is not None:
             handle.close()
+        if outs is not None:
+            outs.close()  # the frames so far are kept, as in the JSONL and the overlay
     ms = summary["stage_ms_per_frame"]
     say.print(
         f"[green]✓[/green] {summary['frames']} frame(s), {len(summary['tracks'])} track(s), {summary['people']} "
@@ -272,3 +341,5 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
     )
     if summary["overlay"]:
         say.print(f"  overlay: {summary['overlay']}")
+    for p in outs.paths if outs is not None else []:
+        say.print(f"  {'ROS 2 messages' if p.suffix == '.mcap' else 'Rerun recording'}: {p}")

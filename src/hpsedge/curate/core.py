@@ -38,7 +38,9 @@ rows):
 * ``sigma`` [N,24]: POCO's raw σ under a key the official loader does not read, so the rows the trainer uses
   are exactly the rows the rule kept. ``var`` [N,24] (the same values) only with ``write_var=True``: the
   official loader then re-selects rows itself, keeping σ₀ < ``DATASET.UNCERT_THRESHOLD`` (0.3 by default);
-  the summary counts the kept rows that threshold would drop.
+  the summary counts the kept rows that threshold would drop (``trainer.rows_the_trainer_threshold_would_drop``)
+  and warns, in ``summary.json`` too, when it would drop some, or all of them (``strict`` then fails: the
+  official ``MixedDataset`` takes ``index % len(dataset)`` of an empty dataset).
 * hpsedge extras: ``bbox`` [N,4] (x1,y1,x2,y2 as given), ``score`` [N] (POCO), ``confidence`` [N].
 
 A model without σ (TokenHMR) writes no ``sigma``/``var`` and needs a ``confidence``/``score`` rule or ``all``.
@@ -79,6 +81,10 @@ __all__ = ["OUTPUT_NAME", "curate", "merge_shards", "plan_items", "process_items
 OUTPUT_NAME = "pseudo_labels.npz"
 #: ``DATASET.UNCERT_THRESHOLD`` of the official POCO trainer (``pocolib/core/config.py``)
 TRAINER_UNCERT_THRESHOLD = 0.3
+#: summary["trainer"] key: kept rows whose pelvis σ is not below the trainer threshold (--trainer-threshold)
+TRAINER_DROP_KEY = "rows_the_trainer_threshold_would_drop"
+#: its name before it was renamed (it counts for any threshold, not only the default); readers accept both
+LEGACY_TRAINER_DROP_KEY = "rows_the_default_threshold_would_drop"
 
 JOB_FILE = "job.json"
 #: the 24 SPIN "ground-truth" keypoints are the last 24 of the 49-joint set
@@ -172,6 +178,12 @@ def _fingerprint(items: Sequence[Item], model: dict[str, Any], shard_size: int,
 
 
 # ================================================================================================ merge
+def trainer_drop(trainer: dict[str, Any]) -> int | None:
+    """``summary["trainer"]``'s count of kept rows the trainer threshold drops, under its current or its old name."""
+    value = trainer.get(TRAINER_DROP_KEY, trainer.get(LEGACY_TRAINER_DROP_KEY))
+    return None if value is None else int(value)
+
+
 def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, Any], *, write_var: bool = False,
                  part: bool = True, trainer_threshold: float = TRAINER_UNCERT_THRESHOLD) -> dict[str, Any]:
     """Read the shards in order, apply ``rule``, write the training npz, summary and histogram.
@@ -208,14 +220,10 @@ def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, A
         train["sigma"] = kept_sigma
         # get_confident_frames: accumulate along the chain (σ₀ unchanged), keep σ₀ < threshold
         drop = int((~(kept_sigma[:, 0] < trainer_threshold)).sum())
-        trainer["rows_the_default_threshold_would_drop"] = drop
+        trainer[TRAINER_DROP_KEY] = drop
         if write_var:
             train["var"] = kept_sigma
             trainer["rows_the_trainer_uses"] = n - drop
-            if drop:
-                log.warning("%d of the %d kept people have pelvis σ >= %g: with `var` in the file, the official "
-                            "loader drops them (DATASET.UNCERT_THRESHOLD); raise that threshold or leave out --var",
-                            drop, n, trainer_threshold)
         else:
             trainer["rows_the_trainer_uses"] = n
     else:
@@ -269,6 +277,17 @@ def merge_shards(out: str | Path, num_shards: int, rule: Rule, meta: dict[str, A
     if n == 0:
         msg = (f"no person passed the rule '{rule.text}' ({total} people in {meta.get('images')} images): "
                f"{OUTPUT_NAME} has no rows, and a training loader fed with it fails")
+        summary["warnings"].append(msg)
+        log.warning(msg)
+    elif trainer["rows_the_trainer_uses"] == 0:
+        msg = (f"with --var the official loader keeps none of the {n} rows: every kept person has pelvis σ >= "
+               f"{trainer_threshold:g} (its DATASET.UNCERT_THRESHOLD), so its dataset is empty and training fails "
+               f"(MixedDataset takes index % len(dataset)); raise that threshold or leave out --var")
+        summary["warnings"].append(msg)
+        log.warning(msg)
+    elif trainer["var_written"] and trainer.get(TRAINER_DROP_KEY):
+        msg = (f"the official loader keeps {trainer['rows_the_trainer_uses']} of these {n} rows (pelvis σ < "
+               f"{trainer_threshold:g}, its DATASET.UNCERT_THRESHOLD, because --var wrote `var`)")
         summary["warnings"].append(msg)
         log.warning(msg)
     (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
@@ -373,7 +392,8 @@ def curate(
         round_boxes: predict on the integer crop the official trainer takes (:func:`trainer_boxes`).
         write_var: also write σ as ``var`` (the official loader then re-selects rows by σ₀).
         trainer_threshold: the trainer's ``DATASET.UNCERT_THRESHOLD``, for the summary's count.
-        strict: raise :class:`HpsedgeError` (after writing the outputs) when nobody is kept.
+        strict: raise :class:`HpsedgeError` (after writing the outputs) when nobody is kept, or when ``var`` is
+            written and the official loader would keep nobody (σ₀ of every kept person >= ``trainer_threshold``).
     """
     t0 = time.perf_counter()
     parsed = parse_rule(rule)
@@ -453,6 +473,9 @@ def curate(
     (out / "summary.json").write_text(dumps_strict(summary, indent=1) + "\n", encoding="utf-8")
     if strict and summary["kept"] == 0:
         raise HpsedgeError(summary["warnings"][0], hint="loosen --rule, or check the images and boxes")
+    if strict and summary["trainer"]["rows_the_trainer_uses"] == 0:
+        raise HpsedgeError(summary["warnings"][0],
+                           hint="raise --trainer-threshold (and DATASET.UNCERT_THRESHOLD) or leave out --var")
     return summary
 
 

@@ -13,9 +13,29 @@ Uncertainty quality (the point of POCO): Pearson and Spearman correlation betwee
 score and its error, and the *sparsification* curve: remove the most uncertain fraction ``x`` of the samples,
 take the mean error of the rest. The *oracle* removes the samples with the largest errors first; the area
 between the two curves over ``x ∈ [0, 1)`` is the AUSE (Ilg et al., ECCV 2018), in the error's unit.
+
+Each paper scores its own way; :data:`PROTOCOLS` holds the three this module reproduces (which joint
+regressor, which joints, which root, whether PVE is root-aligned, how the crop is taken):
+
+* ``poco-3dpw``: SPIN/PARE/POCO (``pocolib/dataset/base_dataset.py``, ``pocolib/core/trainer.py``): H36M
+  regressor, 14 LSP joints, root = the regressor's pelvis (joint 0), PVE of the meshes as returned, the crop of
+  ``crop_cv2`` (integer centre and side), rows without SMPL scored against the zero pose and shape.
+* ``tokenhmr-3dpw``: TokenHMR (``tokenhmr/lib/utils/pose_utils.py`` ``Evaluator``, 3DPW-TEST in
+  ``lib/configs/datasets_eval.yaml``): its 44 keypoints are 25 OpenPose joints + the 19 of ``SMPL_to_J19.pkl``;
+  the scored ones, [25..37, 43], are J19 rows 0–12 and 18, the root (``PELVIS_IND`` 39) is J19 row 14. PVE of
+  the meshes made relative to that root.
+* ``tokenhmr-emdb``: TokenHMR's EMDB branch of the same ``Evaluator``: SMPL's own 24-row ``J_regressor``
+  applied to the mesh, root = mean of rows 1 and 2 (the hips), all 24 joints scored, PVE root-aligned.
+
+POCO also logs a per-*joint* uncertainty–error correlation (``trainer.py`` → ``SaveResults.accumulate_corr_vect``):
+Pearson's r over every (sample, joint) pair of the rotation-matrix MSE (mean over the 3×3 entries of
+(R_pred − R_gt)², :func:`rotmat_mse`) against that joint's σ after ``prepare_uncert`` (raw σ with the released
+configs, ``KINEMATIC_UNCERT: false``; the σ accumulated along the kinematic chain when it is true).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,16 +43,23 @@ __all__ = [
     "H36M_TO_J14",
     "LSP14_NAMES",
     "PELVIS_MODES",
+    "PROTOCOLS",
+    "TOKENHMR_J19_JOINTS",
+    "TOKENHMR_J19_PELVIS",
+    "Protocol",
     "ause",
+    "get_protocol",
     "joints_from_mesh",
     "mpjpe",
     "pa_mpjpe",
     "pearson",
+    "protocol_joints",
     "pve",
     "rankdata",
     "resample_curve",
     "root",
     "root_relative",
+    "rotmat_mse",
     "similarity_align",
     "sparsification",
     "spearman",
@@ -44,29 +71,120 @@ LSP14_NAMES = (
     "right ankle", "right knee", "right hip", "left hip", "left knee", "left ankle", "right wrist",
     "right elbow", "right shoulder", "left shoulder", "left elbow", "left wrist", "neck", "head top",
 )  # fmt: skip
-#: pelvis conventions: ``"h36m"`` the regressor's own pelvis joint (index 0 of the 17, what SPIN, PARE and
-#: POCO's code subtract), ``"hips"`` the mid-point of the two LSP hips (TokenHMR's EMDB evaluation)
-PELVIS_MODES = ("h36m", "hips")
+#: root conventions of the H36M regressor's 14 joints (``--pelvis``): ``"h36m"`` the regressor's own pelvis joint
+#: (index 0 of the 17, what SPIN, PARE and POCO's code subtract), ``"lsp-hips"`` the mid-point of the two LSP hips
+#: (H36M rows 4 and 1). ``lsp-hips`` is no paper's protocol: TokenHMR's EMDB protocol (hips of SMPL's own 24-joint
+#: regressor, all 24 joints) is ``tokenhmr-emdb``; the two differ by hundreds of mm on the same predictions.
+PELVIS_MODES = ("h36m", "lsp-hips")
+
+#: TokenHMR's 3DPW keypoints [25..37, 43] of its 44 (25 OpenPose + 19 J19) as rows of ``SMPL_to_J19.pkl``
+TOKENHMR_J19_JOINTS = (*range(13), 18)
+#: TokenHMR's ``PELVIS_IND`` 39 as a row of ``SMPL_to_J19.pkl``
+TOKENHMR_J19_PELVIS = 14
+#: the SMPL joint regressor's rows of the hips (left, right), whose mid-point is TokenHMR's EMDB root
+SMPL_HIPS = (1, 2)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One paper's way of scoring a mesh against the ground truth (see the module docstring)."""
+
+    name: str
+    regressor: str  #: "h36m" ([17, 6890] file), "j19" ([19, 6890] file) or "smpl" (the SMPL file's own [24, 6890])
+    joints: tuple[int, ...]  #: rows of the regressed joints that are scored
+    root: tuple[int, ...]  #: rows averaged into the root subtracted from joints (and, if ``pve_root_aligned``, meshes)
+    pve_root_aligned: bool  #: PVE of root-relative meshes (TokenHMR) or of the meshes as returned (POCO)
+    round_crop: bool  #: crop the integer centre and side (POCO's ``crop_cv2``); bbox_info keeps the exact box
+    zero_gt_without_smpl: bool  #: rows with has_smpl = 0 are scored against pose 0, betas 0 (POCO's loader)
+    source: str  #: where the official code is
+    joints_text: str
+    root_text: str
+
+    @property
+    def regressor_rows(self) -> int | None:
+        return {"h36m": 17, "j19": 19, "smpl": None}[self.regressor]
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "poco-3dpw": Protocol(
+        "poco-3dpw", "h36m", H36M_TO_J14, (0,), pve_root_aligned=False, round_crop=True, zero_gt_without_smpl=True,
+        source="saidwivedi/POCO pocolib/core/trainer.py validation_step, pocolib/dataset/base_dataset.py",
+        joints_text="14 LSP joints from the H36M regressor (J_regressor_h36m, H36M_TO_J14)",
+        root_text="regressed H36M pelvis (joint 0), as SPIN/PARE/POCO's evaluation code",
+    ),
+    "tokenhmr-3dpw": Protocol(
+        "tokenhmr-3dpw", "j19", TOKENHMR_J19_JOINTS, (TOKENHMR_J19_PELVIS,), pve_root_aligned=True, round_crop=False,
+        zero_gt_without_smpl=False,
+        source="saidwivedi/TokenHMR tokenhmr/lib/utils/pose_utils.py Evaluator, lib/configs/datasets_eval.yaml 3DPW-TEST",
+        joints_text="TokenHMR's 3DPW keypoints [25..37, 43] of its 44: rows 0-12 and 18 of SMPL_to_J19",
+        root_text="PELVIS_IND 39 (row 14 of SMPL_to_J19)",
+    ),
+    "tokenhmr-emdb": Protocol(
+        "tokenhmr-emdb", "smpl", tuple(range(24)), SMPL_HIPS, pve_root_aligned=True, round_crop=False,
+        zero_gt_without_smpl=False,
+        source="saidwivedi/TokenHMR tokenhmr/lib/utils/pose_utils.py Evaluator (EMDB branch)",
+        joints_text="all 24 joints of SMPL's own J_regressor applied to the mesh",
+        root_text="mid-point of SMPL joints 1 and 2 (the hips)",
+    ),
+}
+
+
+def get_protocol(name: str, pelvis: str | None = None) -> Protocol:
+    """A protocol by name; ``pelvis="lsp-hips"`` swaps the root of ``poco-3dpw`` (no paper's protocol)."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r} (choose from {', '.join(PROTOCOLS)})")
+    proto = PROTOCOLS[name]
+    if pelvis is None or (pelvis == "h36m" and proto.regressor == "h36m"):
+        return proto
+    if pelvis == "hips":
+        raise ValueError("'hips' was the mid-point of the H36M regressor's LSP hips, not TokenHMR's EMDB protocol: "
+                         "use the protocol tokenhmr-emdb, or pelvis 'lsp-hips' for the old figures")
+    if pelvis not in PELVIS_MODES:
+        raise ValueError(f"pelvis must be one of {PELVIS_MODES}, not {pelvis!r}")
+    if proto.regressor != "h36m":
+        raise ValueError(f"pelvis {pelvis!r} applies to the H36M regressor only; protocol {name} has its own root")
+    return replace(proto, name=f"{name}+lsp-hips", root=(H36M_TO_J14[2], H36M_TO_J14[3]),
+                   pve_root_aligned=True, root_text="mid-point of the H36M regressor's LSP hips (no paper's protocol)")
+
+
+def regress(vertices: np.ndarray, regressor: np.ndarray) -> np.ndarray:
+    """[B, V, 3] vertices × [J, V] regressor → [B, J, 3] joints (float64)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    return np.einsum("jv,bvc->bjc", np.asarray(regressor, dtype=np.float64), v, optimize=True)
+
+
+def protocol_joints(vertices: np.ndarray, regressor: np.ndarray, proto: Protocol) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices [B, V, 3] → (scored joints relative to the root [B, K, 3], root [B, 1, 3]) by ``proto``."""
+    j = regress(vertices, regressor)
+    r = j[:, list(proto.root)].mean(axis=1, keepdims=True)
+    return j[:, list(proto.joints)] - r, r
 
 
 def joints_from_mesh(vertices: np.ndarray, j_regressor: np.ndarray, pelvis: str = "h36m") -> np.ndarray:
-    """Vertices [B, 6890, 3] → root-relative 14 LSP joints [B, 14, 3] (float64).
+    """Vertices [B, 6890, 3] → root-relative 14 LSP joints [B, 14, 3] (float64), the H36M regressor's way.
 
     ``j_regressor`` is the [17, 6890] H36M regressor; ``pelvis`` one of :data:`PELVIS_MODES`.
     """
-    v = np.asarray(vertices, dtype=np.float64)
-    j17 = np.einsum("jv,bvc->bjc", np.asarray(j_regressor, dtype=np.float64), v, optimize=True)
-    j14 = j17[:, list(H36M_TO_J14)]
-    return j14 - root(j17, j14, pelvis)
+    return protocol_joints(vertices, j_regressor, get_protocol("poco-3dpw", pelvis))[0]
 
 
 def root(j17: np.ndarray, j14: np.ndarray, pelvis: str) -> np.ndarray:
-    """The [B, 1, 3] root that :func:`joints_from_mesh` subtracts."""
+    """The [B, 1, 3] root of the H36M regressor's 14 joints under ``pelvis`` (see :data:`PELVIS_MODES`)."""
     if pelvis == "h36m":
         return j17[:, [0]]
-    if pelvis == "hips":
+    if pelvis == "lsp-hips":
         return 0.5 * (j14[:, [2]] + j14[:, [3]])
     raise ValueError(f"pelvis must be one of {PELVIS_MODES}, not {pelvis!r}")
+
+
+def rotmat_mse(pred_rotmat: np.ndarray, gt_rotmat: np.ndarray) -> np.ndarray:
+    """Per-joint rotation-matrix MSE: mean over the 3×3 entries of (R_pred − R_gt)², [B, J, 3, 3] × 2 → [B, J].
+
+    POCO's ``calculate_distance_pose`` (``MSELoss(reduction='none')`` then the mean over the last two axes), the
+    error side of its logged per-joint uncertainty–error correlation.
+    """
+    d = np.asarray(pred_rotmat, dtype=np.float64) - np.asarray(gt_rotmat, dtype=np.float64)
+    return (d * d).mean(axis=(-2, -1))
 
 
 def root_relative(points: np.ndarray, root_point: np.ndarray) -> np.ndarray:

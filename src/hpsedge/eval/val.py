@@ -2,14 +2,23 @@
 
 For every sample of an evaluation file (SPIN/PARE/POCO layout, see :mod:`hpsedge.eval.data`) and every folder:
 the runtime's :class:`~hpsedge.runtime.predictor.Predictor` (numpy + ONNX Runtime or TensorRT, no torch) runs
-the person box ``center ± scale·100``; the predicted mesh (neutral SMPL) and the ground-truth mesh (the
-gendered SMPL when given, else the neutral one) give the 14 LSP joints through the H36M regressor, made
-root-relative (:data:`hpsedge.eval.metrics.PELVIS_MODES`), and MPJPE, PA-MPJPE and PVE in millimetres.
+the person box ``center ± scale·100`` cropped as the chosen protocol's official evaluation crops it
+(``poco-3dpw``: POCO's ``crop_cv2`` takes the integer centre and side, while CLIFF's ``bbox_info`` keeps the
+exact box; TokenHMR: the exact box; no anti-alias blur, which only the demos apply). The predicted mesh
+(neutral SMPL) and the ground-truth mesh (the gendered SMPL when given and the row says ``m``/``f``, else the
+neutral one) are scored by the protocol (:data:`hpsedge.eval.metrics.PROTOCOLS`: joint regressor, scored joints,
+root, PVE alignment): MPJPE, PA-MPJPE and PVE in millimetres. Rows with ``has_smpl = 0`` are scored, as both
+official evaluations do (POCO's loader against pose 0 and betas 0, TokenHMR's against the stored values).
 
-Uncertainty quality: each person's uncertainty is the official POCO score (``PersonResult.score``: CLIFF the
-pelvis σ, PARE/HMR the mean kinematically accumulated σ, clipped to [0, 0.99]) or, for TokenHMR,
-``1 − token_confidence``; its Pearson and Spearman correlation with PA-MPJPE, the sparsification curve and the
-AUSE (mm) are reported. Ties in the score (e.g. several people at 0.99) are broken by sample order.
+Uncertainty quality, two figures named for what they are:
+
+* per person: the official POCO score (``PersonResult.score``: CLIFF the pelvis σ, PARE/HMR the mean
+  kinematically accumulated σ, clipped to [0, 0.99]) or, for TokenHMR, ``1 − token_confidence``, against PA-MPJPE:
+  Pearson and Spearman correlation, the sparsification curve and the AUSE (mm). Ties in the score (e.g. several
+  people at 0.99) are broken by sample order. This is hpsedge's figure, not one a paper logs.
+* per joint (POCO models): the correlation POCO's trainer logs as "Uncert Error Correlation" — Pearson's r over
+  every (sample, joint) pair of the rotation-matrix MSE against σ (raw, as the released configs have
+  ``KINEMATIC_UNCERT: false``, and accumulated along the kinematic chain).
 
 Per-sample results are appended to ``OUT/samples/<label>.jsonl`` as they are computed, so an interrupted run
 resumes where it stopped (same data, folders and protocol; ``config.json`` says which).
@@ -31,6 +40,7 @@ import numpy as np
 from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.eval import metrics
 from hpsedge.eval.data import EvalSet, load_eval_set, load_j_regressor, resolve_images
+from hpsedge.runtime import confidence, rotations
 from hpsedge.runtime.files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
@@ -51,11 +61,13 @@ class ValConfig:
     images: Path
     smpl: Path
     out: Path
-    j_regressor: Path
+    #: J_regressor_h36m.npy (poco-3dpw) or SMPL_to_J19.pkl (tokenhmr-3dpw); tokenhmr-emdb uses SMPL's own
+    j_regressor: Path | None = None
     smpl_male: Path | None = None
     smpl_female: Path | None = None
     max_samples: int | None = None
-    pelvis: str = "h36m"
+    protocol: str = "poco-3dpw"  #: :data:`hpsedge.eval.metrics.PROTOCOLS`
+    pelvis: str | None = None  #: None: the protocol's root; "lsp-hips" swaps poco-3dpw's (no paper's protocol)
     backend: str = "auto"
     device: str = "auto"
     threads: int | None = None
@@ -205,15 +217,27 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
     from hpsedge.runtime.predictor import Predictor
 
     t_start = time.perf_counter()
-    if cfg.pelvis not in metrics.PELVIS_MODES:
-        raise InputError(f"unknown --pelvis '{cfg.pelvis}' (choose from {', '.join(metrics.PELVIS_MODES)})")
+    try:
+        proto = metrics.get_protocol(cfg.protocol, cfg.pelvis)
+    except ValueError as exc:
+        raise InputError(str(exc).replace("protocol ", "--protocol ").replace("pelvis ", "--pelvis "),
+                         hint=f"protocols: {', '.join(metrics.PROTOCOLS)}") from None
     if cfg.max_samples is not None and cfg.max_samples < 1:
         raise InputError("--max-samples must be at least 1")
+    if proto.regressor_rows is None and cfg.j_regressor is not None:
+        raise InputError(f"--protocol {proto.name} regresses joints with the SMPL file's own J_regressor; "
+                         "--j-regressor is not used", hint="leave out --j-regressor")
+    if proto.regressor_rows is not None and cfg.j_regressor is None:
+        want = "J_regressor_h36m.npy" if proto.regressor == "h36m" else "SMPL_to_J19.pkl (TokenHMR's data)"
+        raise InputError(f"--protocol {proto.name} needs --j-regressor {want}")
     targets = _targets(cfg.folders)
     data = load_eval_set(cfg.data, cfg.max_samples)
-    jreg = load_j_regressor(cfg.j_regressor)
     paths = resolve_images(cfg.images, data.imgname)
     neutral, gendered, smpl_note = _load_smpl_models(cfg, data)
+    if cfg.j_regressor is not None:
+        jreg = load_j_regressor(cfg.j_regressor, proto.regressor_rows or 17)
+    else:  # TokenHMR's EMDB code: the neutral SMPL's J_regressor (smplx.SMPL(MODEL_PATH).J_regressor)
+        jreg = np.asarray(neutral.j_regressor, dtype=np.float64)
 
     predictors: dict[str, Any] = {}
     uncert_kind: dict[str, str | None] = {}
@@ -239,9 +263,9 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
     config = {
         "data": str(cfg.data.resolve()),
         "data_sha256": sha256_file(cfg.data),
-        "j_regressor_sha256": sha256_file(cfg.j_regressor),
+        "j_regressor_sha256": None if cfg.j_regressor is None else sha256_file(cfg.j_regressor),
         "smpl": [str(Path(p).resolve()) if p else None for p in (cfg.smpl, cfg.smpl_male, cfg.smpl_female)],
-        "pelvis": cfg.pelvis,
+        "protocol": proto.name,
         "folders": [{k: d[k] for k in ("label", "folder", "precision", "graph")} for d in described],
     }
     _prepare_out(cfg, config)
@@ -249,8 +273,7 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
     done = {label: _read_samples(path) for label, path in files.items()}
     resumed = {label: sum(1 for r in data.rows if int(r) in d) for label, d in done.items()}
     n = len(data)
-    pve_aligned = cfg.pelvis == "hips"  # TokenHMR's code aligns meshes at the pelvis; POCO's compares them as is
-    boxes = data.boxes()
+    side = data.scale * 200.0
     handles = {label: open(path, "a", encoding="utf-8") for label, path in files.items()}  # noqa: SIM115
     try:
         for i in range(n):
@@ -261,28 +284,34 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
                     progress(i + 1, n, "resumed")
                 continue
             image = read_image(paths[i])
-            box = boxes[i : i + 1]
-            body = gendered.get(data.gender[i]) if (gendered and data.gender) else None
-            gt = (body or neutral).forward(data.shape[i : i + 1], data.pose[i : i + 1])
+            body = gendered.get(data.gender[i]) if (gendered and data.gender) else None  # 'n': neutral
+            gt_pose, gt_shape = ground_truth(data, i, proto)
+            gt = (body or neutral).forward(gt_shape, gt_pose)
             gt_v = gt.vertices.astype(np.float64)
-            gt_j, gt_root = _joints(gt_v, jreg, cfg.pelvis)
+            gt_j, gt_root = metrics.protocol_joints(gt_v, jreg, proto)
+            gt_rot = rotations.axis_angle_to_rotmat(gt_pose.reshape(1, 24, 3))
             for t in todo:
-                people = predictors[t.label].predict(image, box)
-                if len(people) != 1 or people[0].vertices is None:
+                p = predict_sample(predictors[t.label], image, data.center[i], float(side[i]), proto)
+                if p.vertices is None:
                     raise HpsedgeError(f"{t.label}: no prediction for sample {row} ({data.imgname[i]})")
-                p = people[0]
                 pv = p.vertices[None].astype(np.float64)
-                pj, p_root = _joints(pv, jreg, cfg.pelvis)
+                pj, p_root = metrics.protocol_joints(pv, jreg, proto)
                 unc, _kind = _uncertainty(p)
-                pve = metrics.pve(pv - p_root, gt_v - gt_root)[0] if pve_aligned else metrics.pve(pv, gt_v)[0]
+                if proto.pve_root_aligned:
+                    pve = metrics.pve(pv - p_root, gt_v - gt_root)[0]
+                else:
+                    pve = metrics.pve(pv, gt_v)[0]
                 rec = {
                     "row": row,
                     "imgname": data.imgname[i],
+                    "has_smpl": bool(data.has_smpl[i]),
                     "mpjpe": 1000.0 * float(metrics.mpjpe(pj, gt_j)[0]),
                     "pa_mpjpe": 1000.0 * float(metrics.pa_mpjpe(pj, gt_j)[0]),
                     "pve": 1000.0 * float(pve),
                     "uncertainty": unc,
                     "confidence": None if p.confidence is None else float(p.confidence),
+                    "rotmat_mse": [float(v) for v in metrics.rotmat_mse(p.pose_rotmat[None], gt_rot)[0]],
+                    "sigma": None if p.sigma is None else [float(v) for v in p.sigma],
                 }
                 done[t.label][row] = rec
                 handles[t.label].write(json.dumps(rec) + "\n")
@@ -303,13 +332,18 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
         "data": str(cfg.data),
         "samples": n,
         "rows_in_file": data.total_rows,
-        "skipped_without_smpl": data.skipped_no_smpl,
+        "rows_without_smpl": data.without_smpl,
         "protocol": {
-            "joints": "14 LSP joints from the H36M regressor (J_regressor_h36m, H36M_TO_J14)",
-            "pelvis": {"h36m": "regressed H36M pelvis (joint 0), as SPIN/PARE/POCO's evaluation code",
-                       "hips": "mid-point of the LSP hips"}[cfg.pelvis],
-            "pve": "root-aligned meshes" if pve_aligned else "meshes as the models return them (POCO's vert_error)",
+            "name": proto.name,
+            "official_code": proto.source,
+            "joints": proto.joints_text,
+            "pelvis": proto.root_text,
+            "pve": "root-aligned meshes" if proto.pve_root_aligned else "meshes as the models return them (POCO's vert_error)",
             "pa": "similarity Procrustes (rotation, scale, translation) of the prediction onto the ground truth",
+            "crop": ("integer centre and side (POCO's crop_cv2); CLIFF's bbox_info from the exact box"
+                     if proto.round_crop else "the exact box (TokenHMR's get_example), no anti-alias blur"),
+            "without_smpl": ("rows with has_smpl = 0 scored against pose 0, betas 0 (POCO's loader)"
+                             if proto.zero_gt_without_smpl else "rows with has_smpl = 0 scored against their stored values"),
             "smpl": smpl_note,
             "units": "mm",
         },
@@ -334,11 +368,38 @@ def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in label)
 
 
-def _joints(vertices: np.ndarray, jreg: np.ndarray, pelvis: str) -> tuple[np.ndarray, np.ndarray]:
-    j17 = np.einsum("jv,bvc->bjc", jreg, vertices, optimize=True)
-    j14 = j17[:, list(metrics.H36M_TO_J14)]
-    r = metrics.root(j17, j14, pelvis)
-    return j14 - r, r
+def ground_truth(data: EvalSet, i: int, proto: metrics.Protocol) -> tuple[np.ndarray, np.ndarray]:
+    """Row ``i``'s ground-truth (pose [1, 72], betas [1, 10]); POCO's loader zeroes both where has_smpl is 0."""
+    if proto.zero_gt_without_smpl and not data.has_smpl[i]:
+        return np.zeros((1, 72)), np.zeros((1, 10))
+    return data.pose[i : i + 1], data.shape[i : i + 1]
+
+
+def crop_box(center: np.ndarray, side: float, proto: metrics.Protocol) -> np.ndarray:
+    """[1, 4] box that is cropped: POCO's ``crop_cv2`` rounds centre and side to integers (``int(round(·))``,
+    ties to even as Python's ``round``); TokenHMR crops the exact box."""
+    c = np.asarray(center, dtype=np.float64).reshape(2)
+    s = float(side)
+    if proto.round_crop:
+        c = np.array([float(round(c[0])), float(round(c[1]))])
+        s = float(round(s))
+    return np.array([[c[0] - s / 2.0, c[1] - s / 2.0, c[0] + s / 2.0, c[1] + s / 2.0]])
+
+
+def predict_sample(pred: Any, image: np.ndarray, center: np.ndarray, side: float, proto: metrics.Protocol) -> Any:
+    """One person as the protocol's official evaluation feeds the model: the crop of :func:`crop_box`, CLIFF's
+    ``bbox_info`` from the exact box (POCO's ``calculate_bbox_info(center, scale)``), no anti-alias blur."""
+    from hpsedge.runtime.preprocess import cliff_bbox_info, preprocess
+
+    box = crop_box(center, side, proto)
+    feeds, meta = preprocess(image, box, pred.preprocessing)
+    if "bbox_info" in feeds:
+        feeds["bbox_info"] = cliff_bbox_info(np.asarray(center, dtype=np.float64).reshape(1, 2),
+                                             np.array([float(side)]), meta.image_hw)
+    people = pred.postprocess(pred.run_batched(feeds), meta, box)
+    if len(people) != 1:
+        raise HpsedgeError(f"expected one prediction for the box {box[0].tolist()}, got {len(people)}")
+    return people[0]
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -364,7 +425,25 @@ def _summarise(recs: list[dict[str, Any]], uncert_kind: str | None) -> dict[str,
         }
     else:
         out["uncertainty"] = None
+    out["per_joint_uncertainty"] = _per_joint(recs)
     return out
+
+
+def _per_joint(recs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """POCO's logged per-joint correlation (``trainer.py`` → ``accumulate_corr_vect``): Pearson's r over every
+    (sample, joint) pair of the rotation-matrix MSE against σ, raw and kinematically accumulated."""
+    if not recs or any(r.get("sigma") is None or r.get("rotmat_mse") is None for r in recs):
+        return None
+    sigma = np.array([r["sigma"] for r in recs], dtype=np.float64)
+    mse = np.array([r["rotmat_mse"] for r in recs], dtype=np.float64)
+    return {
+        "definition": "Pearson r over (sample, joint) pairs: rotation-matrix MSE (mean over the 3x3 entries) vs σ "
+                      "(POCO trainer.py, logged as 'Uncert Error Correlation')",
+        "pairs": int(mse.size),
+        "pearson_rotmat_mse_sigma": metrics.pearson(mse.ravel(), sigma.ravel()),
+        "pearson_rotmat_mse_accumulated_sigma": metrics.pearson(
+            mse.ravel(), confidence.accumulate_sigma(sigma.astype(np.float32)).astype(np.float64).ravel()),
+    }
 
 
 def _f(v: float | None, nd: int = 1) -> str:
@@ -377,23 +456,28 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# hpsedge val: {Path(doc['data']).name}, {doc['samples']} samples",
         "",
-        f"Protocol: {proto['joints']}; pelvis: {proto['pelvis']}; PVE: {proto['pve']}; PA: {proto['pa']}. "
+        f"Protocol `{proto.get('name', 'poco-3dpw')}`: {proto['joints']}; root: {proto['pelvis']}; PVE: {proto['pve']}; "
+        f"PA: {proto['pa']}; crop: {proto.get('crop', '–')}. "
         f"{proto['smpl'][0].upper() + proto['smpl'][1:]}. All errors in mm; every folder ran the same samples.",
         "",
-        "| folder | model | precision | graph | backend | MPJPE | PA-MPJPE | PVE | uncertainty | Pearson r (PA) | "
-        "Spearman ρ (PA) | AUSE (PA, mm) |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| folder | model | precision | graph | backend | MPJPE | PA-MPJPE | PVE | per-person uncertainty | "
+        "Pearson r (PA) | Spearman ρ (PA) | AUSE (PA, mm) | per-joint r, rotmat MSE vs σ (POCO's logged) | "
+        "per-joint r vs accumulated σ |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for f in doc["folders"]:
         r = doc["results"][f["label"]]
         u = r.get("uncertainty") or {}
+        pj = r.get("per_joint_uncertainty") or {}
         lines.append(
             f"| {f['label']} | {f['model']} | {f['precision']} | {f['graph']} | {f['backend']} | "
             f"{r['mpjpe']['mean']:.2f} | {r['pa_mpjpe']['mean']:.2f} | {r['pve']['mean']:.2f} | {u.get('score') or '–'} | "
-            f"{_f(u.get('pearson_pa_mpjpe'), 3)} | {_f(u.get('spearman_pa_mpjpe'), 3)} | {_f(u.get('ause_pa_mpjpe'), 2)} |"
+            f"{_f(u.get('pearson_pa_mpjpe'), 3)} | {_f(u.get('spearman_pa_mpjpe'), 3)} | {_f(u.get('ause_pa_mpjpe'), 2)} | "
+            f"{_f(pj.get('pearson_rotmat_mse_sigma'), 3)} | {_f(pj.get('pearson_rotmat_mse_accumulated_sigma'), 3)} |"
         )
-    if doc.get("skipped_without_smpl"):
-        lines += ["", f"{doc['skipped_without_smpl']} row(s) of the file have no SMPL ground truth and were left out."]
+    if doc.get("rows_without_smpl"):
+        lines += ["", f"{doc['rows_without_smpl']} row(s) have has_smpl = 0 and were scored as the official code "
+                      f"does ({proto.get('without_smpl', '')}); `samples/*.jsonl` marks them."]
     lines += ["", "Means; `results.json` also holds medians, 90th percentiles and the sparsification curves, and "
               "`samples/*.jsonl` every sample's errors.", ""]
     return "\n".join(lines)

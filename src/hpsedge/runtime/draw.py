@@ -186,9 +186,10 @@ def _person_joints2d(r: Any) -> np.ndarray | None:
     if r.view_transl is None:
         return None
     joints = approx_skeleton(r.pose_rotmat[None])
-    from hpsedge.runtime.camera import project_pinhole
+    from hpsedge.runtime.camera import project_view
 
-    return project_pinhole(joints, np.asarray(r.view_transl)[None], r.view_focal, np.asarray(r.view_center))[0]
+    return project_view(joints, np.asarray(r.view_transl)[None], r.view_focal, np.asarray(r.view_center),
+                        getattr(r, "intrinsics", None))[0]
 
 
 def _joint_colors(r: Any) -> list[tuple[int, int, int]]:
@@ -219,11 +220,11 @@ def render_overlay(image_rgb: np.ndarray, results: Sequence[Any], faces: np.ndar
     # nearest person last, so it is painted on top
     for r in sorted(visible, key=lambda r: -float(r.view_transl[2])):
         if r.vertices is not None and faces is not None:
-            from hpsedge.runtime.camera import project_pinhole
+            from hpsedge.runtime.camera import project_view
 
             verts_cam = r.vertices.astype(np.float64) + np.asarray(r.view_transl, np.float64)
-            verts2d = project_pinhole(r.vertices[None], np.asarray(r.view_transl)[None], r.view_focal,
-                                      np.asarray(r.view_center))[0]
+            verts2d = project_view(r.vertices[None], np.asarray(r.view_transl)[None], r.view_focal,
+                                   np.asarray(r.view_center), getattr(r, "intrinsics", None))[0]
             draw_mesh(draw, verts_cam, faces, verts2d, confidence_color(r.confidence))
     blended = image_mod.blend(img, layer, 0.85)
     draw = draw_mod.Draw(blended)

@@ -83,12 +83,18 @@ def run_images(
     overlay: bool = True,
     side_view: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    detector: Any | None = None,
+    on_image: Callable[[int, np.ndarray, list[Any]], None] | None = None,
 ) -> ImagesSummary:
-    """Run ``predictor`` on ``images`` (boxes per image, ``None``: the whole image) and write into ``out``.
+    """Run ``predictor`` on ``images`` and write into ``out``. Each image's people come from its boxes, else
+    ``detector`` (the folder's person detector: ``hpsedge run --source`` finds the same people), else the
+    whole image (:func:`hpsedge.runtime.api.people_boxes`). ``on_image(index, rgb, results)`` is called after
+    each image (the ``--mcap``/``--rerun`` outputs).
 
     ``out`` must exist. A single image's error is raised; in a folder, bad images are skipped, named in
     the summary, and an :class:`HpsedgeError` naming them is raised after the others were written.
     """
+    from hpsedge.runtime.api import people_boxes
     from hpsedge.runtime.draw import contact_sheet, legend_for, render_overlay
     from hpsedge.runtime.io import read_image
 
@@ -100,9 +106,8 @@ def run_images(
     for i, (path, bxs) in enumerate(zip(images, per_image, strict=True)):
         try:
             rgb = read_image(path)
-            if bxs is None:
-                bxs = np.array([[0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])]], dtype=np.float32)
-            results = predictor.predict(rgb, bxs)
+            bxs, scores = people_boxes(detector, rgb, bxs)
+            results = predictor.predict(rgb, bxs) if len(bxs) else []
         except HpsedgeError as exc:
             if len(images) == 1:
                 raise
@@ -122,6 +127,13 @@ def run_images(
             "backend": f"{predictor.backend.name} ({predictor.backend.device})",
             "persons": [r.to_dict() for r in results],
         }
+        if scores is not None:
+            for person, score in zip(doc["persons"], scores, strict=True):
+                person["detector_score"] = round(float(score), 4)
+        if getattr(predictor, "intrinsics", None) is not None:
+            doc["camera"] = predictor.intrinsics.to_dict()
+        if on_image is not None:
+            on_image(i, rgb, results)
         (out / f"{path.stem}.json").write_text(dumps_strict(doc, indent=1) + "\n", encoding="utf-8")
         if results and predictor.smpl is not None:
             np.savez_compressed(

@@ -42,8 +42,7 @@ import numpy as np
 from hpsedge.errors import InputError, ManifestError
 from hpsedge.runtime import rotations
 from hpsedge.runtime.detect import Detections, Detector, DetectorConfig
-from hpsedge.runtime.predictor import PersonResult, Predictor, antialias_crops
-from hpsedge.runtime.preprocess import preprocess
+from hpsedge.runtime.predictor import PersonResult, Predictor
 from hpsedge.runtime.temporal import TemporalConfig, TemporalFilter
 from hpsedge.runtime.tracking import SortTracker
 
@@ -168,15 +167,17 @@ class Pipeline:
              detector_precision: str | None = None, backend: str = "auto", device: str = "auto",
              threads: int | None = None, precision: str | None = None, fps: float = 30.0,
              tracker: SortTracker | None = None, smooth: bool = True, need_detector: bool = True,
-             j_regressor_extra: str | Path | None = None, detect_every: int = 1,
+             j_regressor_extra: str | Path | None = None, intrinsics: Any | None = None, detect_every: int = 1,
              detector_threads: int | None = None, **detector_options: Any) -> Pipeline:
         """Load a build folder (and its detector, or ``detector`` = a detector ONNX with ``detector_options``
-        for :func:`hpsedge.runtime.detect.inspect_graph`). ``fps``: the frame rate the filter assumes.
+        for :func:`hpsedge.runtime.detect.inspect_graph`). ``fps``: the frame rate the filter assumes;
+        ``intrinsics``: the calibrated camera (see :meth:`Predictor.load`).
 
         ``detect_every``: run the detector on every k-th frame only (the tracker carries the boxes between).
         ``threads`` / ``detector_threads``: ONNX Runtime intra-op threads of the regressor / the detector
-        (default: ``threads``); with :meth:`stream`'s two stages running at once, 1 each fills 2 cores."""
-        pred = Predictor.load(folder, backend=backend, device=device, smpl=None, threads=threads, precision=precision)
+        (default: ``threads``); with :meth:`stream`'s stages running at once, 1 each fills 2 cores."""
+        pred = Predictor.load(folder, backend=backend, device=device, smpl=None, threads=threads, precision=precision,
+                              intrinsics=intrinsics)
         dthreads = threads if detector_threads is None else detector_threads
         det: Detector | None = None
         if detector is not None:
@@ -295,8 +296,7 @@ class Pipeline:
         if work.tracked:
             pboxes = np.stack([tb.box for tb in work.tracked])
             pred = self.predictor
-            feeds, work.meta = preprocess(work.rgb, pboxes, pred.preprocessing)
-            antialias_crops(work.rgb, feeds, work.meta, pred.preprocessing)
+            feeds, work.meta = pred.prepare(work.rgb, pboxes)
             work.raws = pred.postprocess(pred.run_batched(feeds), work.meta, pboxes)
         work.seconds["regressor"] = time.perf_counter() - t
         return work
@@ -471,7 +471,8 @@ class Pipeline:
 # ============================================================================================ run a source
 def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overlay: str | Path | None = None,
                boxes: list[np.ndarray] | None = None, progress: Any | None = None,
-               max_frames: int | None = None, threads: bool = True, regressor_workers: int = 1) -> dict[str, Any]:
+               max_frames: int | None = None, on_frame: Any | None = None, threads: bool = True,
+               regressor_workers: int = 1) -> dict[str, Any]:
     """Run ``pipeline`` over an opened :class:`~hpsedge.runtime.sources.Source`.
 
     Args:
@@ -480,6 +481,7 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
         boxes: per-frame person boxes (skips the detector), indexed by frame.
         progress: called as ``progress(frames_done, frames_per_second)``.
         max_frames: stop after this many frames.
+        on_frame: called as ``on_frame(frame, result)`` after each frame (the ``--mcap``/``--rerun`` outputs).
         threads: run the stages in threads (:meth:`Pipeline.stream`), ``regressor_workers`` regressor threads.
 
     Ctrl-C (KeyboardInterrupt) ends the run like the end of the source: everything so far is written, the
@@ -513,6 +515,8 @@ def run_source(pipeline: Pipeline, source: Any, jsonl: Any | None = None, overla
             ids.update(p.track_id for p in res.people)
             for k, v in res.seconds.items():
                 stage_sum[k] += v
+            if on_frame is not None:
+                on_frame(frame, res)
             if jsonl is not None:
                 jsonl.write(json.dumps(res.to_json(frame.time), separators=(",", ":")) + "\n")
                 jsonl.flush()

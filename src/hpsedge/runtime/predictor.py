@@ -88,13 +88,17 @@ class PersonResult:
     behind_camera: bool = False
     #: [49, 2] the 49-joint set projected with the same camera as ``joints2d`` (pixels; needs J_regressor_extra)
     joints49_2d: np.ndarray | None = None
+    #: the user's calibrated camera, when one was given: ``transl`` is in it, and ``joints2d``/overlays use
+    #: its fx, fy, principal point and lens distortion (:func:`hpsedge.runtime.camera.project_view`);
+    #: ``focal``/``view_focal`` are then √(fx·fy). Not repeated in :meth:`to_dict` (one per image)
+    intrinsics: camera.CameraIntrinsics | None = None
 
     def to_dict(self, include_mesh: bool = False) -> dict[str, Any]:
         """JSON-ready dict (lists and floats); the mesh is left out unless asked for (it is 6890×3)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "vertices" and not include_mesh:
+            if (f.name == "vertices" and not include_mesh) or f.name == "intrinsics":
                 continue
             if isinstance(v, np.ndarray):
                 v = np.round(v.astype(np.float64), 6).tolist()
@@ -165,6 +169,8 @@ class Predictor:
             log.info("%s has no uncertainty output: results carry no confidence (None)", manifest.model_name)
         # side of the square crop the camera refers to (TokenHMR: 256, of which the graph sees 256×192)
         self.crop_size = float(self.postprocessing.get("crop_size") or self.preprocessing["input_size"][1])
+        #: the user's calibrated camera (None: the model's assumed one); see :mod:`hpsedge.runtime.camera`
+        self.intrinsics: camera.CameraIntrinsics | None = None
 
     # ------------------------------------------------------------------------------------------ load
     @classmethod
@@ -177,6 +183,7 @@ class Predictor:
         j_regressor_extra: str | Path | np.ndarray | None = None,
         threads: int | None = None,
         precision: str | None = None,
+        intrinsics: Any | None = None,
     ) -> Predictor:
         """Load an export folder (or a bare ``.onnx``/``.engine`` with its manifest beside it).
 
@@ -191,7 +198,11 @@ class Predictor:
             threads: ONNX Runtime intra-op threads.
             precision: which ONNX artifact to use (``"fp32"``, ``"fp16"``, ``"int8"``); default: the folder's
                 own precision (``manifest["precision"]``).
+            intrinsics: the calibrated camera the images come from (anything
+                :func:`hpsedge.runtime.camera.as_intrinsics` reads: ``CameraIntrinsics``, a camera_info
+                YAML/JSON path, ``"fx,fy,cx,cy"``); default: each model's assumed camera.
         """
+        cam_k = camera.as_intrinsics(intrinsics)  # a bad camera file fails before the model loads
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
         if threads is not None and (not isinstance(threads, int) or threads < 0):
@@ -229,7 +240,9 @@ class Predictor:
             engine = _make_ort(manifest, onnx_path, device, threads)
         model = _load_smpl(smpl, j_regressor_extra) if smpl is not None else None
         log.info("loaded %s (%s) on %s", manifest.model_name, engine.name, engine.device)
-        return cls(manifest, engine, model)
+        pred = cls(manifest, engine, model)
+        pred.intrinsics = cam_k
+        return pred
 
     # --------------------------------------------------------------------------------------- predict
     #: most person boxes one :meth:`predict` call accepts (work and memory stay bounded); set per instance
@@ -265,13 +278,24 @@ class Predictor:
                 raise InputError(f"image must be H×W×3 uint8, got shape {arr.shape}")
             log.debug("no boxes given: the whole image is one person box")
             boxes = np.array([[0.0, 0.0, float(arr.shape[1]), float(arr.shape[0])]], dtype=np.float32)
-        feeds, meta = preprocess(image, boxes, self.preprocessing, bgr=bgr)
-        k = meta.num_persons
-        if k == 0:
+        feeds, meta = self.prepare(image, boxes, bgr=bgr)
+        if meta.num_persons == 0:
             return []
-        antialias_crops(image, feeds, meta, self.preprocessing, bgr=bgr)
         outputs = self.run_batched(feeds)
         return self.postprocess(outputs, meta, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+
+    def prepare(self, image: Any, boxes: Any, bgr: bool = False) -> tuple[dict[str, np.ndarray], CropMeta]:
+        """Image + boxes → graph feeds and crop metadata: crops (TokenHMR's anti-aliasing included) and, with a
+        calibrated camera, CLIFF's ``bbox_info`` from its focal length and principal point."""
+        feeds, meta = preprocess(image, boxes, self.preprocessing, bgr=bgr)
+        if meta.num_persons == 0:
+            return feeds, meta
+        antialias_crops(image, feeds, meta, self.preprocessing, bgr=bgr)
+        if self.intrinsics is not None:
+            self.intrinsics.check_image(meta.image_hw)
+            if "bbox_info" in feeds:
+                feeds["bbox_info"] = camera.cliff_bbox_info_with_intrinsics(meta.center, meta.size, self.intrinsics)
+        return feeds, meta
 
     def run_batched(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph over all people, in chunks no larger than the backend's max batch."""
@@ -290,7 +314,10 @@ class Predictor:
         cam = out["cam"].astype(np.float32)
         aa = rotations.rotmat_to_axis_angle(pose).astype(np.float32)
         focal = self.full_focal(meta)
-        transl = camera.full_image_translation(cam, meta.center, meta.size, meta.image_hw, focal).astype(np.float32)
+        if self.intrinsics is not None:
+            transl = camera.translation_with_intrinsics(cam, meta.center, meta.size, self.intrinsics).astype(np.float32)
+        else:
+            transl = camera.full_image_translation(cam, meta.center, meta.size, meta.image_hw, focal).astype(np.float32)
         sigma = out.get("sigma") if self.has_sigma else None
         acc = score = conf = jconf = None
         rule = self.confidence_rule
@@ -347,6 +374,7 @@ class Predictor:
                     view_center=view_c[i].astype(np.float32),
                     view_transl=view_t[i].astype(np.float32),
                     behind_camera=bool(behind[i]),
+                    intrinsics=self.intrinsics,
                 )
             )
         return results
@@ -356,7 +384,10 @@ class Predictor:
 
         ``postprocessing.full_focal == "max_side"`` (TokenHMR, HMR 2.0's demo): ``crop_focal_length /
         crop_size · max(W, H)`` = 5000/256 · max(W, H); otherwise CLIFF's √(W² + H²) (``meta.focal``).
+        With a calibrated camera: its √(fx·fy), for every model.
         """
+        if self.intrinsics is not None:
+            return self.intrinsics.f
         if self.manifest.full_focal == "max_side":
             crop_focal = float(self.postprocessing.get("crop_focal_length", 5000.0))
             return crop_focal / self.crop_size * float(max(meta.image_hw))
@@ -375,6 +406,9 @@ class Predictor:
         """
         k = meta.num_persons
         h, w = meta.image_hw
+        if self.intrinsics is not None:  # the user's camera, whatever the model's own projection rule
+            i = self.intrinsics
+            return (np.full(k, i.f), np.tile([i.cx, i.cy], (k, 1)), np.asarray(transl, dtype=np.float64).reshape(k, 3))
         if self.projection == "full_image":
             focal = self.full_focal(meta)
             return (np.full(k, float(focal)), np.tile([w / 2.0, h / 2.0], (k, 1)),
@@ -387,7 +421,7 @@ class Predictor:
     def project(self, points: np.ndarray, cam: np.ndarray, transl: np.ndarray, meta: CropMeta) -> np.ndarray:
         """3D points [K,J,3] in the body frame → image pixels, with the manifest's camera (:meth:`view_cameras`)."""
         focal, center, t = self.view_cameras(cam, transl, meta)
-        return camera.project_pinhole(points, t, focal, center).astype(np.float32)
+        return camera.project_view(points, t, focal, center, self.intrinsics).astype(np.float32)
 
     def close(self) -> None:
         self.backend.close()

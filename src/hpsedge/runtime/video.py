@@ -427,9 +427,9 @@ def _write_overlay(predictor: Any, video_path: Path, path: Path, info: VideoInfo
             if shown and smpl is not None:
                 body = smpl.forward(np.stack([p.betas for p in shown]), np.stack([p.pose_rotmat for p in shown]))
                 # the camera each result reports its joints2d with (crop camera for PARE/HMR), as `hpsedge run`
-                j2d = camera.project_pinhole(body.joints, np.stack([p.view_transl for p in shown]),
-                                             np.array([p.view_focal for p in shown]),
-                                             np.stack([p.view_center for p in shown]))
+                j2d = camera.project_view(body.joints, np.stack([p.view_transl for p in shown]),
+                                          np.array([p.view_focal for p in shown]),
+                                          np.stack([p.view_center for p in shown]), shown[0].intrinsics)
                 shown = [replace(p, vertices=body.vertices[n], joints3d=body.joints[n], joints2d=j2d[n].astype(np.float32))
                          for n, p in enumerate(shown)]
                 marks = [(shown[n], *m[1:]) for n, m in enumerate(marks)]
