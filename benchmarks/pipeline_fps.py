@@ -174,6 +174,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime threads, sequential")
     ap.add_argument("--smpl", type=Path, help="an SMPL .npz (mesh + joints per person); default: none")
+    ap.add_argument("--only", help="comma-separated configuration numbers to run (1 = today; default: all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -215,6 +216,9 @@ def main() -> None:
             ("+ 2 regressor workers (all shortcuts)", fast, 2),
             (f"all shortcuts but sequential, {seq} threads per graph", {**fast, "threads": seq}, 0),
         ]
+        if args.only:
+            keep = sorted({int(x) for x in args.only.split(",")} | {1})  # today's is the ratios' reference
+            configs = [configs[i - 1] for i in keep]
         pipes = [make(**kw) for _, kw, _ in configs]
         fps: list[list[float]] = [[] for _ in configs]
         neigh: list[list[float]] = [[] for _ in configs]
