@@ -292,6 +292,8 @@ def export_triton(
     (hdir / "1").mkdir(parents=True, exist_ok=True)
     (hdir / "1" / "model.py").write_text(MODEL_PY, encoding="utf-8")
     (hdir / "1" / "manifest.json").write_text(json.dumps(manifest.raw, indent=1) + "\n", encoding="utf-8")
+    if "error_bound" in manifest.artifacts:  # the runtime verifies it against the manifest in the version folder
+        shutil.copyfile(manifest.verified_artifact("error_bound"), hdir / "1" / manifest.artifacts["error_bound"]["file"])
     params = {"max_persons": str(int(max_persons))}
     if smpl_path is not None:
         smpl_name = "smpl" + smpl_path.suffix.lower()

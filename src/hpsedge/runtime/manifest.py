@@ -40,7 +40,9 @@ family this runtime has never heard of runs as long as its rules are ones it imp
 Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: projection is
 ``full_image`` when the model takes ``bbox_info``, else ``crop``; confidence is ``"sigma"`` when the model has σ.
 
-``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. An INT8 folder also
+``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. ``"error_bound"`` names
+``error_bound.json``, error bounds in mm fitted by ``hpsedge calib error-bound`` (read, verified, by
+:mod:`hpsedge.runtime.error_bound`). An INT8 folder also
 holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration ranges and say in ``"serves"``
 which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
 "TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.errors import BackendError, InputError, ManifestError
-from hpsedge.runtime import camera, confidence, rotations
+from hpsedge.runtime import camera, confidence, error_bound, rotations
 from hpsedge.runtime.backends.base import Backend
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 from hpsedge.runtime.preprocess import (
@@ -88,6 +88,12 @@ class PersonResult:
     behind_camera: bool = False
     #: [49, 2] the 49-joint set projected with the same camera as ``joints2d`` (pixels; needs J_regressor_extra)
     joints49_2d: np.ndarray | None = None
+    #: joint group → bound (mm): with probability ≥ ``error_bound_coverage`` every joint of the group is within
+    #: it of the truth, root-relative (:mod:`hpsedge.runtime.error_bound`; "body" = the whole person). None
+    #: when the folder has no fitted ``error_bound.json`` or the model has no uncertainty (see the reason)
+    error_bound_mm: dict[str, float] | None = None
+    error_bound_coverage: float | None = None  #: the coverage the bounds hold at (e.g. 0.9)
+    error_bound_reason: str | None = None  #: why there is no bound (None when there is one)
     #: the user's calibrated camera, when one was given: ``transl`` is in it, and ``joints2d``/overlays use
     #: its fx, fy, principal point and lens distortion (:func:`hpsedge.runtime.camera.project_view`);
     #: ``focal``/``view_focal`` are then √(fx·fy). Not repeated in :meth:`to_dict` (one per image)
@@ -167,6 +173,12 @@ class Predictor:
         self.joint_sets = manifest.joint_sets
         if self.confidence_rule is None:
             log.info("%s has no uncertainty output: results carry no confidence (None)", manifest.model_name)
+        #: the folder's verified, fitted error bound (None: see :attr:`error_bound_reason`)
+        self.error_bound = error_bound.load_error_bound(manifest)
+        self.error_bound_reason: str | None = None
+        if self.error_bound is None:
+            no_unc = self.confidence_rule is None and not self.has_sigma
+            self.error_bound_reason = error_bound.NO_UNCERTAINTY if no_unc else error_bound.NOT_FITTED
         # side of the square crop the camera refers to (TokenHMR: 256, of which the graph sees 256×192)
         self.crop_size = float(self.postprocessing.get("crop_size") or self.preprocessing["input_size"][1])
         #: the user's calibrated camera (None: the model's assumed one); see :mod:`hpsedge.runtime.camera`
@@ -344,6 +356,11 @@ class Predictor:
         def pick(arr: np.ndarray | None, i: int) -> np.ndarray | None:
             return None if arr is None else arr[i]
 
+        eb, eb_reason = self.error_bound, self.error_bound_reason
+        bounds = None if eb is None else eb.bounds(acc, score, conf)
+        if eb is not None and bounds is None:
+            eb_reason = f"this run gave no {eb.uncertainty} output, which the error bound needs"
+
         results = []
         for i in range(k):
             results.append(
@@ -374,6 +391,10 @@ class Predictor:
                     view_center=view_c[i].astype(np.float32),
                     view_transl=view_t[i].astype(np.float32),
                     behind_camera=bool(behind[i]),
+                    error_bound_mm=None if bounds is None or eb is None
+                    else {n: float(b) for n, b in zip(eb.group_names, bounds[i], strict=True)},
+                    error_bound_coverage=None if bounds is None or eb is None else eb.coverage,
+                    error_bound_reason=eb_reason,
                     intrinsics=self.intrinsics,
                 )
             )
