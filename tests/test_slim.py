@@ -157,3 +157,14 @@ def test_slim_errors(full, tmp_path):
     assert "onnx_int8_cpu" in inspect_path(slim)["problems"]
     with pytest.raises(ManifestError, match="sha256"):
         Predictor.load(slim, device="cpu")
+
+
+def test_slim_keeps_the_error_bound(full):
+    """A folder's metric error bound (``error_bound.json``, issue 25) is runtime data: every target keeps it."""
+    from hpsedge.runtime.manifest import load_manifest
+    from hpsedge.slim import slim_keys
+
+    m = load_manifest(full)
+    m.raw["artifacts"]["error_bound"] = {"file": "error_bound.json", "sha256": "0" * 64, "bytes": 10}
+    for target in ("ort-int8", "trt-int8"):
+        assert "error_bound" in slim_keys(m, SlimTarget.parse(target))

@@ -3,7 +3,8 @@
 A full INT8 folder holds the FP32 reference graph, both INT8 flavours, reports and calibration data; a robot
 that runs one of them needs one graph. :func:`make_slim` writes a folder holding only the artifacts of that
 target — the regressor graph (and, for TensorRT, the engine built from it, when there is one), the person
-detector the folder's pipeline would run, ``report.md`` and ``trtexec.sh`` for TensorRT — and a manifest that
+detector the folder's pipeline would run, its ``error_bound.json`` when it has one, ``report.md`` and
+``trtexec.sh`` for TensorRT — and a manifest that
 lists only them, with the same sha256 and sizes, plus a ``slim`` block::
 
     "slim": {"target": "ort-int8", "backend": "ort", "precision": "int8",
@@ -115,7 +116,8 @@ def slim_keys(m: Manifest, target: SlimTarget) -> list[str]:
         keep.append(det)
         if detector_engine_entry(m, "trt" if target.backend == "trt" else "ort", det) is not None:
             keep.append("detector_engine")
-    keep += [k for k in ("report",) if k in arts]
+    # the metric error bound (error_bound.json) is runtime data of the folder, whatever graph runs
+    keep += [k for k in ("error_bound", "report") if k in arts]
     return keep
 
 
