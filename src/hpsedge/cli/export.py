@@ -246,7 +246,7 @@ def export_triton_cmd(
     max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
     max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
     smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: the hpsedge model returns joints and vertices.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it is a repository hpsedge wrote and nobody changed since.")] = False,
 ) -> None:
     """Write an NVIDIA Triton model repository (network + the hpsedge pre/post-processing model)."""
     from hpsedge.export.triton import export_triton

@@ -294,6 +294,10 @@ def check_layout(layout: str, outputs: list[tuple[str, list[Any]]]) -> None:
                          hint="leave --detector-layout out to recognise the layout from the outputs")
 
 
+#: most classes a detector's metadata may name
+MAX_CLASSES = 100_000
+
+
 def parse_class_names(text: str | None) -> dict[int, str] | None:
     """Ultralytics' ``names`` metadata (a dict literal ``{0: 'person', ...}``) → dict, or None when absent.
 
@@ -308,8 +312,11 @@ def parse_class_names(text: str | None) -> dict[int, str] | None:
         raise InputError("detector metadata 'names' is not a Python literal dict of class names") from None
     if isinstance(value, list):
         value = dict(enumerate(value))
-    if not isinstance(value, dict) or not all(isinstance(k, int) and isinstance(v, str) for k, v in value.items()):
-        raise InputError("detector metadata 'names' must map class indices to names")
+    if not isinstance(value, dict) or not all(
+        type(k) is int and 0 <= k < MAX_CLASSES and isinstance(v, str) for k, v in value.items()
+    ):
+        # a negative index would pick a box row instead of a class row (-1: boxes scored by their height)
+        raise InputError(f"detector metadata 'names' must map class indices 0..{MAX_CLASSES - 1} to names")
     return {int(k): str(v) for k, v in value.items()}
 
 
@@ -394,8 +401,8 @@ def decode(outputs: dict[str, np.ndarray], layout: str, person_class: int, score
             raise InputError(f"detector output {names[0]} has shape {list(out.shape)}; the 'yolo' layout is [1, 4+C, A]")
         pred = out[0]
         ncls = pred.shape[0] - 4
-        if not all_classes and person_class >= ncls:
-            raise InputError(f"person class {person_class} but the detector has {ncls} classes")
+        if not all_classes and not 0 <= person_class < ncls:
+            raise InputError(f"person class {person_class} but the detector has classes 0..{ncls - 1}")
         if all_classes:
             sc = pred[4:].max(0)
             m = sc > score_threshold
@@ -484,6 +491,8 @@ class DetectorConfig:
             raise InputError(f"detector IoU threshold must be in (0, 1], got {self.iou_threshold}")
         if self.max_detections < 1:
             raise InputError(f"max detections must be ≥ 1, got {self.max_detections}")
+        if not 0 <= self.person_class < MAX_CLASSES:
+            raise InputError(f"detector person class must lie in 0..{MAX_CLASSES - 1}, got {self.person_class}")
         if min(self.input_size) < 32 or max(self.input_size) > 4096:
             raise InputError(f"detector input size {list(self.input_size)} is out of range (32–4096)")
 

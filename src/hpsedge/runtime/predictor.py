@@ -250,6 +250,7 @@ class Predictor:
             onnx_path = manifest.artifact_path(key)
             _check_artifact_size(manifest, key, onnx_path)
             engine = _make_ort(manifest, onnx_path, device, threads)
+            manifest.check_unchanged(key)  # what ONNX Runtime opened is what was verified
         model = _load_smpl(smpl, j_regressor_extra) if smpl is not None else None
         log.info("loaded %s (%s) on %s", manifest.model_name, engine.name, engine.device)
         pred = cls(manifest, engine, model)

@@ -67,7 +67,7 @@ def graph_for_provider(artifacts: Mapping[str, Mapping[str, Any]], key: str, pro
     family = [key, *sorted(k for k, a in artifacts.items()
                            if k != key and k.startswith("onnx") and prec is not None and a.get("precision") == prec)]
     for k in family:
-        if provider in (artifacts.get(k) or {}).get("serves", ()):
+        if provider in ((artifacts.get(k) or {}).get("serves") or ()):
             return k
     return key
 
