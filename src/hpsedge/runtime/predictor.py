@@ -230,6 +230,10 @@ class Predictor:
 
             available, gpu_cc, trt_version, gpu_name = _engine_probe()
             chosen, _reason = choose_backend(manifest, available, gpu_cc, trt_version, gpu_name=gpu_name)
+        if "slim" in manifest.raw:  # a slim folder runs only its target (hpsedge.slim)
+            from hpsedge.slim import check_slim_target
+
+            check_slim_target(manifest, chosen, precision)
         if chosen == "trt":
             from hpsedge.runtime.trt.backend import TensorRTBackend
 
@@ -520,8 +524,11 @@ def antialias_crops(image: Any, feeds: dict[str, np.ndarray], meta: CropMeta, sp
 def _onnx_key(manifest: Manifest, precision: str | None) -> str:
     """The ONNX artifact to run: the one asked for, else the folder's own precision graph (a build folder
     made with ``--precision fp16`` runs its FP16 graph by default), else the FP32 graph."""
+    own = str(manifest.raw.get("precision", "fp32"))
+    if "slim" in manifest.raw and precision in (None, own):  # one graph of its precision, under its own key
+        return next((k for k, a in manifest.artifacts.items() if k.startswith("onnx") and a.get("precision") == own),
+                    "onnx")
     if precision is None:
-        own = str(manifest.raw.get("precision", "fp32"))
         return f"onnx_{own}" if f"onnx_{own}" in manifest.artifacts else "onnx"
     if precision == "fp32":
         return "onnx"
