@@ -67,7 +67,8 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
         if not path.exists():
             arts[key] = f"{art['file']}: MISSING"
             if key != "report":
-                problems[key] = f"artifact '{key}' ({art['file']}) is missing"
+                problems[key] = (f"artifact '{key}' ({art['file']}) is missing (a copy holding only the graph it "
+                                 "runs: make it with `hpsedge export slim DIR --target BACKEND-PRECISION --out SLIM`)")
             continue
         status = ""
         if "sha256" in art:
@@ -113,8 +114,17 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
                                                           f"missing {drift.get('missing')}, extra {drift.get('extra')}")
         for name, chk in (det.get("trt_check") or {}).items():
             detector[f"TensorRT check ({name})"] = "ok" if chk.get("ok") else "; ".join(chk.get("errors", []))
+    slim = raw.get("slim")
+    slim_sec: dict[str, Any] = {}
+    if isinstance(slim, dict):
+        slim_sec = {
+            "target": f"{slim.get('target')} (runs only there; other backends and precisions are refused)",
+            "source manifest": f"sha256 {str(slim.get('source_manifest_sha256'))[:12]}…",
+            "dropped": ", ".join(str(f) for f in (slim.get("dropped") or {}).values()) or "nothing",
+        }
     out = {
         "manifest": summary,
+        **({"slim folder": slim_sec} if slim_sec else {}),
         **({f"accuracy vs fp32 ({raw['accuracy'].get('precision', '?')})": _accuracy_rows(raw["accuracy"])}
            if isinstance(raw.get("accuracy"), dict) else {}),
         "graph I/O": io,
@@ -202,13 +212,19 @@ def _machine(m: Manifest) -> dict[str, Any]:
     except ImportError:
         ort_line = "onnxruntime not installed (pip install onnxruntime)"
     choice, reason = choose_backend(m, available, gpu_cc, trt_version, gpu_name=gpu_name)
+    slim = m.raw.get("slim")
+    if isinstance(slim, dict) and slim.get("backend") != choice:
+        need = "TensorRT and a GPU" if slim.get("backend") == "trt" else "ONNX Runtime"
+        reason = (f"nothing here: a slim folder for {slim.get('target')} needs {need}; this machine would take "
+                  f"{'TensorRT' if choice == 'trt' else 'ONNX Runtime'} ({reason})")
     out = {
         "GPU": f"{gpu_name} (sm {gpu_cc})" if gpu_cc else "none visible to TensorRT",
         "TensorRT": trt_version or "not installed",
         "ONNX Runtime": ort_line,
-        "runs with": f"{'TensorRT' if choice == 'trt' else 'ONNX Runtime'} — {reason}",
+        "runs with": (reason if reason.startswith("nothing here")
+                      else f"{'TensorRT' if choice == 'trt' else 'ONNX Runtime'} — {reason}"),
     }
-    if choice != "trt":
+    if choice != "trt" and not (isinstance(slim, dict) and slim.get("backend") != choice):
         try:
             from hpsedge.runtime.backends.ort import first_provider
 

@@ -1,4 +1,5 @@
-"""``hpsedge calib make``: a thin wrapper over :func:`hpsedge.calib.sets.make_calibration_set`."""
+"""``hpsedge calib make`` (:func:`hpsedge.calib.sets.make_calibration_set`) and ``hpsedge calib error-bound``
+(:func:`hpsedge.eval.error_bound.fit_error_bound`): thin wrappers."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from rich.progress import (
 
 from hpsedge.cli._common import console, err_console, new_app
 
-calib_app = new_app("Calibration sets for INT8 (made with the runtime's own preprocessing).")
+calib_app = new_app("Calibration sets for INT8, and error bounds in mm fitted from a val run.")
 
 
 @calib_app.callback()
 def _calib() -> None:
-    """Calibration sets for INT8 (made with the runtime's own preprocessing)."""
+    """Calibration sets for INT8 (made with the runtime's own preprocessing), and error bounds in mm."""
 
 
 @calib_app.command("make")
@@ -76,3 +77,39 @@ def make_cmd(
                       f"candidates {hist['candidates']}, chosen {hist['chosen']}")
     console.print(f"  sidecar: {result.sidecar}")
     console.print(f"  next: hpsedge export onnx ... --precision int8 --calib {result.path}")
+
+
+@calib_app.command("error-bound")
+def error_bound_cmd(
+    folder: Annotated[Path, typer.Argument(help="Build folder to store error_bound.json in (its manifest lists it).")],
+    val_results: Annotated[
+        Path, typer.Option("--val-results", help="The --out folder of a `hpsedge val` run of this folder.")
+    ],
+    coverage: Annotated[float, typer.Option("--coverage", help="Nominal coverage of the bounds (a probability).")] = 0.9,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Which folder of the val run [default: the one at FOLDER].")
+    ] = None,
+    uncertainty: Annotated[str | None, typer.Option(
+        "--uncertainty", help="sigma | score | confidence [default: sigma for POCO, confidence for TokenHMR].")] = None,
+    groups: Annotated[
+        str, typer.Option("--groups", help="parts (body, torso, arms, legs) | joints (body + each joint).")
+    ] = "parts",
+    holdout: Annotated[float, typer.Option("--holdout", help="Share of the samples held out to measure coverage.")] = 0.4,
+    fit_fraction: Annotated[
+        float, typer.Option("--fit-fraction", help="Share of the samples that fit the uncertainty scale.")
+    ] = 0.2,
+    split: Annotated[str, typer.Option("--split", help="auto | sequence (image folder) | sample.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split.")] = 0,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write the reliability diagram (PNG) here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an error_bound.json hpsedge wrote before.")] = False,
+) -> None:
+    """Fit error bounds in mm (split conformal) from a val run and store them in the build folder."""
+    from hpsedge.eval.error_bound import ErrorBoundConfig, fit_error_bound
+
+    cfg = ErrorBoundConfig(coverage=coverage, uncertainty=uncertainty, groups=groups, fit_fraction=fit_fraction,
+                           holdout_fraction=holdout, split=split, seed=seed, force=force)
+    doc = fit_error_bound(folder, val_results, cfg, label=label, plot=plot)
+    for name, g in doc["groups"].items():
+        console.print(f"{name}: held-out coverage {g['achieved_coverage']:.3f} (nominal {doc['coverage']:.2f}, "
+                      f"{g['n_holdout']} samples), mean bound {g['mean_bound_mm']:.1f} mm")
+    console.print(f"wrote {doc['written']} (split {doc['split']['how']}; uncertainty: {doc['uncertainty']})")

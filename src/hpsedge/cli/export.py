@@ -1,4 +1,4 @@
-"""``hpsedge export onnx|build|triton``: thin wrappers over :func:`hpsedge.export.onnx.export_onnx`,
+"""``hpsedge export onnx|build|triton|slim``: thin wrappers over :func:`hpsedge.export.onnx.export_onnx`,
 :func:`hpsedge.export.build.export_build` / :func:`~hpsedge.export.build.rebuild_on_device` and
 :func:`hpsedge.export.triton.export_triton`."""
 
@@ -32,7 +32,8 @@ from hpsedge.cli._common import (
 from hpsedge.errors import HpsedgeError
 from hpsedge.runtime.folder import DEFAULT_MAX_BATCH
 
-export_app = new_app("Export a zoo model: `onnx` (verified graph + manifest), `build` (the whole chain to an engine) "
+export_app = new_app("Export a zoo model: `onnx` (verified graph + manifest), `build` (the whole chain to an engine), "
+                     "`slim` (a copy of a build folder with only what one target runs) "
                      "or `triton` (a Triton model repository from a build folder).")
 
 MaxBatchOpt = Annotated[int, typer.Option("--max-batch", help="Largest person batch (engine profile max).")]
@@ -271,7 +272,7 @@ def export_triton_cmd(
     max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
     max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
     smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: the hpsedge model returns joints and vertices.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it is a repository hpsedge wrote and nobody changed since.")] = False,
 ) -> None:
     """Write an NVIDIA Triton model repository (network + the hpsedge pre/post-processing model)."""
     from hpsedge.export.triton import export_triton
@@ -284,3 +285,21 @@ def export_triton_cmd(
     console.print(f"[green]✓[/green] Triton repository → [bold]{res.out_dir}[/bold]: {', '.join(res.models)} "
                   f"(hpsedge calls {res.network_model}); see {res.readme}")
 
+
+
+@export_app.command("slim")
+def export_slim_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    target: Annotated[str, typer.Option("--target", "-t", help="What the robot runs: ort-fp32|ort-fp16|ort-int8 "
+                                                                "(ONNX Runtime CPU) or trt-fp32|trt-fp16|trt-int8.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The slim folder to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing hpsedge folder at --out.")] = False,
+) -> None:
+    """Copy a build folder with only what one target runs (verified; the manifest lists only those files)."""
+    from hpsedge.slim import SlimTarget, make_slim
+
+    tgt = SlimTarget.parse(target)  # a typo is one error line before any file is read
+    res = make_slim(export_dir, out, tgt, force=force)
+    console.print(f"[green]✓[/green] slim folder for {res.target.name} → [bold]{res.folder}[/bold]: "
+                  f"{', '.join(res.kept.values())} ({fmt_bytes(res.bytes_kept)} of {fmt_bytes(res.bytes_source)}); "
+                  f"next: hpsedge inspect {res.folder}")

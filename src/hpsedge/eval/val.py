@@ -301,6 +301,10 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
                     "confidence": None if p.confidence is None else float(p.confidence),
                     "rotmat_mse": [float(v) for v in metrics.rotmat_mse(p.pose_rotmat[None], gt_rot)[0]],
                     "sigma": None if p.sigma is None else [float(v) for v in p.sigma],
+                    # for `hpsedge calib error-bound` (hpsedge.eval.error_bound): per-joint root-relative errors
+                    # (mm, the protocol's joint order) and POCO's score
+                    "joint_errors": [round(1000.0 * float(v), 4) for v in np.linalg.norm(pj - gt_j, axis=-1)[0]],
+                    "score": None if p.score is None else float(p.score),
                 }
                 done[t.label][row] = rec
                 handles[t.label].write(json.dumps(rec) + "\n")

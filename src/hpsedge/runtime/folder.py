@@ -248,10 +248,15 @@ class BuildFolder:
         """The artifact key of ``precision``'s graph (default: the folder's own precision; a folder whose own
         precision graph is missing, e.g. an FP32 export, falls back to ``onnx``). A precision the folder has no
         graph for is one ManifestError with the command that makes it."""
-        if precision is None:
+        p = None if precision is None else Precision.parse(precision)
+        if "slim" in self.manifest.raw and p in (None, self.precision):
+            # a slim folder (hpsedge.slim) keeps one graph of its precision, under the key it was made as
+            arts = self.manifest.artifacts
+            return next((k for k, a in arts.items() if k.startswith("onnx") and a.get("precision") == self.precision),
+                        "onnx")
+        if p is None:
             key = self.precision.graph_key
             return key if key in self.manifest.artifacts else "onnx"
-        p = Precision.parse(precision)
         if p.graph_key not in self.manifest.artifacts:
             raise ManifestError(f"this folder has no {p.value} ONNX graph (it has: "
                                 f"{', '.join(x.value for x in self.precisions()) or 'none'})",

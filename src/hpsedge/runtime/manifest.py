@@ -44,7 +44,9 @@ Graph inputs besides ``image`` are made by rules too: ``preprocessing.bbox_info:
 Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: projection is
 ``full_image`` when the model takes ``bbox_info``, else ``crop``; confidence is ``"sigma"`` when the model has σ.
 
-``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. An INT8 folder also
+``artifacts`` may also hold ``"onnx_fp16"``/``"onnx_int8"`` and ``"engine"`` entries. ``"error_bound"`` names
+``error_bound.json``, error bounds in mm fitted by ``hpsedge calib error-bound`` (read, verified, by
+:mod:`hpsedge.runtime.error_bound`). An INT8 folder also
 holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration ranges and say in ``"serves"``
 which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
 "TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it
@@ -153,6 +155,8 @@ class Manifest:
 
     path: Path | None
     raw: dict[str, Any] = field(repr=False)
+    #: artifact key -> [(path, stamp)] of the files :meth:`verified_artifact` checked (see :meth:`check_unchanged`)
+    _verified: dict[str, list[tuple[Path, tuple[int, ...]]]] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- typed views --------------------------------------------------------------------------
     @property
@@ -252,11 +256,31 @@ class Manifest:
         ``bytes`` and ``sha256`` (:func:`verify_file`; cached per file, so warm starts do not rehash)."""
         path = self.artifact_path(key)
         entry = self.artifacts[key]
-        verify_file(path, entry.get("sha256"), entry.get("bytes"), what=f"artifact '{key}'")
+        checked = [(path, verify_file(path, entry.get("sha256"), entry.get("bytes"), what=f"artifact '{key}'"))]
         if entry.get("data_file"):
             data = safe_artifact_path(path.parent, entry["data_file"], what=f"artifact '{key}' data file")
-            verify_file(data, entry.get("data_sha256"), entry.get("data_bytes"), what=f"artifact '{key}' data file")
+            what = f"artifact '{key}' data file"
+            checked.append((data, verify_file(data, entry.get("data_sha256"), entry.get("data_bytes"), what=what)))
+        self._verified[key] = checked
         return path
+
+    def check_unchanged(self, key: str) -> None:
+        """After a loader opened what :meth:`verified_artifact` checked: refuse if any of those files is no
+        longer the one verified (another inode, size, mtime or ctime).
+
+        Closes the gap between verifying a path and a library (ONNX Runtime) opening it again: a file swapped
+        in between, even swapped back after loading (a rename changes the ctime), is caught here.
+        """
+        for path, stamp in self._verified.get(key, ()):
+            try:
+                now = _stamp(os.stat(path))
+            except OSError:
+                now = None
+            if now != stamp:
+                raise ManifestError(
+                    f"{path.name} changed while it was being loaded (after its sha256 was checked); refusing it",
+                    hint="something is writing to the build folder; load it again once it is left alone",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return self.raw
@@ -301,6 +325,11 @@ def _check_artifact(key: str, art: Any, source: str) -> None:
     for field_ in ("bytes", "data_bytes"):
         if art.get(field_) is not None and not (_is_int(art[field_]) and art[field_] >= 0):
             raise ManifestError(f"{where}: '{field_}' must be a non-negative integer, got {art[field_]!r}"[:300])
+    serves = art.get("serves")  # absent or null: made for no runner in particular
+    if serves is not None and not (
+        isinstance(serves, list) and len(serves) <= 16 and all(isinstance(x, str) and 0 < len(x) <= 64 for x in serves)
+    ):
+        raise ManifestError(f"{where}: 'serves' must be a list of runner names, got {serves!r}"[:300])
 
 
 def validate_manifest(raw: Any, source: str = "manifest") -> None:
@@ -456,13 +485,36 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _read_cache_file(path: Path) -> dict[str, list[Any]]:
+def _private_dir(folder: Path) -> bool:
+    """A real folder (not a symlink) owned by this user that nobody else may write to."""
     try:
-        if path.stat().st_size > 1 << 20:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _read_cache_file(path: Path) -> dict[str, list[Any]]:
+    """The persistent cache, if it can be trusted: a regular file (never followed through a symlink) owned by
+    this user, writable by nobody else, in a folder likewise. Anyone who can write it could mark a tampered
+    file as verified, so a cache that others can write is ignored (it costs a rehash, nothing else)."""
+    if not _private_dir(path.parent):
+        return {}
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022
+                or st.st_size > 1 << 20):
             return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = json.loads(f.read(1 << 20).decode("utf-8"))
     except (OSError, ValueError):
         return {}
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else {}
 
 
@@ -489,23 +541,27 @@ def _remember(real: str, stamp: tuple[int, ...], digest: str) -> None:
     if cache is None:
         return
     try:  # best effort: a read-only home or a full disk only costs a rehash next time
+        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private_dir(cache.parent):
+            return  # a folder others can write to (or a symlink): never write there
         data = _read_cache_file(cache)
         data[real] = [*stamp, digest]
         if len(data) > _CACHE_MAX:
             data = dict(list(data.items())[-_CACHE_MAX:])
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache, json.dumps(data), fsync=False)
+        atomic_write(cache, json.dumps(data), fsync=False)  # a fresh O_EXCL temp name: never through a symlink
     except OSError:
         pass
 
 
-def verify_file(path: str | Path, sha256: str | None, size: int | None = None, what: str = "artifact") -> None:
+def verify_file(path: str | Path, sha256: str | None, size: int | None = None,
+                what: str = "artifact") -> tuple[int, ...]:
     """Check a build-folder file against the manifest's ``size`` and ``sha256`` (one-line ManifestError).
 
     The sha256 of a verified file is remembered with its (device, inode, size, mtime_ns, ctime_ns): in this
     process and in a small JSON cache in the user's cache folder (:func:`hash_cache_file`), so a warm start
     does not rehash gigabytes. Any write to the file changes its ctime (which no user can set back), so a
     changed file is always rehashed. Without a ``sha256`` (older folders) only the size is checked.
+    Returns the file's stamp, for :meth:`Manifest.check_unchanged` after a loader opened it.
     """
     p = Path(path)
     try:
@@ -521,10 +577,10 @@ def verify_file(path: str | Path, sha256: str | None, size: int | None = None, w
             f"{p.name} does not match the manifest: {st.st_size} bytes on disk, {size} listed",
             hint="the file was replaced or truncated; re-export the folder",
         )
-    if not sha256:
-        return
-    real = os.path.realpath(p)
     stamp = _stamp(st)
+    if not sha256:
+        return stamp
+    real = os.path.realpath(p)
     digest = _cached_digest(real, stamp)
     if digest is None:
         digest = sha256_file(p)
@@ -537,6 +593,7 @@ def verify_file(path: str | Path, sha256: str | None, size: int | None = None, w
             f"{p.name} does not match the sha256 in the manifest (the file was changed or swapped)",
             hint="re-export the folder, or copy it again from where it was built",
         )
+    return stamp
 
 
 def _validate_extra_inputs(raw: dict[str, Any], pre: dict[str, Any], source: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.errors import BackendError, InputError
-from hpsedge.runtime import camera, confidence, rotations
+from hpsedge.runtime import camera, confidence, error_bound, rotations
 from hpsedge.runtime.backends.base import Backend
 from hpsedge.runtime.folder import DEFAULT_MAX_BATCH, BatchRange, BuildFolder, Plan, Precision
 from hpsedge.runtime.manifest import Manifest
@@ -89,6 +89,12 @@ class PersonResult:
     behind_camera: bool = False
     #: [49, 2] the 49-joint set projected with the same camera as ``joints2d`` (pixels; needs J_regressor_extra)
     joints49_2d: np.ndarray | None = None
+    #: joint group → bound (mm): with probability ≥ ``error_bound_coverage`` every joint of the group is within
+    #: it of the truth, root-relative (:mod:`hpsedge.runtime.error_bound`; "body" = the whole person). None
+    #: when the folder has no fitted ``error_bound.json`` or the model has no uncertainty (see the reason)
+    error_bound_mm: dict[str, float] | None = None
+    error_bound_coverage: float | None = None  #: the coverage the bounds hold at (e.g. 0.9)
+    error_bound_reason: str | None = None  #: why there is no bound (None when there is one)
     #: the user's calibrated camera, when one was given: ``transl`` is in it, and ``joints2d``/overlays use
     #: its fx, fy, principal point and lens distortion (:func:`hpsedge.runtime.camera.project_view`);
     #: ``focal``/``view_focal`` are then √(fx·fy). Not repeated in :meth:`to_dict` (one per image)
@@ -166,6 +172,10 @@ def choose_plan(path: str | Path, backend: str = "auto", device: str = "auto",
 
             available, gpu_cc, trt_version, gpu_name = _engine_probe()
             chosen, _reason = choose_backend(folder.manifest, available, gpu_cc, trt_version, gpu_name=gpu_name)
+    if "slim" in folder.manifest.raw:  # a slim folder runs only its target (hpsedge.slim)
+        from hpsedge.slim import check_slim_target
+
+        check_slim_target(folder.manifest, chosen, None if wanted is None else wanted.value)
     if chosen == "trt":
         # the TensorRT backend checks the plan's hash and its TensorRT/GPU against the entry before deserializing
         return folder, folder.select("trt", precision=wanted, verify=False)
@@ -195,6 +205,12 @@ class Predictor:
         self.joint_sets = manifest.joint_sets
         if self.confidence_rule is None:
             log.info("%s has no uncertainty output: results carry no confidence (None)", manifest.model_name)
+        #: the folder's verified, fitted error bound (None: see :attr:`error_bound_reason`)
+        self.error_bound = error_bound.load_error_bound(manifest)
+        self.error_bound_reason: str | None = None
+        if self.error_bound is None:
+            no_unc = self.confidence_rule is None and not self.has_sigma
+            self.error_bound_reason = error_bound.NO_UNCERTAINTY if no_unc else error_bound.NOT_FITTED
         # side of the square crop the camera refers to (TokenHMR: 256, of which the graph sees 256×192)
         self.crop_size = float(self.postprocessing.get("crop_size") or self.preprocessing["input_size"][1])
         #: what :meth:`load` chose to run (:meth:`hpsedge.runtime.folder.BuildFolder.select`); None when the
@@ -258,6 +274,7 @@ class Predictor:
             if plan.flavor:
                 log.info("running %s (%s flavour) for %s", plan.file, plan.flavor, plan.provider)
             engine = _make_ort(manifest, plan, device, threads)
+            manifest.check_unchanged(plan.key)  # what ONNX Runtime opened is what was verified
         model = _load_smpl(smpl, j_regressor_extra) if smpl is not None else None
         log.info("loaded %s (%s) on %s", manifest.model_name, plan.describe(), engine.device)
         pred = cls(manifest, engine, model)
@@ -377,6 +394,11 @@ class Predictor:
         def pick(arr: np.ndarray | None, i: int) -> np.ndarray | None:
             return None if arr is None else arr[i]
 
+        eb, eb_reason = self.error_bound, self.error_bound_reason
+        bounds = None if eb is None else eb.bounds(acc, score, conf)
+        if eb is not None and bounds is None:
+            eb_reason = f"this run gave no {eb.uncertainty} output, which the error bound needs"
+
         results = []
         for i in range(k):
             results.append(
@@ -407,6 +429,10 @@ class Predictor:
                     view_center=view_c[i].astype(np.float32),
                     view_transl=view_t[i].astype(np.float32),
                     behind_camera=bool(behind[i]),
+                    error_bound_mm=None if bounds is None or eb is None
+                    else {n: float(b) for n, b in zip(eb.group_names, bounds[i], strict=True)},
+                    error_bound_coverage=None if bounds is None or eb is None else eb.coverage,
+                    error_bound_reason=eb_reason,
                     intrinsics=self.intrinsics,
                 )
             )

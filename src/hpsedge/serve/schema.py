@@ -4,7 +4,10 @@ Request: ``image`` uint8 ``[H, W, 3]`` (RGB) and ``boxes`` float32 ``[K, 4]`` (x
 Response: one row per box, in the order given (``K ≥ 1``: empty requests are refused, see
 :func:`check_request`). Which outputs exist depends on
 the model: σ outputs for POCO models, ``confidence`` for every model with σ or TokenHMR's token confidence,
-and ``joints2d``/``joints3d``/``vertices`` only when the server has an SMPL file.
+and ``joints2d``/``joints3d``/``vertices`` only when the server has an SMPL file. A build folder with a fitted
+error bound (``error_bound.json``, :mod:`hpsedge.runtime.error_bound`) adds ``error_bound_mm_<group>`` ``[K]`` per
+joint group (``body`` = the whole person; mm: every joint of the group within it, root-relative) and
+``error_bound_coverage`` ``[K]`` (the probability they hold at); models without uncertainty never have them.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def output_specs(manifest: Any, with_smpl: bool) -> list[dict[str, Any]]:
             {"name": "score", "shape": [-1]},
             {"name": "joint_confidence", "shape": [-1, n_sigma]},
         ]
+    specs += _error_bound_specs(manifest)
     if with_smpl:
         specs += [
             {"name": "joints2d", "shape": [-1, 24, 2]},
@@ -78,6 +82,21 @@ def output_specs(manifest: Any, with_smpl: bool) -> list[dict[str, Any]]:
     for s in specs:
         s["dtype"] = "float32"
     return specs
+
+
+def _error_bound_specs(manifest: Any) -> list[dict[str, Any]]:
+    """One ``[K]`` tensor per joint group of the folder's verified error bound, and its coverage."""
+    from hpsedge.runtime.error_bound import ARTIFACT_KEY, load_error_bound
+
+    if ARTIFACT_KEY not in getattr(manifest, "artifacts", {}):
+        return []
+    eb = load_error_bound(manifest)
+    if eb is None:
+        return []
+    specs: list[dict[str, Any]] = [
+        {"name": f"error_bound_mm_{g}", "shape": [-1], "field": "error_bound_mm", "key": g} for g in eb.group_names
+    ]
+    return [*specs, {"name": "error_bound_coverage", "shape": [-1]}]
 
 
 def check_request(image: Any, boxes: Any, max_persons: int = MAX_PERSONS, max_side: int = MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +126,9 @@ def results_to_arrays(results: Sequence[Any], specs: Sequence[dict[str, Any]]) -
     """PersonResults → the response tensors (float32, one row per person)."""
     out: dict[str, np.ndarray] = {}
     for s in specs:
-        rows = [getattr(r, s["name"]) for r in results]
+        rows = [getattr(r, s.get("field", s["name"])) for r in results]
+        if "key" in s:  # one entry of a dict field (error_bound_mm per group)
+            rows = [None if v is None else v.get(s["key"]) for v in rows]
         if any(v is None for v in rows):
             raise InputError(f"the model returned no '{s['name']}'")  # a server set up inconsistently
         tail = [int(d) for d in s["shape"][1:]]
