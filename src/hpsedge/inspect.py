@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsedge.errors import HpsedgeError, ManifestError
+from hpsedge.runtime.folder import BuildFolder
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 
@@ -27,15 +28,16 @@ def _size(n: float) -> str:
 
 def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
     raw = m.raw
+    folder = BuildFolder(m)
     model = raw["model"]
     ck = raw.get("checkpoint", {})
     summary = {
         "model": f"{model['name']} ({model.get('variant', 'full')}, family {model['family']})",
         "parameters": f"{model['params'] / 1e6:.2f} M" if "params" in model else "?",
         "checkpoint": "random weights" if ck.get("random_init") else f"{ck.get('file')} (sha256 {str(ck.get('sha256'))[:12]}…)",
-        "precision": raw.get("precision", "fp32"),
+        "precision": folder.precision.value,
         "opset": raw.get("opset"),
-        "max batch": raw.get("max_batch"),
+        "max batch": folder.max_batch,
         "schema": f"{raw['schema']} v{raw['schema_version']}",
         "created": raw.get("created"),
         "versions": ", ".join(f"{k} {v}" for k, v in raw.get("versions", {}).items()),
@@ -78,8 +80,14 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
                 problems[key] = exc.message
         extra = ""
         if key == "engine":
+            try:
+                batch = folder.engine_batch()
+                profile = f"batch {batch.min}..{batch.max}" + (f" (opt {batch.opt})" if batch and batch.opt else "")
+            except ManifestError as exc:
+                profile = "profile REFUSED"
+                problems["engine profile"] = exc.message
             extra = (f", TensorRT {art.get('trt_version')}, {art.get('gpu_name')} (sm {art.get('compute_capability')}), "
-                     f"profile {art.get('profile')}")
+                     f"{profile}")
         if art.get("serves"):  # INT8 flavours: which runner takes which graph
             extra += f", INT8 {art.get('qdq_flavor')} for {' / '.join(art['serves'])}"
         arts[key] = f"{art['file']} ({_size(path.stat().st_size)}{', ' + status if status else ''}{extra})"
@@ -219,10 +227,16 @@ def _machine(m: Manifest) -> dict[str, Any]:
     if choice != "trt" and not (isinstance(slim, dict) and slim.get("backend") != choice):
         try:
             from hpsedge.runtime.backends.ort import first_provider
-            from hpsedge.runtime.predictor import _flavour_key, _onnx_key
 
-            key = _flavour_key(m, _onnx_key(m, None), "auto", log_choice=False)
-            out["ONNX Runtime graph"] = f"{m.artifacts[key]['file']} on {first_provider('auto')}"
+            provider = first_provider("auto")
+            plan = BuildFolder(m).select("ort", provider, verify=False)  # the artifacts section verifies
+            out["ONNX Runtime graph"] = f"{plan.file} on {provider} (batch {plan.batch.min}..{plan.batch.max})"
+        except HpsedgeError:
+            pass
+    else:
+        try:
+            plan = BuildFolder(m).select("trt", verify=False)
+            out["TensorRT engine"] = f"{plan.file} ({plan.precision}, batch {plan.batch.min}..{plan.batch.max})"
         except HpsedgeError:
             pass
     return out

@@ -20,6 +20,7 @@ from hpsedge.cli._common import (
     ThreadsOpt,
     console,
     err_console,
+    parse_precision,
     refuse_existing_output,
 )
 from hpsedge.errors import HpsedgeError
@@ -56,7 +57,8 @@ def run_cmd(
     threads: ThreadsOpt = None,
     precision: Annotated[str | None, typer.Option(
         help="fp32 | fp16 | int8 graph of the folder [default: the folder's own precision, from its manifest]; "
-        "an INT8 folder runs its CPU Q/DQ graph on the CPU provider and its TensorRT graph on TensorRT.")] = None,
+        "an INT8 folder runs its CPU Q/DQ graph on the CPU provider and its TensorRT graph on TensorRT; an engine "
+        "of another precision is not used.", callback=parse_precision)] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
     side_view: Annotated[
         bool, typer.Option("--side-view", help="--image: add a second overlay panel seen from the side (depth to the right).")

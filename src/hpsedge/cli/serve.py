@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hpsedge.cli._common import console
+from hpsedge.cli._common import console, parse_precision
 
 
 def serve_cmd(
@@ -23,7 +23,8 @@ def serve_cmd(
     smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: responses get joints and vertices.")] = None,
     device: Annotated[str, typer.Option(help="ONNX Runtime device: cpu | cuda | tensorrt | auto.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder.",
+                                                  callback=parse_precision)] = None,
     log_verbose: Annotated[int, typer.Option(help="tritonserver's verbose log level (0: off).")] = 0,
     http: Annotated[bool, typer.Option("--http/--no-http", help="Serve HTTP too (--no-http: gRPC only, no HTTP port).")] = True,
     max_side: Annotated[int, typer.Option(help="Largest image side (pixels) a request may carry; bounds request sizes.")] = 8192,

@@ -147,8 +147,9 @@ def add_detector(folder: Path, manifest: dict[str, Any], detector: Path, precisi
     from hpsedge.runtime.detect import inspect_graph, letterbox
 
     step = progress or (lambda _m: None)
-    if precision not in ("fp32", "fp16", "int8"):
-        raise HpsedgeError(f"unknown detector precision '{precision}' (fp32 | fp16 | int8)")
+    from hpsedge.runtime.folder import Precision
+
+    precision = Precision.parse(precision, "--detector-precision").value
     src = Path(detector)
     if not src.is_file():
         raise InputError(f"detector file not found: {src}")

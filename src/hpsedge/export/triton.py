@@ -13,7 +13,9 @@
       hpsedge/1/manifest.json        the build folder's manifest (preprocessing, postprocessing, I/O)
       hpsedge/1/smpl.npz|.pkl        only with --smpl: meshes, 3D and 2D joints
 
-The network models batch dynamically (``max_batch_size`` = the manifest's ``max_batch``; preferred sizes and
+The network models batch dynamically (``max_batch_size``: the ONNX model takes the manifest's ``max_batch``,
+the TensorRT model its engine's profile maximum, both from :class:`hpsedge.runtime.folder.BuildFolder`; an
+engine whose profile starts above batch 1 is refused, since Triton sends batches from 1; preferred sizes and
 the maximum queue delay are options) and run as instance groups on the GPU by default. The ``hpsedge``
 model does the runtime's own pre- and post-processing (:class:`hpsedge.runtime.Predictor` with a BLS
 backend), so a frame with K people becomes one request of K crops to the network model, where the dynamic
@@ -47,7 +49,8 @@ from typing import Any
 
 from hpsedge.errors import ExportError, ManifestError
 from hpsedge.export.outdir import atomic_folder
-from hpsedge.runtime.manifest import Manifest, TensorSpec, load_manifest, safe_artifact_path
+from hpsedge.runtime.folder import BuildFolder, Precision
+from hpsedge.runtime.manifest import Manifest, TensorSpec, safe_artifact_path
 from hpsedge.serve.schema import MODEL_NAME, TRITON_NAME_RE, input_specs, model_prefix, output_specs
 
 log = logging.getLogger(__name__)
@@ -241,19 +244,6 @@ def _plain_file(manifest: Manifest, key: str) -> Path:
     return manifest.verified_artifact(key)
 
 
-def _onnx_key(manifest: Manifest, precision: str | None) -> str:
-    if precision is None:
-        own = str(manifest.raw.get("precision", "fp32"))
-        return f"onnx_{own}" if f"onnx_{own}" in manifest.artifacts else "onnx"
-    key = "onnx" if precision == "fp32" else f"onnx_{precision}"
-    if key not in manifest.artifacts:
-        raise ManifestError(
-            f"this folder has no {precision} ONNX graph",
-            hint=f"build it with `hpsedge export build --precision {precision}`",
-        )
-    return key
-
-
 def export_triton(
     folder: str | Path,
     out: str | Path,
@@ -289,7 +279,9 @@ def export_triton(
         force: replace ``out`` when it is a repository hpsedge wrote and nobody changed since (see the module
             docstring); never anything else.
     """
-    manifest = load_manifest(folder)
+    owner = BuildFolder.open(folder)
+    manifest = owner.manifest
+    wanted = Precision.parse_optional(precision)
     out = Path(out)
     _check_out(out, force)
     if kind not in KINDS:
@@ -298,15 +290,37 @@ def export_triton(
         raise ExportError(f"unknown network {network!r} (choose from auto, onnx, trt)")
     if count < 1 or hpsedge_count < 1 or max_persons < 1 or max_queue_delay_us < 0:
         raise ExportError("instance counts and --max-persons must be ≥ 1, the queue delay ≥ 0")
-    max_batch = manifest.max_batch
-    if not max_batch or max_batch < 1:
+    if manifest.max_batch is None:
         raise ManifestError("the manifest has no max_batch; Triton's max_batch_size needs one", hint="re-export")
-    prefs = sorted({int(b) for b in preferred_batch_sizes or []})
-    if any(b < 1 or b > max_batch for b in prefs):
-        raise ExportError(f"preferred batch sizes must lie in 1..{max_batch} (the manifest's max_batch)")
-    has_engine = "engine" in manifest.artifacts
-    if network == "trt" and not has_engine:
+    # what each network model runs, and the batch range it takes, from the folder's owner (hpsedge.runtime.folder)
+    onnx_plan = owner.select("ort", None, wanted, verify=False)  # _plain_file verifies what is copied
+    trt_plan = None
+    if network == "trt" and not owner.has_engine:
         raise ManifestError("this folder has no TensorRT engine", hint="build one with `hpsedge export build`")
+    if owner.has_engine:
+        trt_plan = owner.select("trt", verify=False)
+        if wanted is not None and trt_plan.precision is not wanted:
+            if network == "trt":
+                raise ExportError(f"the folder's TensorRT engine is {trt_plan.precision}, not {wanted}",
+                                  hint=f"drop --precision, or use --network onnx for the {wanted} graph")
+            log.warning("not writing the TensorRT model: its engine is %s and %s was asked for",
+                        trt_plan.precision, wanted)
+            trt_plan = None
+    if trt_plan is not None and trt_plan.batch.min > 1:
+        # Triton's dynamic batcher sends any batch from 1 up: a profile starting above 1 fails per request
+        why = (f"the engine's batch profile starts at {trt_plan.batch.min} (min {trt_plan.batch.min}, max "
+               f"{trt_plan.batch.max}); Triton sends batches from 1, which such an engine refuses")
+        if network != "onnx":
+            raise ExportError(why, hint="rebuild the engine with --min-batch 1 (`hpsedge export build --on-device "
+                                        "FOLDER --force --min-batch 1`), or pass --network onnx")
+        log.warning("not writing the TensorRT model: %s", why)
+        trt_plan = None
+    has_engine = trt_plan is not None
+    limits = [onnx_plan.batch.max] + ([trt_plan.batch.max] if trt_plan is not None else [])
+    prefs = sorted({int(b) for b in preferred_batch_sizes or []})
+    if any(b < 1 or b > min(limits) for b in prefs):
+        raise ExportError(f"preferred batch sizes must lie in 1..{min(limits)} (the largest batch every network "
+                          "model takes)")
     smpl_path = Path(smpl) if smpl is not None else None
     if smpl_path is not None:
         from hpsedge.runtime.smpl import SMPL
@@ -314,7 +328,7 @@ def export_triton(
         SMPL.load(smpl_path)  # refuse a bad file now, not inside the server
     prefix = model_prefix(manifest, name)
 
-    onnx_key = _onnx_key(manifest, precision)
+    onnx_key = onnx_plan.key
     onnx_src = _plain_file(manifest, onnx_key)
     data_name = manifest.artifacts[onnx_key].get("data_file")
     data_src = None
@@ -331,7 +345,8 @@ def export_triton(
             "differ)", "such repositories")
     with atomic_folder(out, replace, replaceable=is_triton_repository, what=what) as repo:
         _write_repository(repo, result, manifest, onnx_key, onnx_src, data_src, prefix, has_engine, network,
-                          smpl_path, dict(max_batch=max_batch, preferred_batch_sizes=prefs,
+                          smpl_path, onnx_plan.batch.max, trt_plan.batch.max if trt_plan is not None else None,
+                          dict(preferred_batch_sizes=prefs,
                                           max_queue_delay_us=max_queue_delay_us, kind=kind, count=count, gpus=gpus),
                           max_persons, hpsedge_count)
     result.models = {k: out / v.name for k, v in result.models.items()}
@@ -342,7 +357,8 @@ def export_triton(
 
 def _write_repository(repo: Path, result: TritonExport, manifest: Manifest, onnx_key: str, onnx_src: Path,
                       data_src: Path | None, prefix: str, has_engine: bool, network: str, smpl_path: Path | None,
-                      batching: dict[str, Any], max_persons: int, hpsedge_count: int) -> None:
+                      onnx_batch: int, trt_batch: int | None, batching: dict[str, Any], max_persons: int,
+                      hpsedge_count: int) -> None:
     """Everything :func:`export_triton` writes, into ``repo`` (a fresh temporary folder), marker last."""
     common = dict(manifest=manifest, **batching)
     arts = manifest.artifacts
@@ -358,7 +374,8 @@ def _write_repository(repo: Path, result: TritonExport, manifest: Manifest, onnx
     else:
         _copy_checked(onnx_src, mdir / "1" / "model.onnx", arts[onnx_key].get("sha256"))
     (mdir / "config.pbtxt").write_text(
-        network_config(onnx_name, "onnxruntime_onnx", default_model_filename=filename, **common), encoding="utf-8"
+        network_config(onnx_name, "onnxruntime_onnx", max_batch=onnx_batch, default_model_filename=filename, **common),
+        encoding="utf-8"
     )
     result.models[onnx_name] = mdir
 
@@ -368,7 +385,10 @@ def _write_repository(repo: Path, result: TritonExport, manifest: Manifest, onnx
         tdir = repo / trt_name
         (tdir / "1").mkdir(parents=True, exist_ok=True)
         _copy_checked(_plain_file(manifest, "engine"), tdir / "1" / "model.plan", arts["engine"].get("sha256"))
-        (tdir / "config.pbtxt").write_text(network_config(trt_name, "tensorrt_plan", **common), encoding="utf-8")
+        # max_batch_size is the engine's profile maximum (an on-device build may differ from the manifest's)
+        (tdir / "config.pbtxt").write_text(
+            network_config(trt_name, "tensorrt_plan", max_batch=int(trt_batch or onnx_batch), **common),
+            encoding="utf-8")
         result.models[trt_name] = tdir
     chosen = trt_name if (network == "trt" or (network == "auto" and has_engine)) else onnx_name
     result.network_model = str(chosen)
@@ -379,7 +399,9 @@ def _write_repository(repo: Path, result: TritonExport, manifest: Manifest, onnx
     (hdir / "1" / "manifest.json").write_text(json.dumps(manifest.raw, indent=1) + "\n", encoding="utf-8")
     if "error_bound" in manifest.artifacts:  # the runtime verifies it against the manifest in the version folder
         shutil.copyfile(manifest.verified_artifact("error_bound"), hdir / "1" / manifest.artifacts["error_bound"]["file"])
-    params = {"max_persons": str(int(max_persons))}
+    # the largest batch the called network model takes (its max_batch_size), so frames are split to fit it
+    chosen_batch = trt_batch if (trt_batch is not None and chosen == trt_name) else onnx_batch
+    params = {"max_persons": str(int(max_persons)), "network_max_batch": str(int(chosen_batch))}
     if smpl_path is not None:
         smpl_name = "smpl" + smpl_path.suffix.lower()
         shutil.copyfile(smpl_path, hdir / "1" / smpl_name)

@@ -44,6 +44,7 @@ __all__ = [
     "lookup",
     "register_model",
     "registered",
+    "unregister_model",
 ]
 
 DEFAULT_MODEL = "poco-cliff"
@@ -60,11 +61,16 @@ GENERIC_INT8_EXCLUDE: tuple[str, ...] = ("@output-tail",)
 
 @dataclass(frozen=True)
 class TensorDecl:
-    """One graph tensor: ``shape`` leaves out the leading person axis ``N`` (the only dynamic one)."""
+    """One graph tensor: ``shape`` leaves out the leading person axis ``N`` (the only dynamic one).
+
+    ``rule``, for an extra input: how the runtime makes it from the image and the person boxes, one of
+    :data:`hpsedge.runtime.preprocess.INPUT_RULES` (``"cliff_bbox_info"``, ``"image_hw"``, ...); it goes to the
+    manifest's ``preprocessing.extra_inputs``, so a new family's inputs need no runtime code."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
+    rule: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": ["N", *self.shape], "dtype": self.dtype}
@@ -158,6 +164,9 @@ class ModelSpec:
         block = {"input_size": list(self.input_size)}
         block.update(_plain(self.preprocess))
         block.setdefault("bbox_info", any(t.name == "bbox_info" for t in self.extra_inputs))
+        ruled = {t.name: t.rule for t in self.extra_inputs if t.rule is not None and t.name != "bbox_info"}
+        if ruled:  # CLIFF's bbox_info keeps its schema-1 flag; other extra inputs name their rule
+            block["extra_inputs"] = ruled
         return block
 
     def postprocessing(self) -> dict[str, Any]:
@@ -204,6 +213,11 @@ def register_model(fn: Callable[[], ModelSpec | tuple[ModelSpec, ...]]) -> Calla
             raise ValueError(f"model '{spec.name}' is registered twice")
         _REGISTRY[spec.name] = spec
     return fn
+
+
+def unregister_model(name: str) -> ModelSpec | None:
+    """Remove ``name`` from the registry (a family registered for a while, e.g. by a test); returns its spec."""
+    return _REGISTRY.pop(str(name).strip().lower(), None)
 
 
 def _load() -> None:

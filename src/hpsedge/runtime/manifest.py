@@ -37,6 +37,10 @@ family this runtime has never heard of runs as long as its rules are ones it imp
 * ``sigma_score``: ``"pelvis"`` | ``"mean"`` (:func:`hpsedge.runtime.confidence.official_score`) or null;
 * ``joint_sets``: which of ``smpl24``, ``smpl45``, ``spin49`` results carry (with an SMPL file).
 
+Graph inputs besides ``image`` are made by rules too: ``preprocessing.bbox_info: true`` (CLIFF's
+``bbox_info``), and ``preprocessing.extra_inputs`` mapping any other input's name to a rule of
+:data:`INPUT_RULE_WIDTHS` (``"cliff_bbox_info"`` [N, 3], ``"image_hw"`` [N, 2]: the frame's height and width).
+
 Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: projection is
 ``full_image`` when the model takes ``bbox_info``, else ``crop``; confidence is ``"sigma"`` when the model has σ.
 
@@ -46,7 +50,7 @@ Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: 
 holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration ranges and say in ``"serves"``
 which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
 "TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it
-(:func:`hpsedge.runtime.backends.ort.graph_for_provider`). The engine entry
+(:meth:`hpsedge.runtime.folder.BuildFolder.select`). The engine entry
 is written by ``hpsedge.runtime.trt.builder.build_engine`` and read by ``hpsedge.runtime.trt.compat``, which
 checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
 
@@ -121,6 +125,9 @@ FULL_FOCALS = ("diagonal", "max_side")
 SIGMA_SCORES = ("pelvis", "mean")
 #: joint sets an SMPL file gives: SMPL's 24 (FK), smplx's 45, SPIN/POCO's 49 (needs J_regressor_extra)
 JOINT_SETS = ("smpl24", "smpl45", "spin49")
+#: ``preprocessing.extra_inputs`` rules this runtime implements (:data:`hpsedge.runtime.preprocess.INPUT_RULES`)
+#: and the width of the ``[N, width]`` input each makes
+INPUT_RULE_WIDTHS = {"cliff_bbox_info": 3, "image_hw": 2}
 
 
 @dataclass(frozen=True)
@@ -386,6 +393,7 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
             raise ManifestError(f"{source}: preprocessing '{key}' must be a positive number, got {v!r}"[:300])
     if "color" in pre and str(pre["color"]).upper() not in ("RGB", "BGR"):
         raise ManifestError(f"{source}: preprocessing 'color' must be RGB or BGR, got {pre['color']!r}"[:300])
+    _validate_extra_inputs(raw, pre, source)
     post = raw.get("postprocessing", {})
     if not isinstance(post, dict):
         raise ManifestError(f"{source}: 'postprocessing' must be an object")
@@ -394,10 +402,15 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
         if v is not None and not (_is_num(v) and v > 0):
             raise ManifestError(f"{source}: postprocessing '{key}' must be a positive number, got {v!r}"[:300])
     mb = raw.get("max_batch")
-    if mb is not None and not (_is_int(mb) and 1 <= mb <= 4096):
-        raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..4096, got {mb!r}"[:300])
-    if raw.get("precision") is not None and raw["precision"] not in ("fp32", "fp16", "int8"):
-        raise ManifestError(f"{source}: unknown precision {raw['precision']!r} (fp32, fp16, int8)"[:300])
+    from hpsedge.runtime.folder import (  # folder builds on this module: imported here
+        MAX_BATCH_LIMIT,
+        Precision,
+    )
+
+    if mb is not None and not (_is_int(mb) and 1 <= mb <= MAX_BATCH_LIMIT):
+        raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..{MAX_BATCH_LIMIT}, got {mb!r}"[:300])
+    if raw.get("precision") is not None and raw["precision"] not in Precision.names():
+        raise ManifestError(f"{source}: unknown precision {raw['precision']!r} ({', '.join(Precision.names())})"[:300])
     if "opset" in raw and raw["opset"] is not None and not _is_int(raw["opset"]):
         raise ManifestError(f"{source}: 'opset' must be an integer, got {raw['opset']!r}"[:300])
     for key in ("checkpoint", "verification", "versions", "calibration"):
@@ -581,6 +594,27 @@ def verify_file(path: str | Path, sha256: str | None, size: int | None = None,
             hint="re-export the folder, or copy it again from where it was built",
         )
     return stamp
+
+
+def _validate_extra_inputs(raw: dict[str, Any], pre: dict[str, Any], source: str) -> None:
+    """``preprocessing.extra_inputs``: each names a graph input ``[N, width]`` and a rule this runtime implements."""
+    block = pre.get("extra_inputs")
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise ManifestError(f"{source}: preprocessing 'extra_inputs' must map input names to rules")
+    shapes = {d["name"]: d["shape"] for d in raw["inputs"]}
+    for name, rule in block.items():
+        if name == "image" or name not in shapes:
+            raise ManifestError(f"{source}: preprocessing extra input {name!r} is not an extra graph input "
+                                f"({', '.join(n for n in shapes if n != 'image') or 'none'})"[:300])
+        if rule not in INPUT_RULE_WIDTHS:
+            raise ManifestError(
+                f"{source}: preprocessing extra input {name!r}: rule {rule!r} is not one this hpsedge implements "
+                f"({', '.join(INPUT_RULE_WIDTHS)})"[:300], hint="upgrade hpsedge on this machine")
+        if shapes[name] != ["N", INPUT_RULE_WIDTHS[rule]]:
+            raise ManifestError(f"{source}: input {name!r} has shape {shapes[name]}, but rule {rule!r} makes "
+                                f"[N, {INPUT_RULE_WIDTHS[rule]}]"[:300])
 
 
 def _validate_rules(raw: dict[str, Any], source: str) -> None:

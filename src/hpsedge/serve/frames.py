@@ -42,9 +42,10 @@ class FrameService:
 
     def __init__(
         self, manifest: Manifest, run: RunFn, smpl: Any | None = None, max_persons: int = MAX_PERSONS,
-        device: str = "triton", max_side: int = MAX_SIDE,
+        device: str = "triton", max_side: int = MAX_SIDE, max_batch: int | None = None,
     ) -> None:
-        backend = RemoteBackend(manifest, run, device, manifest.max_batch)
+        # the network model's largest batch (a TensorRT plan's profile may differ from the manifest's max_batch)
+        backend = RemoteBackend(manifest, run, device, max_batch or manifest.max_batch)
         self.predictor = Predictor(manifest, backend, smpl)
         self.specs = output_specs(manifest, smpl is not None)
         self.max_persons = int(max_persons)

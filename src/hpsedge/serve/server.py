@@ -359,9 +359,9 @@ def build_server(folder: str | Path, cfg: ServeConfig, smpl: str | Path | None =
     # the network runs in this process on ONNX Runtime (the Predictor's loader checks the folder)
     net = Predictor.load(folder, backend="ort", device=cfg.device, threads=cfg.threads, precision=cfg.precision)
     manifest = net.manifest
-    max_batch = int(manifest.max_batch or 16)
+    max_batch = net.batch.max  # the plan's batch range (hpsedge.runtime.folder)
     if any(not 1 <= int(b) <= max_batch for b in cfg.preferred_batch_sizes):
-        raise HpsedgeError(f"preferred batch sizes must lie in 1..{max_batch} (the manifest's max_batch)")
+        raise HpsedgeError(f"preferred batch sizes must lie in 1..{max_batch} (the folder's max_batch)")
     body = SMPL.load(smpl, j_regressor_extra=j_regressor_extra) if smpl is not None else None
     network_name = f"{model_prefix(manifest, None)}_onnx"
     out_names = [s.name for s in manifest.outputs]
@@ -386,6 +386,7 @@ def build_server(folder: str | Path, cfg: ServeConfig, smpl: str | Path | None =
         service = FrameService(
             manifest, _NetworkClient(f"{local}:{cfg.grpc_port}", network_name, out_names, run_network), smpl=body,
             max_persons=cfg.max_persons, device=f"Triton model {network_name}", max_side=cfg.max_side,
+            max_batch=max_batch,
         )
 
         def infer(requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:

@@ -86,7 +86,7 @@ class TritonPythonModel:
 
         self.service = FrameService(
             manifest, run, smpl=smpl, max_persons=int(params.get("max_persons") or MAX_PERSONS),
-            device=f"Triton model {self.network_model}",
+            device=f"Triton model {self.network_model}", max_batch=int(params.get("network_max_batch") or 0) or None,
         )
         log.info("hpsedge model ready: %s → %s", manifest.model_name, self.network_model)
 
