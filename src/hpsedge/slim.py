@@ -33,34 +33,15 @@ from typing import Any
 
 from hpsedge.errors import HpsedgeError, ManifestError
 from hpsedge.runtime.files import sha256_file
+from hpsedge.runtime.folder import SLIM_BACKENDS as BACKENDS
+from hpsedge.runtime.folder import SLIM_PRECISIONS as PRECISIONS
+from hpsedge.runtime.folder import SlimTarget, check_slim_target
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, dumps_strict, load_manifest
 
 __all__ = ["BACKENDS", "PRECISIONS", "SlimResult", "SlimTarget", "check_slim_target", "make_slim", "slim_keys"]
 
-BACKENDS = ("ort", "trt")
-PRECISIONS = ("fp32", "fp16", "int8")
 #: the runner each backend's graph is chosen for (the ``serves`` entries of INT8 flavours)
 _PROVIDER = {"ort": "CPUExecutionProvider", "trt": "tensorrt"}
-
-
-@dataclass(frozen=True)
-class SlimTarget:
-    """What a slim folder runs: a backend (``ort`` = ONNX Runtime CPU, ``trt`` = TensorRT) and a precision."""
-
-    backend: str
-    precision: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.backend}-{self.precision}"
-
-    @classmethod
-    def parse(cls, text: str) -> SlimTarget:
-        parts = str(text).strip().lower().split("-")
-        if len(parts) != 2 or parts[0] not in BACKENDS or parts[1] not in PRECISIONS:
-            known = ", ".join(f"{b}-{p}" for b in BACKENDS for p in PRECISIONS)
-            raise HpsedgeError(f"unknown slim target '{text}' (known: {known})")
-        return cls(parts[0], parts[1])
 
 
 @dataclass
@@ -119,26 +100,6 @@ def slim_keys(m: Manifest, target: SlimTarget) -> list[str]:
     # the metric error bound (error_bound.json) is runtime data of the folder, whatever graph runs
     keep += [k for k in ("error_bound", "report") if k in arts]
     return keep
-
-
-def check_slim_target(m: Manifest, backend: str, precision: str | None) -> None:
-    """Refuse, in one line, running a slim folder with another backend or precision than it was made for.
-
-    ``backend`` is the backend chosen (``"ort"``/``"trt"``), ``precision`` the one asked for (None: the
-    folder's own). No-op for full folders."""
-    slim = m.raw.get("slim")
-    if not isinstance(slim, dict):
-        return
-    want = SlimTarget(str(slim.get("backend")), str(slim.get("precision")))
-    got = SlimTarget(backend, precision or want.precision)
-    if got != want:
-        graph = next((a["file"] for k, a in m.artifacts.items() if k.startswith("onnx")), "?")
-        raise ManifestError(
-            f"{m.path.parent if m.path else 'this folder'} is a slim folder for {want.name} (it holds {graph}); "
-            f"it cannot run {got.name}",
-            hint=f"run it with backend {want.backend!r} at {want.precision}, or make a slim folder for {got.name} "
-                 f"from the full folder: hpsedge export slim FULL_DIR --target {got.name} --out DIR",
-        )
 
 
 def make_slim(src: str | Path, out: str | Path, target: str | SlimTarget, force: bool = False) -> SlimResult:

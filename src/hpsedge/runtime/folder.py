@@ -18,13 +18,13 @@ Numpy-free and torch-free (standard library + the manifest reader), so a robot c
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsedge.errors import BackendError, HpsedgeError, InputError, ManifestError
+from hpsedge.errors import BackendError, HpsedgeError, ManifestError
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, TensorSpec, load_manifest
+from hpsedge.runtime.precisions import BACKENDS, DEFAULT_MAX_BATCH, MAX_BATCH_LIMIT, Precision
 
 __all__ = [
     "BACKENDS",
@@ -34,72 +34,9 @@ __all__ = [
     "BuildFolder",
     "Plan",
     "Precision",
+    "SlimTarget",
+    "check_slim_target",
 ]
-
-#: the person batch a folder is exported for when nobody says otherwise (engine profile max, Triton's
-#: max_batch_size, the Predictor's chunk size)
-DEFAULT_MAX_BATCH = 16
-#: the largest person batch any hpsedge command accepts
-MAX_BATCH_LIMIT = 4096
-#: what :meth:`BuildFolder.select` runs: ONNX Runtime or a TensorRT engine
-BACKENDS = ("ort", "trt")
-
-
-class Precision(str, enum.Enum):
-    """The precision of a graph or engine: the one list of names every command uses.
-
-    Being a ``str`` enum, ``Precision.FP16 == "fp16"`` and it writes to JSON as ``"fp16"``.
-    """
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """``("fp32", "fp16", "int8")``."""
-        return tuple(p.value for p in cls)
-
-    @classmethod
-    def parse(cls, text: Any, what: str = "--precision", error: type[HpsedgeError] = InputError) -> Precision:
-        """``text`` (any case, surrounding space ignored) → a Precision, or one ``error:`` line (``error``,
-        InputError by default) naming ``what`` and the choices. Call it where the user's text comes in, before
-        any model loads."""
-        if isinstance(text, cls):
-            return text
-        value = str(text).strip().lower() if isinstance(text, str) else None
-        for p in cls:
-            if value == p.value:
-                return p
-        shown = text if isinstance(text, str) else type(text).__name__
-        raise error(f"{what}: unknown precision {str(shown)[:40]!r} (choose from {', '.join(cls.names())})",
-                    hint="fp32 is the reference graph; fp16 and int8 need a folder built with that precision")
-
-    @classmethod
-    def parse_optional(cls, text: Any, what: str = "--precision") -> Precision | None:
-        """:meth:`parse`, with None (or an empty string) meaning "the folder's own precision"."""
-        if text is None or (isinstance(text, str) and not text.strip()):
-            return None
-        return cls.parse(text, what)
-
-    @property
-    def graph_key(self) -> str:
-        """Manifest artifact key of this precision's ONNX graph (``"onnx"``, ``"onnx_fp16"``, ``"onnx_int8"``)."""
-        return "onnx" if self is Precision.FP32 else f"onnx_{self.value}"
-
-    @property
-    def graph_name(self) -> str:
-        """File name export gives this precision's graph (``model.onnx``, ``model.fp16.onnx``)."""
-        return "model.onnx" if self is Precision.FP32 else f"model.{self.value}.onnx"
-
-    @property
-    def engine_name(self) -> str:
-        """File name of the engine built from this precision's graph (``model.fp16.engine``)."""
-        return f"model.{self.value}.engine"
-
 
 @dataclass(frozen=True)
 class BatchRange:
@@ -344,3 +281,49 @@ def graph_for_provider(artifacts: dict[str, dict[str, Any]], key: str, provider:
         if provider in ((artifacts.get(k) or {}).get("serves") or ()):
             return k
     return key
+
+
+# ------------------------------------------------------------------------ slim folders (hpsedge.slim)
+#: what a slim folder can be made for: a backend and a precision
+SLIM_BACKENDS = BACKENDS
+SLIM_PRECISIONS = Precision.names()
+
+
+@dataclass(frozen=True)
+class SlimTarget:
+    """What a slim folder runs: a backend (``ort`` = ONNX Runtime CPU, ``trt`` = TensorRT) and a precision."""
+
+    backend: str
+    precision: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}-{self.precision}"
+
+    @classmethod
+    def parse(cls, text: str) -> SlimTarget:
+        parts = str(text).strip().lower().split("-")
+        if len(parts) != 2 or parts[0] not in SLIM_BACKENDS or parts[1] not in SLIM_PRECISIONS:
+            known = ", ".join(f"{b}-{p}" for b in SLIM_BACKENDS for p in SLIM_PRECISIONS)
+            raise HpsedgeError(f"unknown slim target '{text}' (known: {known})")
+        return cls(parts[0], parts[1])
+
+
+def check_slim_target(m: Manifest, backend: str, precision: str | None) -> None:
+    """Refuse, in one line, running a slim folder with another backend or precision than it was made for.
+
+    ``backend`` is the backend chosen (``"ort"``/``"trt"``), ``precision`` the one asked for (None: the
+    folder's own). No-op for full folders."""
+    slim = m.raw.get("slim")
+    if not isinstance(slim, dict):
+        return
+    want = SlimTarget(str(slim.get("backend")), str(slim.get("precision")))
+    got = SlimTarget(backend, precision or want.precision)
+    if got != want:
+        graph = next((a["file"] for k, a in m.artifacts.items() if k.startswith("onnx")), "?")
+        raise ManifestError(
+            f"{m.path.parent if m.path else 'this folder'} is a slim folder for {want.name} (it holds {graph}); "
+            f"it cannot run {got.name}",
+            hint=f"run it with backend {want.backend!r} at {want.precision}, or make a slim folder for {got.name} "
+                 f"from the full folder: hpsedge export slim FULL_DIR --target {got.name} --out DIR",
+        )

@@ -107,6 +107,7 @@ from typing import Any
 
 from hpsedge.errors import ManifestError
 from hpsedge.runtime.files import atomic_write, sha256_file
+from hpsedge.runtime.precisions import MAX_BATCH_LIMIT, Precision
 
 SCHEMA = "hpsedge.manifest"
 #: version 2: the runtime reads the model's rules from ``postprocessing`` (``projection``, ``full_focal``,
@@ -402,11 +403,6 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
         if v is not None and not (_is_num(v) and v > 0):
             raise ManifestError(f"{source}: postprocessing '{key}' must be a positive number, got {v!r}"[:300])
     mb = raw.get("max_batch")
-    from hpsedge.runtime.folder import (  # folder builds on this module: imported here
-        MAX_BATCH_LIMIT,
-        Precision,
-    )
-
     if mb is not None and not (_is_int(mb) and 1 <= mb <= MAX_BATCH_LIMIT):
         raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..{MAX_BATCH_LIMIT}, got {mb!r}"[:300])
     if raw.get("precision") is not None and raw["precision"] not in Precision.names():

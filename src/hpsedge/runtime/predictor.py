@@ -173,7 +173,7 @@ def choose_plan(path: str | Path, backend: str = "auto", device: str = "auto",
             available, gpu_cc, trt_version, gpu_name = _engine_probe()
             chosen, _reason = choose_backend(folder.manifest, available, gpu_cc, trt_version, gpu_name=gpu_name)
     if "slim" in folder.manifest.raw:  # a slim folder runs only its target (hpsedge.slim)
-        from hpsedge.slim import check_slim_target
+        from hpsedge.runtime.folder import check_slim_target
 
         check_slim_target(folder.manifest, chosen, None if wanted is None else wanted.value)
     if chosen == "trt":

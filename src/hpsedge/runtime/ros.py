@@ -268,7 +268,7 @@ class McapWriter:
         self._part = self.path.with_name(self.path.name + ".part")
         self._fh = open(self._part, "wb")  # noqa: SIM115 (closed in close())
         self._writer = Writer(self._fh)
-        from hpsedge import __version__
+        from hpsedge._version import __version__
 
         self._writer.start(profile="ros2", library=f"hpsedge {__version__}")
         self.faces = None if faces is None else np.asarray(faces, dtype=np.int64)
