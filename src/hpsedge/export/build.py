@@ -337,6 +337,10 @@ def check_build_options(cfg: BuildConfig) -> None:
         raise HpsedgeError(f"--hardware-compat must be 'ampere+' or 'none' (got {cfg.hardware_compat!r})")
     if cfg.hardware_compat == "ampere+" and cfg.dla_core is not None:
         raise HpsedgeError("--hardware-compat ampere+ is for desktop GPUs; it cannot go with --dla (Jetson)")
+    if cfg.dla_core is not None:  # what DLA refuses whatever the device (INT8 without a calibrator), before any work
+        from hpsedge.runtime.trt.builder import plan_build
+
+        plan_build(_trt_options(cfg, Path(cfg.out)), None, None, None, None)
     check_input_file(cfg.checkpoint, "--checkpoint")
     check_input_file(cfg.calib, "--calib")
     check_input_file(cfg.calib_boxes, "--calib-boxes")
