@@ -88,6 +88,7 @@ def timed_build(model: str, precision: str, out: Path, extra: list[str]) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.load_start = os.getloadavg()
     from hpsedge.runtime.predictor import Predictor
 
     t0 = time.perf_counter()
@@ -142,12 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cpu() -> str:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _neighbours import cpu_model
+
+    return cpu_model()
+
+
 def _write(args: argparse.Namespace, results: dict[str, Any], t0: float) -> None:
     out = {
         "benchmark": "int8_folder",
         "threads": args.threads,
         "reps": args.reps,
         "load_avg": os.getloadavg(),
+        "load_avg_start": getattr(args, "load_start", None),
+        "cpu": _cpu(),
         "models": results,
         "seconds": time.perf_counter() - t0,
     }
@@ -163,7 +173,9 @@ def markdown(r: dict[str, Any], batches: list[int]) -> str:
         "",
         f"{r['threads']} threads; model time (`backend.run`), medians of {r['reps']} interleaved runs; the INT8 "
         "folder is loaded like any folder and the runtime picks its CPU Q/DQ graph. Load average at the end "
-        f"{', '.join(f'{x:.1f}' for x in r['load_avg'])} (shared machine: read the ratios). Random weights.",
+        f"{', '.join(f'{x:.1f}' for x in r['load_avg'])}"
+        + (f" (at the start {', '.join(f'{x:.1f}' for x in r['load_avg_start'])})" if r.get("load_avg_start") else "")
+        + f", {r.get('cpu', '?')}, {os.cpu_count()} cores (shared machine: read the ratios). Random weights.",
         "",
         "| model | " + " | ".join(f"FP32 ms ×{b} | INT8 ms ×{b} | speed-up ×{b}" for b in batches)
         + " | build peak RSS FP32 / INT8 (GB) | build wall FP32 / INT8 (s) |",

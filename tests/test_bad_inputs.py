@@ -630,6 +630,159 @@ CASES: list[Case] = [
 ]
 
 
+# ------------------------------------------------------------------------------------------- issue 24
+# serving, export triton, interrupted builds, detector metadata, the manifest and its hash cache
+def _synthetic_detector(ctx: Ctx, **kw: Any) -> Path:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from detector_synth import make_detector
+
+    return make_detector(ctx.root / "det.onnx", "yolo", **kw)
+
+
+def _constant_detector(ctx: Ctx, value: float) -> Path:
+    """A graph in the Ultralytics layout ([1, 4+3, 8400], names 0: person) whose output is ``value`` everywhere."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out = np.full((1, 7, 8400), value, np.float32)
+    node = helper.make_node("Constant", [], ["output0"], value=numpy_helper.from_array(out, "c"))
+    graph = helper.make_graph([node], "constant_detector",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 320, 320])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 7, 8400])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = model.metadata_props.add()
+    meta.key, meta.value = "names", repr({0: "person", 1: "bicycle", 2: "car"})
+    path = ctx.root / "det.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _add_detector(ctx: Ctx, det: Path) -> Callable[[], Any]:
+    from hpsedge.export.detector import add_detector
+
+    def action() -> Any:
+        ctx.out.mkdir()
+        return add_detector(ctx.out, {"artifacts": {}}, det, "fp32")
+
+    return action
+
+
+def _build_with_detector(ctx: Ctx, det: Path) -> list[str]:
+    return ["export", "build", "--model", "poco-hmr", "--tiny", "--detector", str(det), "--out", str(ctx.out)]
+
+
+def _serve_port_busy(ctx: Ctx) -> list[str]:
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    ctx.busy = busy  # type: ignore[attr-defined]  # held until the case ends
+    return ["serve", str(ctx.cliff), "--host", "127.0.0.1", "--http-port", str(busy.getsockname()[1])]
+
+
+def _gate(header: Any) -> Callable[[], Any]:
+    from hpsedge.serve.front import declared_bytes, limits_for
+
+    limits = limits_for(8192, 64, 16, 3 * 224 * 224 * 4)
+    return lambda: declared_bytes(header, limits.max_tensor_bytes)
+
+
+def _gate_input(shape: Any, dtype: str = "UINT8", **extra: Any) -> dict:
+    return {"inputs": [{"name": "image", "shape": shape, "datatype": dtype, **extra}]}
+
+
+def _flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _triton(ctx: Ctx, folder: Path, *extra: str, out: Path | None = None) -> list[str]:
+    return ["export", "triton", str(folder), "--out", str(out or ctx.out), "--kind", "cpu", *extra]
+
+
+def _triton_tampered(ctx: Ctx) -> list[str]:
+    folder = ctx.model()
+    _flip_middle_byte(folder / "model.onnx")
+    return _triton(ctx, folder)
+
+
+def _triton_swapped(ctx: Ctx) -> list[str]:
+    folder = ctx.model()
+    shutil.copy(ctx.pare / "model.onnx", folder / "model.onnx")
+    return _triton(ctx, folder)
+
+
+def _triton_data_file_symlink(ctx: Ctx) -> list[str]:
+    """External weights listed in the manifest, the file a symlink to a secret beside the folder (the secret
+    was copied into the repository, its sha256 never checked)."""
+    from hpsedge.runtime.files import sha256_file
+
+    folder = ctx.model()
+    secret = ctx.write("secret.txt", "password=hunter2")
+    os.symlink(secret, folder / "model.onnx.data")
+    return _triton(ctx, ctx.edit_manifest(folder, _art(data_file="model.onnx.data", data_sha256=sha256_file(secret),
+                                                        data_bytes=secret.stat().st_size)))
+
+
+def _triton_force_over_user_folder(ctx: Ctx) -> list[str]:
+    repo = ctx.root / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text("# my notes on this deployment\n")
+    return _triton(ctx, ctx.cliff, "--force", out=repo)
+
+
+def _triton_engine_missing(ctx: Ctx) -> list[str]:
+    """The manifest lists an engine whose file is missing: the ONNX model was already copied when the error
+    came (a half-written repository was left)."""
+    folder = ctx.model()
+    ctx.edit_manifest(folder, lambda m: m["artifacts"].update(engine={"file": "model.engine", "bytes": 10}))
+    return _triton(ctx, folder, "--network", "onnx")
+
+
+CASES += [
+    Case("triton-tampered-graph", _triton_tampered, 2, "does not match the sha256"),
+    Case("triton-swapped-graph", _triton_swapped, 2, "does not match"),
+    Case("triton-data-file-symlink-out", _triton_data_file_symlink, 2, "outside the build folder"),
+    Case("triton-force-over-user-folder", _triton_force_over_user_folder, 2,
+         "not a Triton repository written by hpsedge"),
+    Case("triton-engine-missing", _triton_engine_missing, 2, "missing"),
+    Case("serve-port-busy", _serve_port_busy, 2, r"HTTP port \d+ on 127\.0\.0\.1 is already in use"),
+    Case("serve-gate-declared-30GB", lambda c: _gate(_gate_input([100000, 100000, 3])), Exception,
+         "this server's limit"),
+    Case("serve-gate-huge-rank", lambda c: _gate(_gate_input([2] * 64)), Exception, "at most 8 integers"),
+    Case("serve-gate-negative-dim", lambda c: _gate(_gate_input([-5, 3])), Exception, "integers ≥ 0"),
+    Case("serve-gate-bool-dim", lambda c: _gate(_gate_input([True, 3])), Exception, "integers ≥ 0"),
+    Case("serve-gate-float-dim", lambda c: _gate(_gate_input([1e9, 3])), Exception, "integers ≥ 0"),
+    Case("serve-gate-bytes", lambda c: _gate(_gate_input([1], "BYTES")), Exception, "is not taken"),
+    Case("serve-gate-shared-memory", lambda c: _gate(_gate_input([1], parameters={"shared_memory_region": "r"})),
+         Exception, "shared-memory"),
+    Case("serve-gate-many-inputs", lambda c: _gate({"inputs": [{"name": "x", "shape": [1], "datatype": "UINT8"}] * 17}),
+         Exception, "at most 16"),
+    Case("serve-gate-not-object", lambda c: _gate([1, 2]), Exception, "must be a JSON object"),
+    Case("detector-names-minus-one-person",
+         lambda c: _add_detector(c, _synthetic_detector(c, names={-1: "person", 0: "bicycle", 2: "car"})),
+         InputError, r"class indices 0\.\."),
+    Case("detector-names-minus-one-person-cli",
+         lambda c: _build_with_detector(c, _synthetic_detector(c, names={-1: "person", 0: "bicycle", 2: "car"})),
+         2, r"class indices 0\.\."),
+    Case("detector-person-class-negative-manifest",
+         lambda c: (lambda: __import__("hpsedge.runtime.detect").runtime.detect.DetectorConfig(
+             layout="yolo", input_name="images", input_size=(320, 320), person_class=-1).check()),
+         InputError, r"person class must lie in 0\.\."),
+    Case("detector-outputs-all-nan", lambda c: _add_detector(c, _constant_detector(c, float("nan"))), InputError,
+         "holds 58800 NaN/Inf"),
+    Case("detector-outputs-1e30", lambda c: _add_detector(c, _constant_detector(c, 1e30)), InputError,
+         "reaches 1e\\+30"),
+    Case("detector-outputs-nan-cli", lambda c: _build_with_detector(c, _constant_detector(c, float("nan"))), 2,
+         "NaN/Inf value"),
+    Case("manifest-serves-not-list", _manifest_case(_art(serves=5)), ManifestError, "'serves' must be a list"),
+    Case("manifest-serves-not-strings", _manifest_case(_art(serves=[None])), ManifestError, "'serves' must be a list"),
+]
+
+
 # ------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def models(tiny_export) -> tuple[Path, Path]:
@@ -672,6 +825,8 @@ def test_bad_input(case: Case, models: tuple[Path, Path], tmp_path: Path, capsys
     finally:
         if hasattr(ctx, "lock_fd"):
             os.close(ctx.lock_fd)
+        if hasattr(ctx, "busy"):
+            ctx.busy.close()
     assert not ctx.marker.exists(), "a payload ran"
     after = _snapshot(ctx.root, ctx.out)
     assert after == before, "something outside the output was created or changed"
@@ -793,3 +948,170 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode in (1, 130), err  # click turns the KeyboardInterrupt into "Aborted!" (1)
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------- issue 24, beyond the table
+def test_manifest_serves_null_loads(models: tuple[Path, Path], tmp_path: Path) -> None:
+    """``serves: null`` means "made for no runner in particular": the folder loads (it crashed the loader)."""
+    from hpsedge.runtime.predictor import Predictor
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.edit_manifest(ctx.model(), _art(serves=None))
+    pred = Predictor.load(folder, backend="ort", device="cpu")
+    assert pred.predict(np.zeros((120, 160, 3), np.uint8), [[10, 10, 100, 110]])
+
+
+def _cache_env(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    import hpsedge.runtime.manifest as mf
+
+    monkeypatch.setenv("HPSEDGE_HASH_CACHE", str(cache))
+    monkeypatch.setattr(mf, "_VERIFIED", {})  # only the persistent cache, as in a fresh process
+
+
+def test_hash_cache_never_writes_through_a_planted_symlink(models: tuple[Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's temporary file had a predictable name (``.verified.json.<pid>.tmp``) and was opened
+    following symlinks: a symlink planted there made a load overwrite the file it pointed to."""
+    from hpsedge.runtime.predictor import Predictor
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.model()
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir(mode=0o700)
+    cache = cache_dir / "verified.json"
+    victim = ctx.write("victim.txt", "precious")
+    os.symlink(victim, cache_dir / f".verified.json.{os.getpid()}.tmp")
+    _cache_env(monkeypatch, cache)
+    Predictor.load(folder, backend="ort", device="cpu")
+    assert victim.read_text() == "precious"
+    assert cache.is_file() and not cache.is_symlink()
+    assert str(os.path.realpath(folder / "model.onnx")) in json.loads(cache.read_text())
+    assert not stat.S_IMODE(cache.stat().st_mode) & 0o022  # nobody else may write it
+
+
+@pytest.mark.parametrize("how", ["file-writable-by-others", "folder-writable-by-others", "file-is-a-symlink"])
+def test_hash_cache_others_can_write_is_not_trusted(how: str, models: tuple[Path, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache entry forged for a tampered graph (its inode, size, mtime, ctime and the manifest's sha256) in
+    a cache file that others can write (or reach through a symlink) must not pass it as verified."""
+    from hpsedge.runtime.predictor import Predictor
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.model()
+    onnx = folder / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 1
+    onnx.write_bytes(bytes(data))
+    st = os.stat(onnx)
+    want = json.loads((folder / "manifest.json").read_text())["artifacts"]["onnx"]["sha256"]
+    forged = json.dumps({os.path.realpath(onnx): [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                                  st.st_ctime_ns, want]})
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    os.chmod(cache_dir, 0o777 if how == "folder-writable-by-others" else 0o700)
+    cache = cache_dir / "verified.json"
+    if how == "file-is-a-symlink":
+        elsewhere = ctx.write("elsewhere.json", forged)
+        os.chmod(elsewhere, 0o600)
+        os.symlink(elsewhere, cache)
+    else:
+        cache.write_text(forged)
+        os.chmod(cache, 0o666 if how == "file-writable-by-others" else 0o600)
+    _cache_env(monkeypatch, cache)
+    with pytest.raises(ManifestError, match="does not match the sha256"):
+        Predictor.load(folder, backend="ort", device="cpu")
+
+
+def test_graph_swapped_between_verify_and_load_is_refused(models: tuple[Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sha256 was checked on the path, then ONNX Runtime opened the path again: a graph renamed into
+    place in between ran under the manifest's name."""
+    import hpsedge.runtime.predictor as predictor_mod
+
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    folder = ctx.model()
+    onnx = folder / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 1  # a weight changed: still a valid graph with the same inputs and outputs
+    evil = ctx.write("evil.onnx", bytes(data))
+    real_make = predictor_mod._make_ort
+
+    def swap_then_load(*args: Any, **kw: Any) -> Any:
+        os.replace(evil, onnx)  # after verification, before ONNX Runtime opens it
+        return real_make(*args, **kw)
+
+    monkeypatch.setattr(predictor_mod, "_make_ort", swap_then_load)
+    with pytest.raises(ManifestError, match="changed while it was being loaded"):
+        predictor_mod.Predictor.load(folder, backend="ort", device="cpu")
+
+
+KILL_BETWEEN_RENAMES = r"""
+import os, signal, sys
+from pathlib import Path
+import hpsedge.export.outdir as od
+
+out = Path(sys.argv[1])
+real_replace = os.replace
+
+def replace(src, dst):
+    real_replace(src, dst)
+    if Path(src) == out:  # the old folder was moved aside: die before the new one is renamed in
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace
+with od.atomic_folder(out, force=True) as tmp:
+    (tmp / "manifest.json").write_text('{"schema": "hpsedge.manifest", "new": true}')
+"""
+
+
+def test_build_killed_between_its_two_renames_is_recovered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``export build --force`` killed after moving the old build aside and before renaming the new one in:
+    the next build restored nothing and deleted ``.out.old-PID`` as stale (the user's build was lost)."""
+    import subprocess
+
+    from hpsedge.runtime.manifest import SCHEMA
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"schema": SCHEMA, "mine": "the old build"}))
+    (out / "model.onnx").write_bytes(b"weights of the old build")
+    before = _snapshot(out, tmp_path / "nothing")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(out)], env=env, capture_output=True,
+                         timeout=120)
+    assert res.returncode == -signal.SIGKILL, res.stderr.decode()[-2000:]
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.old-")]
+    # the next build (without --force) finds the old build back in place, refuses to replace it, leaves no debris
+    code, text = run_cli(["export", "onnx", "--model", "poco-hmr", "--tiny", "--out", str(out)], capsys)
+    assert code == 2 and "already exists" in text and "Traceback" not in text, text
+    assert _snapshot(out, tmp_path / "nothing") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_export_triton_error_leaves_no_repository(models: tuple[Path, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An error after the first model was copied left a half-written repository behind."""
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    code, text = run_cli(_triton_engine_missing(ctx), capsys)
+    assert code == 2 and "missing" in text, text
+    assert not ctx.out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp folder or lock left
+
+
+def test_export_triton_force_replaces_only_an_unchanged_hpsedge_repository(
+    models: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = Ctx(root=tmp_path, cliff=models[0], pare=models[1])
+    code, text = run_cli(_triton(ctx, ctx.cliff), capsys)
+    assert code == 0, text
+    assert (ctx.out / ".hpsedge-triton.json").is_file()
+    code, text = run_cli(_triton(ctx, ctx.cliff), capsys)  # no --force: refused
+    assert code == 2 and "not empty" in text, text
+    code, text = run_cli(_triton(ctx, ctx.cliff, "--force"), capsys)  # ours, unchanged: replaced
+    assert code == 0, text
+    readme = ctx.out / "README.md"
+    readme.write_text(readme.read_text() + "\nmy notes\n")  # the user edits it: no longer only ours
+    code, text = run_cli(_triton(ctx, ctx.cliff, "--force"), capsys)
+    assert code == 2 and "not a Triton repository written by hpsedge" in text, text
+    assert readme.read_text().endswith("my notes\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

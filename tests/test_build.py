@@ -266,3 +266,14 @@ def test_tokenhmr_fp16_report_has_token_agreement(tmp_path: Path) -> None:
     assert "token agreement" in (res.out_dir / "report.md").read_text()
     keep = res.manifest["precision_config"]
     assert "/tokenizer/MatMul" in json.dumps(keep) and "op:LayerNormalization" in json.dumps(keep)
+
+
+def test_dla_int8_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export build --dla 0 --precision int8` stops at the option check, not after an export and calibration."""
+    def no_export(*_a: object, **_k: object) -> None:
+        raise AssertionError("the export started")
+
+    monkeypatch.setattr("hpsedge.export.onnx.export_onnx", no_export)
+    with pytest.raises(ExportError, match=r"^INT8 on DLA is not supported"):
+        export_build(_cfg(tmp_path, precision="int8", dla_core=0))
+    assert list(tmp_path.iterdir()) == []

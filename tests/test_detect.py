@@ -183,3 +183,24 @@ def test_no_people_and_bad_images(tmp_path):
             det(bad)
     with pytest.raises(InputError, match="not found"):
         Detector.load(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("hw, out", [((720, 1280), (360, 640)), ((1080, 1920), (360, 640)), ((720, 1280), (180, 320)),
+                                     ((720, 1280), (234, 416)), ((333, 517), (206, 320)), ((90, 64), (300, 200))])
+def test_integer_resize_is_the_rounded_bilinear(hw, out):
+    """The letterbox's integer resize: exactly the float bilinear rounded to whole grey levels where each side
+    shrinks by an integer factor (strided slices), within one level (11-bit weights) elsewhere; and equal to
+    OpenCV's INTER_LINEAR on the integer-factor sizes."""
+    from hpsedge.runtime.detect import _resize_bilinear, resize_bilinear_u8
+
+    img = np.random.default_rng(3).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    got = resize_bilinear_u8(img, *out)
+    assert got.dtype == np.uint8 and got.shape == (*out, 3)
+    ref = _resize_bilinear(img, *out)
+    exact = hw[0] % out[0] == 0 and hw[1] % out[1] == 0
+    diff = np.abs(got.astype(np.float64) - np.floor(ref + 0.5))
+    assert diff.max() == 0 if exact else diff.max() <= 1
+    assert np.abs(got - ref).max() <= (0.5 if exact else 0.6)
+    cv2 = pytest.importorskip("cv2")
+    if exact:
+        assert np.array_equal(got, cv2.resize(img, out[::-1], interpolation=cv2.INTER_LINEAR))

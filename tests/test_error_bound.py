@@ -210,6 +210,13 @@ def test_fit_writes_a_verified_artifact_the_runtime_reports(setup: dict, tmp_pat
     assert tag == f"≤ {people[0].error_bound_mm['body']:.0f} mm @ 80%"
     plain = [type(p)(**{**p.__dict__, "error_bound_mm": None, "error_bound_coverage": None}) for p in people]
     assert not np.array_equal(render_overlay(rgb, people), render_overlay(rgb, plain))
+    # the MCAP people topic carries it too
+    from hpsedge.runtime.ros import person_record
+
+    rec = person_record(people[1], 1)
+    assert rec["error_bound_coverage"] == 0.8 and rec["error_bound_reason"] is None
+    assert rec["error_bound_mm"]["legs"] == pytest.approx(people[1].error_bound_mm["legs"], abs=0.05)
+    assert person_record(plain[0], 0)["error_bound_mm"] is None
     pred.close()
 
 

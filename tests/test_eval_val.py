@@ -243,7 +243,7 @@ def test_uncertainty_source() -> None:
     from hpsedge.eval.val import _uncertainty
 
     assert _uncertainty(SimpleNamespace(score=0.3, confidence=0.7))[0] == 0.3
-    value, kind = _uncertainty(SimpleNamespace(score=None, confidence=0.8))
+    value, kind = _uncertainty(SimpleNamespace(score=None, confidence=0.8), "token_confidence")
     assert value == pytest.approx(0.2) and "token confidence" in str(kind)
     assert _uncertainty(SimpleNamespace(score=None, confidence=None)) == (None, None)
 

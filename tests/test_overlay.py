@@ -110,3 +110,29 @@ def test_side_view_contact_sheet_and_legend() -> None:
     assert "mean accumulated σ" in legend_text("poco-pare", {"sigma_score": "mean"}, True, False)
     assert "token entropy" in legend_text("tokenhmr", {}, False, True)
     assert "no confidence" in legend_text("hmr2", {}, False, False)
+
+
+def test_legend_says_what_happens_above_the_threshold() -> None:
+    """Above the threshold the score is set to 1 and clipped to 0.99, so the confidence is 0.01: the legend
+    must say that, not "(1 if σ₀ > 0.8)", which reads as a confidence of 1."""
+    cliff = legend_text("poco-cliff", {"sigma_score": "pelvis"}, True, False)
+    pare = legend_text("poco-pare", {"sigma_score": "mean"}, True, False)
+    assert "person: 1 − pelvis σ₀; 0.01 when σ₀ > 0.8" in cliff and "(1 if" not in cliff
+    assert "person: 1 − mean accumulated σ; 0.01 when σ₀ > 0.4" in pare and "(1 if" not in pare
+    sigma = np.full((1, 24), 0.05, np.float32)
+    sigma[0, 0] = 0.81
+    assert float(confidence.confidence(sigma, "cliff")[0]) == pytest.approx(0.01)
+
+
+def test_overlay_writes_track_ids() -> None:
+    from hpsedge.runtime.draw import person_tag
+
+    joints2d = np.tile([[200.0, 150.0]], (24, 1))
+    person = _person(joints2d, np.full(24, 0.02, np.float32))
+    assert person_tag(person).startswith("confidence ")
+    assert person_tag(person, 7).startswith("#7 confidence ")
+    img = np.zeros((300, 400, 3), np.uint8)
+    a = render_overlay(img, [person])
+    b = render_overlay(img, [person], track_ids=[7])
+    c = render_overlay(img, [person], track_ids=[12])
+    assert not np.array_equal(a, b) and not np.array_equal(b, c)

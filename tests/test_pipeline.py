@@ -272,3 +272,88 @@ def test_pipeline_imports_only_numpy_onnxruntime_and_av(assets):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     assert "HEAVY: []" in res.stdout, res.stdout
+
+
+def _int8_detector(src: Path, dst: Path, size: int) -> Path:
+    """The synthetic detector quantized to INT8 (ONNX Runtime CPU flavour) on letterboxed frames of the video."""
+    from hpsedge.calib.quantize import quantize_int8
+    from hpsedge.runtime.detect import letterbox
+
+    feeds = np.concatenate([letterbox(f, (size, size))[0] for f in frames()[::6]])
+    quantize_int8(src, dst, {"images": feeds}, flavor="ort", batch=1, method="max")
+    return dst
+
+
+def test_fast_pipeline_keeps_the_same_people(assets, tmp_path):
+    """The frame-rate shortcuts — detector every 3rd frame with the tracker carrying the boxes, an INT8
+    detector at 256×256 instead of FP32 at 320×320, the detector in its own thread — report the same people
+    as the plain pipeline on the crossing video: the same track ids on every frame, each box within IoU 0.75
+    of the plain pipeline's, no identity switch against the ground truth."""
+    dyn = make_detector(tmp_path / "dyn.onnx", "yolo", size=None)
+    int8 = _int8_detector(dyn, tmp_path / "dyn.int8.onnx", 256)
+    video = frames()
+    plain = Pipeline.load(assets["poco"], detector=assets["det"], device="cpu", threads=1)
+    fast = Pipeline.load(assets["poco"], detector=int8, input_size=(256, 256), device="cpu", threads=1,
+                         detector_threads=1, detect_every=3)
+    assert fast.detector.config.input_size == (256, 256)
+    want = [plain(f) for f in video]
+    got = list(fast.stream(video))
+    assert [item is f for (item, _), f in zip(got, video, strict=True)] == [True] * N
+    assert [r.index for _, r in got] == list(range(N))
+    ran = [k for k, (_, r) in enumerate(got) if r.detector_ran]
+    assert ran[:3] == [0, 1, 2] and set(range(0, N, 3)) <= set(ran) and len(ran) <= N // 3 + 6  # warm-up, then every 3rd
+    diff_frames = 0
+    for k, (w, (_, g)) in enumerate(zip(want, got, strict=True)):
+        wi = {p.track_id: p.box for p in w.people}
+        gi = {p.track_id: p.box for p in g.people}
+        if set(wi) != set(gi):
+            diff_frames += 1  # the crossing: the plain detector's NMS merges the two people for a frame or two
+            continue
+        for tid, box in wi.items():
+            assert iou_matrix(np.asarray([box]), np.asarray([gi[tid]]))[0, 0] >= 0.75, (k, tid, box, gi[tid])
+    assert diff_frames <= 3
+    for res in (want, [r for _, r in got]):
+        recs = [r.to_json() for r in res]
+        switches, ids, seen = _switches(recs)
+        assert switches == 0 and ids == {0, 1} and seen >= 2 * N - 6
+    # threads off, and two regressor workers (frames regressed out of order, put back in order), give the same
+    # results as one regressor thread
+    fast.reset()
+    again = [r for _, r in fast.stream(video, threads=False)]
+    fast.reset()
+    again += [r for _, r in fast.stream(video, regressor_workers=2)]
+    assert [r.index for r in again] == list(range(N)) * 2
+    for a, (_, b) in zip(again, got + got, strict=True):
+        assert [p.track_id for p in a.people] == [p.track_id for p in b.people]
+        for pa, pb in zip(a.people, b.people, strict=True):
+            np.testing.assert_allclose(pa.box, pb.box, atol=1e-9)
+            np.testing.assert_allclose(pa.pose_rotmat, pb.pose_rotmat, atol=1e-5)
+
+
+def test_stream_stops_cleanly(assets):
+    """An error in the detector's thread reaches the caller; closing the stream early ends the thread."""
+    pipe = Pipeline.load(assets["poco"], detector=assets["det"], device="cpu", threads=1)
+
+    def bad() -> Any:
+        yield frames()[0]
+        yield np.zeros((4, 4, 3), np.float32)
+
+    with pytest.raises(InputError, match="uint8"):
+        list(pipe.stream(bad()))
+    gen = pipe.stream(frames() * 10)
+    next(gen)
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith(("hpsedge-detector", "hpsedge-regressor"))]
+
+
+def test_cli_detect_every(assets):
+    """`hpsedge run --source --detect-every 3`: the same two tracks on the crossing video."""
+    res = _cli("run", str(assets["poco"]), "--source", str(assets["video"]), "--detector", str(assets["det"]),
+               "--jsonl", "-", "--detect-every", "3")
+    assert res.returncode == 0, res.stderr
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["frame"] for r in records] == list(range(N))
+    switches, ids, seen = _switches(records)
+    assert switches == 0 and ids == {0, 1} and seen >= 2 * N - 6
+    bad = _cli("run", str(assets["poco"]), "--source", str(assets["video"]), "--detect-every", "0")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr

@@ -60,6 +60,18 @@ if mode == "check":
         except ServerError as exc:
             errors[name] = str(exc)
         errors[name + "_ready_after"] = c.ready()
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+    raw = grpcclient.InferenceServerClient(grpc_url)
+    tensors = []
+    for name, arr, wire in (("image", img, "UINT8"), ("boxes", np.full((1, 4), np.nan, np.float32), "FP32")):
+        t = grpcclient.InferInput(name, list(arr.shape), wire)
+        t.set_data_from_numpy(arr)
+        tensors.append(t)
+    try:
+        raw.infer("hpsedge", tensors)
+    except InferenceServerException as exc:
+        errors["nan_raw_grpc"] = [str(exc.status()), exc.message()]
     people = c.predict(data["f1_image"], data["f1_boxes"])  # still serving
     out["after/transl"] = np.stack([p["transl"] for p in people])
 else:  # "drain": 6 concurrent 3-person requests, then report what came back
@@ -148,7 +160,90 @@ def check_errors(errors: dict) -> None:
     assert errors["too_many"] == "9 boxes in one request; this server takes at most 8"
     assert "outside" in errors["outside"]
     assert all(errors[k] for k in errors if k.endswith("_ready_after"))
-    assert all("Traceback" not in errors[k] for k in errors if not k.endswith("_ready_after"))
+    assert all("Traceback" not in str(v) for k, v in errors.items() if not k.endswith("_ready_after"))
+    # what the wire carries (before the client shortens anything): the reason, one line, an argument error
+    assert errors["nan_raw_grpc"] == ["StatusCode.INVALID_ARGUMENT", "boxes hold NaN or inf values"], errors
+
+
+def raw_http(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None,
+             raw_head: bytes | None = None) -> tuple[int, bytes]:
+    """One HTTP request on its own connection (``raw_head``: sent as is, for malformed framing)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        if raw_head is not None:
+            conn.connect()
+            assert conn.sock is not None
+            conn.sock.sendall(raw_head + body)
+            resp = http.client.HTTPResponse(conn.sock)
+            resp.begin()
+        else:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _infer_json(image_shape: list, data: list, boxes: list | None = None, **extra: object) -> bytes:
+    return json.dumps({"inputs": [
+        {"name": "image", "shape": image_shape, "datatype": "UINT8", "data": data, **extra},
+        {"name": "boxes", "shape": [1, 4], "datatype": "FP32", "data": boxes or [0, 0, 10, 10]},
+    ]}).encode()
+
+
+#: (id, request kwargs for raw_http, expected status, text the one-line JSON error must contain)
+HOSTILE_HTTP = [
+    ("declared-30GB-image", dict(method="POST", path="/v2/models/hpsedge/infer",
+                                 body=_infer_json([100000, 100000, 3], [1, 2, 3])), 413, "this server's limit"),
+    ("declared-network-batch", dict(method="POST", path="/v2/models/poco-pare_onnx/infer", body=json.dumps(
+        {"inputs": [{"name": "image", "shape": [16, 3, 100000, 100000], "datatype": "FP32", "data": [0]}]}).encode()),
+     413, "this server's limit"),
+    ("negative-dim", dict(method="POST", path="/v2/models/hpsedge/infer", body=_infer_json([-1, 2, 3], [1])), 400,
+     "integers ≥ 0"),
+    ("bytes-dtype", dict(method="POST", path="/v2/models/hpsedge/infer", body=json.dumps(
+        {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}).encode()), 400,
+     "is not taken"),
+    ("garbage-json", dict(method="POST", path="/v2/models/hpsedge/infer", body=b"{oops"), 400, "not valid JSON"),
+    ("deep-json", dict(method="POST", path="/v2/models/hpsedge/infer", body=b"[" * 100000), 400, "not valid JSON"),
+    ("gzip-body", dict(method="POST", path="/v2/models/hpsedge/infer", body=b"\x1f\x8b",
+                       headers={"Content-Encoding": "gzip"}), 415, "uncompressed"),
+    ("content-length-1TB", dict(method="POST", path="", raw_head=(
+        b"POST /v2/models/hpsedge/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n")),
+     413, "at most"),
+    ("chunked", dict(method="POST", path="", raw_head=(
+        b"POST /v2/models/hpsedge/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                     body=b"5\r\nhello\r\n0\r\n\r\n"), 411, "Content-Length"),
+    ("header-length-past-body", dict(method="POST", path="/v2/models/hpsedge/infer", body=b"{}",
+                                     headers={"Inference-Header-Content-Length": "999"}), 400, "larger than the body"),
+    ("shared-memory-input", dict(method="POST", path="/v2/models/hpsedge/infer", body=_infer_json(
+        [2, 2, 3], [], parameters={"shared_memory_region": "x", "shared_memory_byte_size": 12})), 400,
+     "shared-memory"),
+    ("repository-unload", dict(method="POST", path="/v2/repository/models/hpsedge/unload"), 404, "no such endpoint"),
+    ("shm-register", dict(method="POST", path="/v2/systemsharedmemory/region/x/register", body=b"{}"), 404,
+     "no such endpoint"),
+    ("logging", dict(method="GET", path="/v2/logging"), 404, "no such endpoint"),
+    ("nan-string-box", dict(method="POST", path="/v2/models/hpsedge/infer",
+                            body=_infer_json([2, 2, 3], list(range(12)), boxes=["NaN", 0, 1, 1])), 500,
+     "Unable to parse 'data'"),  # tritonserver's own refusal (JSON has no NaN), one line
+    ("inf-box", dict(method="POST", path="/v2/models/hpsedge/infer",
+                     body=_infer_json([2, 2, 3], list(range(12)), boxes=[0, 0, 1e39, 1])), 400,
+     "boxes hold NaN or inf values"),  # 1e39 overflows float32: our check, as a 400
+    ("image-side-over-max", dict(method="POST", path="/v2/models/hpsedge/infer",
+                                 body=_infer_json([1, 9000, 3], [0] * 27000)), 400, "sides must lie in 1..8192"),
+]
+
+
+def check_hostile_http(port: int) -> None:
+    """Each hostile request: its status and one JSON line ``{"error": ...}`` with the reason, no traceback."""
+    for name, kw, status, text in HOSTILE_HTTP:
+        got, body = raw_http(port, **kw)  # type: ignore[arg-type]
+        msg = json.loads(body)["error"]
+        assert got == status, (name, got, body[:500])
+        assert "\n" not in msg and "Traceback" not in msg and "File \"" not in msg, (name, msg)
+        if text is not None:
+            assert text in msg, (name, msg)
 
 
 class Server:
@@ -218,6 +313,8 @@ def test_serve_matches_predictor_rejects_bad_requests_and_stops_cleanly(
         stdout, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr[-3000:] + "\n--- server ---\n" + server.tail()
         errors = json.loads(stdout.strip().splitlines()[-1])
+        check_hostile_http(server.http)
+        assert http_ok(f"http://127.0.0.1:{server.http}/v2/models/hpsedge/ready") and server.proc.poll() is None
         with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics}/metrics", timeout=5) as r:
             metrics = r.read().decode()
         assert 'nv_inference_request_success{model="hpsedge"' in metrics
@@ -308,3 +405,83 @@ def test_pytriton_handshake_patch_applies_to_the_installed_pytriton(serve_python
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     res = subprocess.run([str(serve_python), "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Descendants of ``pid`` (Linux /proc): pid -> command name."""
+    kids: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                head, tail = (d / "stat").read_text().rsplit(")", 1)
+                kids.setdefault(int(tail.split()[1]), []).append(int(d.name))
+                names[int(d.name)] = head.split("(", 1)[1]
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = {}, list(kids.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out[p] = names.get(p, "")
+        todo += kids.get(p, [])
+    return out
+
+
+def test_serve_grpc_only_and_a_dead_tritonserver_is_a_failed_exit(
+    tiny_pare: Path, tmp_path: Path, serve_python: Path
+) -> None:
+    """--no-http opens no HTTP port and serves gRPC; when tritonserver dies (here SIGKILL; the 30 GB request
+    aborted it the same way), `hpsedge serve` exits non-zero with one error line (it exited 0, so a supervisor
+    restarting on failure left the service down)."""
+    _, data = make_frames(tmp_path)
+    server = Server(serve_python, tiny_pare, tmp_path / "serve.log", "--no-http", "--instances", "1")
+    try:
+        end = time.monotonic() + 240
+        while "Ctrl+C stops" not in server.tail():
+            if server.proc.poll() is not None or time.monotonic() > end:
+                pytest.fail(f"hpsedge serve --no-http did not start:\n{server.tail()}")
+            time.sleep(0.5)
+        assert "no HTTP" in server.tail()
+        with socket.socket() as s, pytest.raises(OSError):
+            s.settimeout(5)
+            s.connect(("127.0.0.1", server.http))  # nothing listens there
+        code = (
+            "import sys, numpy as np\n"
+            "from hpsedge.client import HpsedgeClient\n"
+            "d = np.load(sys.argv[2])\n"
+            "c = HpsedgeClient(sys.argv[1])\n"
+            "assert c.ready()\n"
+            "print(len(c.predict(d['f3_image'], d['f3_boxes'])))\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        res = subprocess.run([str(serve_python), "-c", code, f"127.0.0.1:{server.grpc}", str(data)],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 0 and res.stdout.strip() == "3", res.stderr[-2000:] + server.tail()
+        tritons = [p for p, name in _children(server.proc.pid).items() if name == "tritonserver"]
+        assert len(tritons) == 1, _children(server.proc.pid)
+        os.kill(tritons[0], signal.SIGKILL)
+        rc = server.proc.wait(timeout=120)
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
+    text = server.tail()
+    assert rc != 0, text
+    errors = [ln for ln in text.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: tritonserver stopped on its own (exit status -9); nothing is being served"], text
+    assert "Traceback" not in text.split("Ctrl+C stops", 1)[1]
+
+
+def test_serve_busy_port_fails_at_once_and_names_it(tiny_pare: Path, tmp_path: Path, serve_python: Path) -> None:
+    """A port already taken is reported before anything loads (it took 365 s, then an error naming no port)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        res = subprocess.run([str(serve_python), "-m", "hpsedge.cli", "serve", str(tiny_pare), "--host", "127.0.0.1",
+                              "--grpc-port", str(port), "--http-port", str(free_ports(1)[0])],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert f"error: gRPC port {port} on 127.0.0.1 is already in use" in res.stderr
+    assert "Traceback" not in res.stderr and "tritonserver" not in (res.stdout + res.stderr).lower()

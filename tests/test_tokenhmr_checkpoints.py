@@ -147,7 +147,7 @@ def test_tokenizer_alone_or_for_other_models_is_refused(tmp_path: Path, fake_yac
     _, tok, _ = _official_files(tmp_path, fake_yacs, tmp_path / "m")
     with pytest.raises(CheckpointError, match="tokenizer alone"):
         build_model("tokenhmr", tokenizer=tok, tiny=True)
-    with pytest.raises(CheckpointError, match="only for TokenHMR"):
+    with pytest.raises(CheckpointError, match="only for models with a tokenizer file"):
         build_model("poco-hmr", checkpoint=tok, tokenizer=tok, tiny=True)
 
 

@@ -359,6 +359,9 @@ def test_repository_on_real_tritonserver(
          "--grpc-address", "127.0.0.1", "--metrics-address", "127.0.0.1", "--http-port", str(http),
          "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--exit-timeout-secs", "20"],
         stdout=log.open("w"), stderr=subprocess.STDOUT, env=senv,
+        # the Python-backend stub ignores PYTHONPATH; its sys.path starts with '' (this folder), so the
+        # stub imports this checkout's hpsedge, not the one the serve virtualenv's editable install points at
+        cwd=str(ROOT / "src"),
     )
     try:
         end = time.monotonic() + 180

@@ -5,7 +5,9 @@ Heavy parts live in sub-packages (``hpsedge.models`` and ``hpsedge.export`` need
 ``hpsedge.runtime`` needs numpy alone).
 """
 
-__version__ = "0.1.0"
+from hpsedge._version import __version__
+
+__all__ = ["Model", "Results", "__version__"]
 
 
 def __getattr__(name: str) -> object:

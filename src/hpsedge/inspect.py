@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsedge.errors import HpsedgeError, ManifestError
+from hpsedge.runtime.folder import BuildFolder
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
 
 
@@ -27,15 +28,16 @@ def _size(n: float) -> str:
 
 def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
     raw = m.raw
+    folder = BuildFolder(m)
     model = raw["model"]
     ck = raw.get("checkpoint", {})
     summary = {
         "model": f"{model['name']} ({model.get('variant', 'full')}, family {model['family']})",
         "parameters": f"{model['params'] / 1e6:.2f} M" if "params" in model else "?",
         "checkpoint": "random weights" if ck.get("random_init") else f"{ck.get('file')} (sha256 {str(ck.get('sha256'))[:12]}…)",
-        "precision": raw.get("precision", "fp32"),
+        "precision": folder.precision.value,
         "opset": raw.get("opset"),
-        "max batch": raw.get("max_batch"),
+        "max batch": folder.max_batch,
         "schema": f"{raw['schema']} v{raw['schema_version']}",
         "created": raw.get("created"),
         "versions": ", ".join(f"{k} {v}" for k, v in raw.get("versions", {}).items()),
@@ -65,7 +67,8 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
         if not path.exists():
             arts[key] = f"{art['file']}: MISSING"
             if key != "report":
-                problems[key] = f"artifact '{key}' ({art['file']}) is missing"
+                problems[key] = (f"artifact '{key}' ({art['file']}) is missing (a copy holding only the graph it "
+                                 "runs: make it with `hpsedge export slim DIR --target BACKEND-PRECISION --out SLIM`)")
             continue
         status = ""
         if "sha256" in art:
@@ -77,8 +80,14 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
                 problems[key] = exc.message
         extra = ""
         if key == "engine":
+            try:
+                batch = folder.engine_batch()
+                profile = f"batch {batch.min}..{batch.max}" + (f" (opt {batch.opt})" if batch and batch.opt else "")
+            except ManifestError as exc:
+                profile = "profile REFUSED"
+                problems["engine profile"] = exc.message
             extra = (f", TensorRT {art.get('trt_version')}, {art.get('gpu_name')} (sm {art.get('compute_capability')}), "
-                     f"profile {art.get('profile')}")
+                     f"{profile}")
         if art.get("serves"):  # INT8 flavours: which runner takes which graph
             extra += f", INT8 {art.get('qdq_flavor')} for {' / '.join(art['serves'])}"
         arts[key] = f"{art['file']} ({_size(path.stat().st_size)}{', ' + status if status else ''}{extra})"
@@ -105,8 +114,17 @@ def _manifest_sections(m: Manifest) -> dict[str, dict[str, Any]]:
                                                           f"missing {drift.get('missing')}, extra {drift.get('extra')}")
         for name, chk in (det.get("trt_check") or {}).items():
             detector[f"TensorRT check ({name})"] = "ok" if chk.get("ok") else "; ".join(chk.get("errors", []))
+    slim = raw.get("slim")
+    slim_sec: dict[str, Any] = {}
+    if isinstance(slim, dict):
+        slim_sec = {
+            "target": f"{slim.get('target')} (runs only there; other backends and precisions are refused)",
+            "source manifest": f"sha256 {str(slim.get('source_manifest_sha256'))[:12]}…",
+            "dropped": ", ".join(str(f) for f in (slim.get("dropped") or {}).values()) or "nothing",
+        }
     out = {
         "manifest": summary,
+        **({"slim folder": slim_sec} if slim_sec else {}),
         **({f"accuracy vs fp32 ({raw['accuracy'].get('precision', '?')})": _accuracy_rows(raw["accuracy"])}
            if isinstance(raw.get("accuracy"), dict) else {}),
         "graph I/O": io,
@@ -194,19 +212,31 @@ def _machine(m: Manifest) -> dict[str, Any]:
     except ImportError:
         ort_line = "onnxruntime not installed (pip install onnxruntime)"
     choice, reason = choose_backend(m, available, gpu_cc, trt_version, gpu_name=gpu_name)
+    slim = m.raw.get("slim")
+    if isinstance(slim, dict) and slim.get("backend") != choice:
+        need = "TensorRT and a GPU" if slim.get("backend") == "trt" else "ONNX Runtime"
+        reason = (f"nothing here: a slim folder for {slim.get('target')} needs {need}; this machine would take "
+                  f"{'TensorRT' if choice == 'trt' else 'ONNX Runtime'} ({reason})")
     out = {
         "GPU": f"{gpu_name} (sm {gpu_cc})" if gpu_cc else "none visible to TensorRT",
         "TensorRT": trt_version or "not installed",
         "ONNX Runtime": ort_line,
-        "runs with": f"{'TensorRT' if choice == 'trt' else 'ONNX Runtime'} — {reason}",
+        "runs with": (reason if reason.startswith("nothing here")
+                      else f"{'TensorRT' if choice == 'trt' else 'ONNX Runtime'} — {reason}"),
     }
-    if choice != "trt":
+    if choice != "trt" and not (isinstance(slim, dict) and slim.get("backend") != choice):
         try:
             from hpsedge.runtime.backends.ort import first_provider
-            from hpsedge.runtime.predictor import _flavour_key, _onnx_key
 
-            key = _flavour_key(m, _onnx_key(m, None), "auto", log_choice=False)
-            out["ONNX Runtime graph"] = f"{m.artifacts[key]['file']} on {first_provider('auto')}"
+            provider = first_provider("auto")
+            plan = BuildFolder(m).select("ort", provider, verify=False)  # the artifacts section verifies
+            out["ONNX Runtime graph"] = f"{plan.file} on {provider} (batch {plan.batch.min}..{plan.batch.max})"
+        except HpsedgeError:
+            pass
+    else:
+        try:
+            plan = BuildFolder(m).select("trt", verify=False)
+            out["TensorRT engine"] = f"{plan.file} ({plan.precision}, batch {plan.batch.min}..{plan.batch.max})"
         except HpsedgeError:
             pass
     return out

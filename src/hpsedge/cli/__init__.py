@@ -38,7 +38,7 @@ app = typer.Typer(
     help="Export confidence-aware 3D human pose-and-shape regressors to ONNX Runtime and TensorRT.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion [bash|zsh|fish|powershell], --show-completion
     rich_markup_mode=None,  # click's plain help: flags as flags, literal [brackets], defaults shown
 )
 app.command("models")(models_cmd)
@@ -90,7 +90,7 @@ def main() -> None:
     if "--debug" in sys.argv[1:]:
         _state["debug"] = True
     try:
-        app()
+        app(prog_name="hpsedge")  # also under `python -m hpsedge`: completion keys on the name
     except HpsedgeError as exc:
         if _state["debug"]:
             raise

@@ -30,6 +30,23 @@ _state = {"debug": False}
 EXPORT_MODULES = frozenset({"torch", "onnx", "onnxscript", "smplx"})
 
 
+def parse_precision(value: str | None) -> str | None:
+    """Callback of every ``--precision`` option: the one list of names (:class:`hpsedge.runtime.folder.Precision`),
+    checked while the command line is read, before any model or folder loads (one ``error:`` line)."""
+    from hpsedge.runtime.folder import Precision
+
+    return None if value is None else Precision.parse(value).value
+
+
+def parse_precisions(values: list[str] | None) -> list[str] | None:
+    """Callback of ``--precisions fp32,fp16``: each name checked as :func:`parse_precision` does."""
+    from hpsedge.runtime.folder import Precision
+
+    if values is None:
+        return None
+    return [Precision.parse(v, "--precisions").value for item in values for v in str(item).split(",") if v.strip()]
+
+
 def new_app(help_text: str) -> typer.Typer:
     """A typer (sub-)app with the project's settings: plain click help (``[[x1,y1,...]]`` stays literal)."""
     return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)

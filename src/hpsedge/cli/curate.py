@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from hpsedge.cli._common import parse_precision
+
 
 def curate_cmd(
     export_dir: Annotated[Path, typer.Argument(help="Export folder of a POCO model (with manifest.json).")],
@@ -35,7 +37,8 @@ def curate_cmd(
     backend: Annotated[str, typer.Option(help="auto | ort | trt")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | tensorrt (ONNX Runtime), or a GPU index.")] = "auto",
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads (per Ray actor: 1 by default).")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 (default) | fp16 | int8 graph of the folder.")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | fp16 | int8 graph of the folder [default: the "
+                                                  "folder's own].", callback=parse_precision)] = None,
     force: Annotated[bool, typer.Option("--force", help="Discard shards of an earlier job in --out.")] = False,
     smpl: Annotated[Path | None, typer.Option(help="SMPL model (.npz/.pkl) for `part`, the 2D keypoints.")] = None,
     j_regressor_extra: Annotated[

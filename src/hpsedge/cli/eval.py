@@ -10,8 +10,9 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hpsedge.cli._common import console, csv, err_console, progress_steps
+from hpsedge.cli._common import console, csv, err_console, parse_precisions, progress_steps
 from hpsedge.errors import HpsedgeError
+from hpsedge.runtime.folder import Precision
 
 
 def val_cmd(
@@ -74,7 +75,8 @@ def val_cmd(
 def bench_cmd(
     folders: Annotated[list[str] | None, typer.Argument(help="Build folders (DIR or DIR@precision).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Zoo model: build/reuse one folder per precision.")] = None,
-    precisions: Annotated[list[str] | None, typer.Option("--precisions", help="With --model: fp32,fp16,int8.")] = None,
+    precisions: Annotated[list[str] | None, typer.Option("--precisions", help="With --model: fp32,fp16,int8.",
+                                                         callback=parse_precisions)] = None,
     backends: Annotated[list[str] | None, typer.Option("--backends", help="ort,trt")] = None,
     batch: Annotated[list[str] | None, typer.Option("--batch", help="Person batch sizes, e.g. 1,8,16.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for bench.json/.md/.png.")] = Path("bench-out"),
@@ -99,7 +101,7 @@ def bench_cmd(
         batches = [int(b) for b in csv(batch, ("1", "8", "16"))]
     except ValueError:
         raise HpsedgeError("--batch takes integers, e.g. --batch 1,8,16") from None
-    cfg = BenchConfig(out=out, folders=folders or [], model=model, precisions=csv(precisions, ("fp32", "fp16", "int8")),
+    cfg = BenchConfig(out=out, folders=folders or [], model=model, precisions=csv(precisions, Precision.names()),
                       backends=csv(backends, ("ort", "trt")), batches=batches, builds=builds, smpl=smpl, image=image,
                       reps=reps, warmup=warmup, device=device, threads=threads, checkpoint=checkpoint,
                       calib_images=calib_images, calib_boxes=calib_boxes, note=note, force=force, tiny=tiny)

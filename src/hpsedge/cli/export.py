@@ -1,4 +1,4 @@
-"""``hpsedge export onnx|build|triton``: thin wrappers over :func:`hpsedge.export.onnx.export_onnx`,
+"""``hpsedge export onnx|build|triton|slim``: thin wrappers over :func:`hpsedge.export.onnx.export_onnx`,
 :func:`hpsedge.export.build.export_build` / :func:`~hpsedge.export.build.rebuild_on_device` and
 :func:`hpsedge.export.triton.export_triton`."""
 
@@ -25,12 +25,15 @@ from hpsedge.cli._common import (
     export_side,
     fmt_bytes,
     new_app,
+    parse_precision,
     precision_options,
     progress_steps,
 )
 from hpsedge.errors import HpsedgeError
+from hpsedge.runtime.folder import DEFAULT_MAX_BATCH
 
-export_app = new_app("Export a zoo model: `onnx` (verified graph + manifest), `build` (the whole chain to an engine) "
+export_app = new_app("Export a zoo model: `onnx` (verified graph + manifest), `build` (the whole chain to an engine), "
+                     "`slim` (a copy of a build folder with only what one target runs) "
                      "or `triton` (a Triton model repository from a build folder).")
 
 MaxBatchOpt = Annotated[int, typer.Option("--max-batch", help="Largest person batch (engine profile max).")]
@@ -43,10 +46,11 @@ def export_onnx_cmd(
     checkpoint: CheckpointOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: build/MODEL].")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    max_batch: MaxBatchOpt = 16,
+    max_batch: MaxBatchOpt = DEFAULT_MAX_BATCH,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output folder.")] = False,
     unsafe_pickle: UnsafePickleOpt = False,
-    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8: also write model.<precision>.onnx.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8: also write model.<precision>.onnx.",
+                                           callback=parse_precision)] = "fp32",
     calib: Annotated[Path | None, typer.Option(help="Calibration set (.npz from `hpsedge calib make`) for int8.")] = None,
     calib_method: CalibMethodOpt = None,
     keep_fp32: Annotated[
@@ -116,11 +120,25 @@ def export_onnx_cmd(
     console.print(f"  manifest: {result.out_dir / 'manifest.json'}")
 
 
+def _aux_args(model: str, aux: Path | None) -> dict[str, Path]:
+    """``--aux FILE`` under the name the model's spec gives its second weights file (``ModelSpec.aux_option``)."""
+    if aux is None:
+        return {}
+    from hpsedge.models.registry import get_spec
+
+    option = get_spec(model).aux_option
+    if option is None:
+        raise HpsedgeError(f"{model} has one weights file; --aux is for models with a second one",
+                           hint="drop --aux (`hpsedge models` lists what each model reads)")
+    return {option: aux}
+
+
 @export_app.command("build")
 def export_build_cmd(
     model: ModelOpt = "poco-cliff",
     checkpoint: CheckpointOpt = None,
-    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8 (baked into the graph).")] = "fp16",
+    precision: Annotated[str, typer.Option(help="fp32 | fp16 | int8 (baked into the graph; --on-device: the "
+                                                "folder's).", callback=parse_precision)] = "fp16",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Build folder [default: build/MODEL-PRECISION].")] = None,
     calib: Annotated[Path | None, typer.Option(help="INT8 calibration set (.npz from `hpsedge calib make`).")] = None,
     calib_images: Annotated[
@@ -128,7 +146,11 @@ def export_build_cmd(
     ] = None,
     calib_boxes: Annotated[Path | None, typer.Option("--calib-boxes", help="Person boxes for --calib-images.")] = None,
     calib_method: CalibMethodOpt = None,
-    max_batch: MaxBatchOpt = 16,
+    max_batch: Annotated[int | None, typer.Option(
+        "--max-batch", help=f"Largest person batch (engine profile max) [default: {DEFAULT_MAX_BATCH}; with "
+        "--on-device: the folder's max batch].")] = None,
+    min_batch: Annotated[int, typer.Option(
+        "--min-batch", help="Smallest person batch of the engine profile (Triton needs 1).")] = 1,
     opt_batch: Annotated[
         int | None, typer.Option("--opt-batch", help="Batch TensorRT tunes for [default: min(4, max batch)].")
     ] = None,
@@ -158,6 +180,9 @@ def export_build_cmd(
     smpl: ReportSmplOpt = None,
     int8_flavor: Int8FlavorOpt = None,
     tokenizer: TokenizerOpt = None,
+    aux: Annotated[Path | None, typer.Option(
+        "--aux", help="The model's second weights file, the one its spec names (`hpsedge models`; TokenHMR: "
+        "tokenizer.pth, also --tokenizer).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
     unsafe_pickle: UnsafePickleOpt = False,
     tiny: TinyOpt = False,
@@ -166,7 +191,8 @@ def export_build_cmd(
         Path | None, typer.Option("--detector", help="Person-detector ONNX to verify, convert and add to the folder.")
     ] = None,
     detector_precision: Annotated[
-        str | None, typer.Option("--detector-precision", help="fp32 | fp16 | int8 (default: the build's; INT8 → fp16).")
+        str | None, typer.Option("--detector-precision", help="fp32 | fp16 | int8 (default: the build's; INT8 → fp16).",
+                                 callback=parse_precision)
     ] = None,
     detector_layout: Annotated[
         str | None, typer.Option("--detector-layout", help="yolo | end2end | dets_labels (default: from its outputs).")
@@ -189,8 +215,8 @@ def export_build_cmd(
         precision_options=precision_options(
             None, calib_method, None, None, max_drop_deg, min_sigma_rank_corr, smpl, int8_flavor
         ),
-        extra_model_args={"tokenizer": tokenizer} if tokenizer else {},
-        max_batch=max_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
+        extra_model_args={**({"tokenizer": tokenizer} if tokenizer else {}), **_aux_args(model, aux)},
+        max_batch=max_batch, min_batch=min_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
         version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
         require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle, seed=seed,
         detector=detector, detector_precision=detector_precision,
@@ -239,7 +265,8 @@ def export_triton_cmd(
     export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The model repository folder to write.")],
     name: Annotated[str | None, typer.Option(help="Model-name prefix (default: the manifest's model name).")] = None,
-    precision: Annotated[str | None, typer.Option(help="ONNX graph: fp32 | fp16 | int8 (default: the folder's).")] = None,
+    precision: Annotated[str | None, typer.Option(help="ONNX graph: fp32 | fp16 | int8 (default: the folder's).",
+                                                  callback=parse_precision)] = None,
     network: Annotated[str, typer.Option(help="What the hpsedge model calls: auto (TensorRT if an engine) | onnx | trt.")] = "auto",
     kind: Annotated[str, typer.Option(help="Instance group of the network models: gpu | cpu.")] = "gpu",
     count: Annotated[int, typer.Option(help="Network model instances (per GPU for gpu).")] = 1,
@@ -249,7 +276,7 @@ def export_triton_cmd(
     max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher's maximum queue delay (µs).")] = 2000,
     max_persons: Annotated[int, typer.Option(help="Most boxes one request may carry.")] = 64,
     smpl: Annotated[Path | None, typer.Option("--smpl", help="SMPL model: the hpsedge model returns joints and vertices.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it is a repository hpsedge wrote and nobody changed since.")] = False,
 ) -> None:
     """Write an NVIDIA Triton model repository (network + the hpsedge pre/post-processing model)."""
     from hpsedge.export.triton import export_triton
@@ -262,3 +289,21 @@ def export_triton_cmd(
     console.print(f"[green]✓[/green] Triton repository → [bold]{res.out_dir}[/bold]: {', '.join(res.models)} "
                   f"(hpsedge calls {res.network_model}); see {res.readme}")
 
+
+
+@export_app.command("slim")
+def export_slim_cmd(
+    export_dir: Annotated[Path, typer.Argument(help="A build folder (with manifest.json).")],
+    target: Annotated[str, typer.Option("--target", "-t", help="What the robot runs: ort-fp32|ort-fp16|ort-int8 "
+                                                                "(ONNX Runtime CPU) or trt-fp32|trt-fp16|trt-int8.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The slim folder to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing hpsedge folder at --out.")] = False,
+) -> None:
+    """Copy a build folder with only what one target runs (verified; the manifest lists only those files)."""
+    from hpsedge.slim import SlimTarget, make_slim
+
+    tgt = SlimTarget.parse(target)  # a typo is one error line before any file is read
+    res = make_slim(export_dir, out, tgt, force=force)
+    console.print(f"[green]✓[/green] slim folder for {res.target.name} → [bold]{res.folder}[/bold]: "
+                  f"{', '.join(res.kept.values())} ({fmt_bytes(res.bytes_kept)} of {fmt_bytes(res.bytes_source)}); "
+                  f"next: hpsedge inspect {res.folder}")

@@ -20,6 +20,7 @@ from hpsedge.cli._common import (
     ThreadsOpt,
     console,
     err_console,
+    parse_precision,
     refuse_existing_output,
 )
 from hpsedge.errors import HpsedgeError
@@ -56,7 +57,8 @@ def run_cmd(
     threads: ThreadsOpt = None,
     precision: Annotated[str | None, typer.Option(
         help="fp32 | fp16 | int8 graph of the folder [default: the folder's own precision, from its manifest]; "
-        "an INT8 folder runs its CPU Q/DQ graph on the CPU provider and its TensorRT graph on TensorRT.")] = None,
+        "an INT8 folder runs its CPU Q/DQ graph on the CPU provider and its TensorRT graph on TensorRT; an engine "
+        "of another precision is not used.", callback=parse_precision)] = None,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write an overlay PNG per image.")] = True,
     side_view: Annotated[
         bool, typer.Option("--side-view", help="--image: add a second overlay panel seen from the side (depth to the right).")
@@ -77,6 +79,9 @@ def run_cmd(
         Path | None, typer.Option("--overlay-video", help="--source: write an overlay .mp4 here.")
     ] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames", help="--source: stop after N frames.")] = None,
+    detect_every: Annotated[int, typer.Option(
+        "--detect-every", min=1, help="--source: run the detector on every K-th frame; the tracker carries the boxes "
+                                      "in between (new tracks get it on every frame).")] = 1,
     max_boxes: Annotated[
         int, typer.Option("--max-boxes", help="Most person boxes per image (more is an error).")
     ] = 1000,
@@ -104,7 +109,7 @@ def run_cmd(
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn
 
-    from hpsedge.runtime.images import run_images
+    from hpsedge.runtime.images import check_images, run_images
     from hpsedge.runtime.io import boxes_for, list_images, load_boxes, stems_unique
     from hpsedge.runtime.predictor import Predictor
 
@@ -119,7 +124,7 @@ def run_cmd(
         if image is not None or video is not None or tracks is not None:
             raise HpsedgeError("--source replaces --image/--video/--tracks; give one of them")
         _run_source(export_dir, source, jsonl, detector, overlay_video, boxes, smpl, j_regressor_extra, backend,
-                    device, threads, precision, force, max_frames, cam, mcap, rerun)
+                    device, threads, precision, force, max_frames, cam, mcap, rerun, detect_every)
         return
     if jsonl is not None or overlay_video is not None:
         raise HpsedgeError("--jsonl and --overlay-video go with --source")
@@ -166,6 +171,7 @@ def run_cmd(
         raise HpsedgeError("two input images share a file stem; outputs would collide", hint="rename them")
     per_image = boxes_for(images, load_boxes(boxes), str(boxes)) if boxes else None
     refuse_existing_output(out, force)
+    check_images(images)  # a non-image is refused before the model loads
     from hpsedge.runtime.api import Model, RobotOutputs
 
     # the same people as --source: the folder's detector (or --detector) unless boxes are given
@@ -242,7 +248,8 @@ def _check_new_file(p: Path | None, force: bool) -> None:
 def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path | None, overlay_video: Path | None,
                 boxes: Path | None, smpl: Path | None, j_regressor_extra: Path | None, backend: str, device: str,
                 threads: int | None, precision: str | None, force: bool, max_frames: int | None,
-                cam: object | None = None, mcap: Path | None = None, rerun: Path | None = None) -> None:
+                cam: object | None = None, mcap: Path | None = None, rerun: Path | None = None,
+                detect_every: int = 1) -> None:
     """``hpsedge run --source``: the streaming Pipeline over a source, JSON lines out."""
     from hpsedge.runtime.io import boxes_for, load_boxes
     from hpsedge.runtime.pipeline import Pipeline, run_source
@@ -256,10 +263,31 @@ def _run_source(export_dir: Path, source: str, jsonl: str | None, detector: Path
             raise HpsedgeError(f"folder {p.parent} does not exist")
     if overlay_video is not None and overlay_video.suffix.lower() not in (".mp4", ".mkv", ".mov"):
         raise HpsedgeError(f"--overlay-video {overlay_video}: use an .mp4 (or .mkv/.mov) name")
-    pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device, threads=threads,
-                         precision=precision, need_detector=boxes is None, j_regressor_extra=j_regressor_extra,
-                         intrinsics=cam)
-    src = open_source(source)
+    from hpsedge.runtime.sources import source_kind
+
+    # files (an image, a folder, a video) are opened — and refused when unreadable — before the model loads;
+    # live streams and cameras after it, so their frames do not queue up while it loads
+    early = source_kind(str(source)) in ("image", "folder", "video")
+    src = open_source(source) if early else None
+    if src is not None and src.kind in ("image", "folder"):
+        from hpsedge.runtime.images import check_images
+        from hpsedge.runtime.io import list_images
+
+        try:
+            check_images(list_images(Path(source)))
+        except BaseException:
+            src.close()
+            raise
+    try:
+        pipe = Pipeline.load(export_dir, smpl=smpl, detector=detector, backend=backend, device=device,
+                             threads=threads, precision=precision, need_detector=boxes is None,
+                             j_regressor_extra=j_regressor_extra, intrinsics=cam, detect_every=detect_every)
+    except BaseException:
+        if src is not None:
+            src.close()
+        raise
+    if src is None:
+        src = open_source(source)
     per_frame = None
     if boxes is not None:
         if src.kind not in ("image", "folder"):

@@ -338,14 +338,14 @@ def _histogram_png(path: Path, edges: np.ndarray, all_counts: np.ndarray, kept: 
 
 
 # ================================================================================================ curate
-def _model_info(export_dir: Path, precision: str | None) -> dict[str, Any]:
-    from hpsedge.runtime.predictor import resolve_folder
+def _model_info(export_dir: Path, precision: str | None, backend: str = "auto", device: str = "auto") -> dict[str, Any]:
+    """What the job runs, as the Predictor will (:func:`hpsedge.runtime.predictor.choose_plan`): the graph or
+    engine file, its verified sha256 and precision."""
+    from hpsedge.runtime.predictor import choose_plan
 
-    manifest, _ = resolve_folder(export_dir)
-    key = "onnx" if precision in (None, "fp32") else f"onnx_{precision}"
-    art = manifest.artifacts.get(key, {})
-    return {"name": manifest.model_name, "artifact": art.get("file"), "sha256": art.get("sha256"),
-            "has_sigma": manifest.has_sigma}
+    folder, plan = choose_plan(export_dir, backend, device, precision)
+    return {"name": folder.model_name, "artifact": plan.file, "sha256": plan.sha256,
+            "precision": plan.precision.value, "has_sigma": folder.manifest.has_sigma}
 
 
 def curate(
@@ -412,7 +412,7 @@ def curate(
         if path is not None and not Path(path).is_file():
             raise InputError(f"{label} not found: {path}")
     export_dir = Path(export_dir)
-    model = _model_info(export_dir, precision)
+    model = _model_info(export_dir, precision, backend, device)
     if parsed.needs_sigma and not model["has_sigma"]:
         raise InputError(f"rule '{parsed.text}' needs σ, but {model['name']} has no uncertainty head",
                          hint="use a poco-* export, or a 'confidence'/'score' rule, or --rule all")
@@ -458,6 +458,9 @@ def curate(
                     round_boxes=round_boxes)
     meta = {
         "model": model["name"],
+        "graph": model["artifact"],
+        "graph_sha256": model["sha256"],
+        "precision": model["precision"],
         "export_dir": str(export_dir),
         "images_root": str(root),
         "boxes": str(boxes),

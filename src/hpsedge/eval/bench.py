@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from hpsedge.errors import HpsedgeError, InputError
-from hpsedge.eval.val import PRECISIONS, _graph_file, parse_target
+from hpsedge.eval.val import _graph_file, parse_target
 from hpsedge.runtime.files import atomic_write
+from hpsedge.runtime.folder import BuildFolder, Precision
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class BenchConfig:
     out: Path
     folders: Sequence[str | Path] = ()
     model: str | None = None
-    precisions: Sequence[str] = ("fp32", "fp16", "int8")
+    precisions: Sequence[str] = Precision.names()
     backends: Sequence[str] = BACKENDS
     batches: Sequence[int] = (1, 8, 16)
     builds: Path | None = None  #: where --model folders live / are built (default OUT/builds)
@@ -102,9 +103,7 @@ class _TimedSMPL:
 def _check(cfg: BenchConfig) -> None:
     if not cfg.folders and not cfg.model:
         raise InputError("give build folders or --model NAME")
-    bad = [p for p in cfg.precisions if p not in PRECISIONS]
-    if bad:
-        raise InputError(f"unknown precision(s) {', '.join(bad)} (choose from {', '.join(PRECISIONS)})")
+    cfg.precisions = [Precision.parse(p, "--precisions").value for p in cfg.precisions]
     bad = [b for b in cfg.backends if b not in BACKENDS]
     if bad:
         raise InputError(f"unknown backend(s) {', '.join(bad)} (choose from {', '.join(BACKENDS)})")
@@ -174,13 +173,11 @@ def _build_missing(cfg: BenchConfig, progress: Callable[[str], None]) -> list[_T
 
 
 def _folder_targets(cfg: BenchConfig) -> list[_Target]:
-    from hpsedge.runtime.manifest import load_manifest
-
     targets = []
     for spec in cfg.folders:
         folder, prec = parse_target(spec)
         if prec is None:
-            prec = str(load_manifest(folder).raw.get("precision", "fp32"))
+            prec = BuildFolder.open(folder).precision.value
         label = folder.name if folder.name.endswith(prec) else f"{folder.name}@{prec}"
         targets.append(_Target(label, folder, prec))
     return targets
@@ -324,11 +321,18 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
             if backend == "trt" and trt_missing:
                 absent.append({"target": t.label, "precision": t.precision, "backend": backend, "reason": trt_missing})
                 continue
+            if backend == "trt":
+                try:  # the folder's owner says whether an engine of this precision is there
+                    BuildFolder.open(t.folder).select("trt", precision=t.precision, verify=False)
+                except HpsedgeError as exc:
+                    absent.append({"target": t.label, "precision": t.precision, "backend": backend,
+                                   "reason": exc.message})
+                    continue
             step(f"loading {t.label} on {backend}")
             device = cfg.device if backend == "ort" else ("0" if cfg.device in ("auto", "cpu", "cuda") else cfg.device)
             try:
                 pred = Predictor.load(t.folder, backend=backend, device=device, smpl=smpl, threads=cfg.threads,
-                                      precision=t.precision if backend == "ort" else None)
+                                      precision=t.precision)
             except HpsedgeError as exc:
                 if backend == "ort":
                     raise
@@ -341,14 +345,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
                 absent.append({"target": t.label, "precision": t.precision, "backend": backend,
                                "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"})
                 continue
-            if backend == "trt" and str(pred.manifest.raw.get("precision", "fp32")) != t.precision:
-                absent.append({"target": t.label, "precision": t.precision, "backend": backend,
-                               "reason": "the folder's engine is of another precision"})
-                pred.close()
-                continue
             if pred.smpl is not None:
                 pred.smpl = _TimedSMPL(pred.smpl)
-            graph = _graph_file(pred, t.precision if backend == "ort" else None)
+            graph = _graph_file(pred)
             loaded.append({"target": t, "backend": backend, "pred": pred, "graph": graph,
                            "device": pred.backend.device})
 

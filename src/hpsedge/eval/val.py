@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,12 +41,12 @@ from hpsedge.eval import metrics
 from hpsedge.eval.data import EvalSet, load_eval_set, load_j_regressor, resolve_images
 from hpsedge.runtime import confidence, rotations
 from hpsedge.runtime.files import atomic_write, sha256_file
+from hpsedge.runtime.folder import Precision
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ValConfig", "parse_target", "run_val"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
 OUR_FILES = ("config.json", "results.json", "results.md", "sparsification.png", "errors_pa_mpjpe.png",
              "errors_mpjpe.png")  # fmt: skip
 
@@ -88,9 +87,7 @@ def parse_target(spec: str | Path) -> tuple[Path, str | None]:
     s = str(spec)
     if "@" in s and not Path(s).exists():
         base, _, prec = s.rpartition("@")
-        if prec not in PRECISIONS:
-            raise InputError(f"'{s}': unknown precision '{prec}' after @ (choose from {', '.join(PRECISIONS)})")
-        return Path(base), prec
+        return Path(base), Precision.parse(prec, f"'{s}': the precision after @").value
     return Path(s), None
 
 
@@ -111,22 +108,9 @@ def _targets(specs: Sequence[str | Path]) -> list[Target]:
     return out
 
 
-def _graph_file(pred: Any, precision: str | None) -> str:
-    """The graph file the Predictor runs (backend attribute when it has one, else the manifest's choice)."""
-    session = getattr(pred.backend, "session", None)  # ONNX Runtime keeps the path it loaded (private attribute)
-    model_path = getattr(session, "_model_path", None)
-    if isinstance(model_path, (str, os.PathLike)):
-        return Path(model_path).name
-    for attr in ("path", "graph_path", "onnx_path", "engine_path"):
-        p = getattr(pred.backend, attr, None) or getattr(pred, attr, None)
-        if p:
-            return Path(str(p)).name
-    arts = pred.manifest.artifacts
-    if pred.backend.name == "trt" and "engine" in arts:
-        return str(arts["engine"]["file"])
-    own = precision or str(pred.manifest.raw.get("precision", "fp32"))
-    key = "onnx" if own == "fp32" or f"onnx_{own}" not in arts else f"onnx_{own}"
-    return str(arts[key]["file"])
+def _graph_file(pred: Any) -> str:
+    """The graph or engine file the Predictor runs (its plan, from :class:`hpsedge.runtime.folder.BuildFolder`)."""
+    return str(pred.plan.file)
 
 
 def _read_samples(path: Path) -> dict[int, dict[str, Any]]:
@@ -200,14 +184,19 @@ def _load_smpl_models(cfg: ValConfig, data: EvalSet) -> tuple[Any, dict[str, Any
 
 
 _POCO_SCORE = "POCO score (official per-person uncertainty)"
-_TOKEN = "1 − token confidence"
 
 
-def _uncertainty(person: Any) -> tuple[float | None, str | None]:
+def _confidence_label(rule: str) -> str:
+    """``1 − <the confidence output>``: ``"1 − token confidence"`` for TokenHMR's ``token_confidence``."""
+    return f"1 − {rule.replace('_', ' ')}"
+
+
+def _uncertainty(person: Any, rule: str | None = None) -> tuple[float | None, str | None]:
+    """A person's uncertainty and what it is: the official σ score, else 1 − the confidence (of output ``rule``)."""
     if person.score is not None:
         return float(person.score), _POCO_SCORE
     if person.confidence is not None:
-        return 1.0 - float(person.confidence), _TOKEN
+        return 1.0 - float(person.confidence), _confidence_label(rule) if rule else "1 − confidence"
     return None, None
 
 
@@ -256,8 +245,8 @@ def run_val(cfg: ValConfig, progress: Callable[[int, int, str], None] | None = N
             "label": t.label,
             "folder": str(t.folder.resolve()),
             "model": pred.manifest.model_name,
-            "precision": t.precision or str(pred.manifest.raw.get("precision", "fp32")),
-            "graph": _graph_file(pred, t.precision),
+            "precision": pred.plan.precision.value,
+            "graph": _graph_file(pred),
             "backend": f"{pred.backend.name} ({pred.backend.device})",
         })
     config = {
@@ -364,8 +353,8 @@ def _uncertainty_kind(pred: Any) -> str | None:
     """What a folder's per-person uncertainty is (see :func:`_uncertainty`)."""
     if pred.has_sigma:
         return _POCO_SCORE
-    rule = pred.manifest.confidence_rule  # the manifest's rule, as the runtime reads it
-    return None if rule is None else _TOKEN
+    rule = pred.plan.confidence_rule if pred.plan is not None else pred.manifest.confidence_rule
+    return None if rule is None else _confidence_label(rule)
 
 
 def _safe(label: str) -> str:

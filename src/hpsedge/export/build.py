@@ -30,7 +30,8 @@ from typing import Any
 from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export.lint import LintReport, lint_graph
 from hpsedge.runtime.files import atomic_write
-from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, load_manifest, validate_manifest
+from hpsedge.runtime.folder import DEFAULT_MAX_BATCH, BuildFolder, Precision
+from hpsedge.runtime.manifest import MANIFEST_NAME, dumps_strict, validate_manifest
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ class BuildConfig:
     opset: int = 17
     min_batch: int = 1
     opt_batch: int | None = None
-    max_batch: int = 16
+    #: the engine profile's largest person batch; None: DEFAULT_MAX_BATCH for a new folder, the folder's own
+    #: ``max_batch`` for an on-device rebuild (:func:`rebuild_on_device`)
+    max_batch: int | None = None
     workspace_mb: int | None = None
     opt_level: int = 3
     dla_core: int | None = None
@@ -99,12 +102,17 @@ class BuildResult:
 
 
 def graph_key(precision: str) -> str:
-    """Manifest artifact key of the graph TensorRT consumes for ``precision``."""
-    return "onnx" if precision == "fp32" else f"onnx_{precision}"
+    """Manifest artifact key of the graph TensorRT consumes for ``precision`` (:attr:`Precision.graph_key`)."""
+    return Precision.parse(precision).graph_key
 
 
 def engine_name(precision: str) -> str:
-    return f"model.{precision}.engine"
+    """File name of ``precision``'s engine (:attr:`Precision.engine_name`)."""
+    return Precision.parse(precision).engine_name
+
+
+def _max_batch(cfg: BuildConfig) -> int:
+    return cfg.max_batch if cfg.max_batch is not None else DEFAULT_MAX_BATCH
 
 
 def _trt_options(cfg: BuildConfig, folder: Path) -> Any:
@@ -114,7 +122,7 @@ def _trt_options(cfg: BuildConfig, folder: Path) -> Any:
         precision=cfg.precision,
         min_batch=cfg.min_batch,
         opt_batch=cfg.opt_batch,
-        max_batch=cfg.max_batch,
+        max_batch=_max_batch(cfg),
         workspace_bytes=cfg.workspace_mb * (1 << 20) if cfg.workspace_mb else None,
         opt_level=cfg.opt_level,
         timing_cache=folder / TIMING_CACHE,
@@ -161,6 +169,8 @@ def _engine_step(
         input_specs=[(t["name"], t["shape"]) for t in manifest["inputs"]],
     )
     entry.setdefault("source", manifest["artifacts"][key]["file"])
+    # the profile the engine was built with: what runs it (Predictor, Triton) takes its batch range from here
+    entry.setdefault("profile", {"min": cfg.min_batch, "opt": cfg.opt_batch, "max": _max_batch(cfg)})
     manifest["artifacts"]["engine"] = entry
     manifest["engine_status"] = {"built": True, "reason": f"TensorRT {entry.get('trt_version')} on {entry.get('gpu_name')}"}
     return True, manifest["engine_status"]["reason"]
@@ -276,7 +286,9 @@ def calibration_statistics(folder: Path, manifest: dict[str, Any], calib: Path, 
     feeds = {n: np.ascontiguousarray(data[n][:limit]) for n in names}
     sess = ort.InferenceSession(str(folder / manifest["artifacts"]["onnx"]["file"]), providers=["CPUExecutionProvider"])
     outputs = {o.name for o in sess.get_outputs()}
-    key = "sigma" if "sigma" in outputs else ("token_confidence" if "token_confidence" in outputs else None)
+    # the manifest's confidence rule names what holds the uncertainty: σ, or a graph output with a confidence
+    rule = (manifest.get("postprocessing") or {}).get("confidence")
+    key = "sigma" if "sigma" in outputs else (rule if rule in outputs else None)
     n = len(next(iter(feeds.values())))
     stats: dict[str, Any] = {"samples": int(n), "calib_file": calib.name}
     if key is None or n == 0:
@@ -292,21 +304,30 @@ def calibration_statistics(folder: Path, manifest: dict[str, Any], calib: Path, 
 HARDWARE_COMPAT = (None, "none", "ampere+")
 
 
+def check_batch_options(cfg: BuildConfig) -> None:
+    """The batch profile: 1 ≤ min ≤ opt ≤ max ≤ MAX_BATCH_LIMIT (one-line errors)."""
+    from hpsedge.runtime.folder import MAX_BATCH_LIMIT
+
+    mx = _max_batch(cfg)
+    if not 1 <= mx <= MAX_BATCH_LIMIT:
+        raise HpsedgeError(f"batch profile: --max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {mx})")
+    if not 1 <= cfg.min_batch <= mx:
+        raise HpsedgeError(f"batch profile needs 1 ≤ min ≤ max (got min {cfg.min_batch}, max {mx})")
+    if cfg.opt_batch is not None and not cfg.min_batch <= cfg.opt_batch <= mx:
+        raise HpsedgeError(f"--opt-batch {cfg.opt_batch} must lie within [{cfg.min_batch}, {mx}]")
+
+
 def check_build_options(cfg: BuildConfig) -> None:
     """Every option in range before any work (one-line errors): model name, precision, batch profile,
     opset, TensorRT knobs, and that the input files exist."""
-    from hpsedge.export.onnx import MAX_BATCH_LIMIT, MAX_OPSET, PRECISIONS, check_input_file
+    from hpsedge.export.onnx import MAX_OPSET, check_input_file
     from hpsedge.models.zoo import get_spec
 
     get_spec(cfg.model)
-    if cfg.precision not in PRECISIONS:
-        raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
-    if not 1 <= cfg.max_batch <= MAX_BATCH_LIMIT:
-        raise HpsedgeError(f"batch profile: --max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {cfg.max_batch})")
+    Precision.parse(cfg.precision)
+    check_batch_options(cfg)
     if not 13 <= cfg.opset <= MAX_OPSET:
         raise HpsedgeError(f"opset must be between 13 and {MAX_OPSET} (got {cfg.opset})")
-    if cfg.opt_batch is not None and not 1 <= cfg.opt_batch <= cfg.max_batch:
-        raise HpsedgeError(f"--opt-batch {cfg.opt_batch} must lie within [1, {cfg.max_batch}] (--max-batch)")
     if cfg.workspace_mb is not None and cfg.workspace_mb < 1:
         raise HpsedgeError(f"--workspace-mb must be at least 1 (got {cfg.workspace_mb})")
     if not 0 <= cfg.opt_level <= 5:
@@ -317,6 +338,10 @@ def check_build_options(cfg: BuildConfig) -> None:
         raise HpsedgeError(f"--hardware-compat must be 'ampere+' or 'none' (got {cfg.hardware_compat!r})")
     if cfg.hardware_compat == "ampere+" and cfg.dla_core is not None:
         raise HpsedgeError("--hardware-compat ampere+ is for desktop GPUs; it cannot go with --dla (Jetson)")
+    if cfg.dla_core is not None:  # what DLA refuses whatever the device (INT8 without a calibrator), before any work
+        from hpsedge.runtime.trt.builder import plan_build
+
+        plan_build(_trt_options(cfg, Path(cfg.out)), None, None, None, None)
     check_input_file(cfg.checkpoint, "--checkpoint")
     check_input_file(cfg.calib, "--calib")
     check_input_file(cfg.calib_boxes, "--calib-boxes")
@@ -363,17 +388,14 @@ def _export_build(
     cfg: BuildConfig, progress: ProgressFn | None = None, trt_progress: Callable | None = None
 ) -> BuildResult:
     """The chain itself (see :func:`export_build`)."""
-    from hpsedge.export.onnx import PRECISIONS, atomic_folder, check_target, write_export, write_manifest
+    from dataclasses import replace
+
+    from hpsedge.export.onnx import atomic_folder, check_target, write_export, write_manifest
     from hpsedge.models.checkpoints import build_model
 
     step = progress or (lambda _msg: None)
     check_build_options(cfg)
-    if cfg.precision not in PRECISIONS:
-        raise HpsedgeError(f"unknown precision '{cfg.precision}' (choose from {', '.join(PRECISIONS)})")
-    if not 1 <= cfg.min_batch <= cfg.max_batch:
-        raise HpsedgeError(f"batch profile needs 1 ≤ min ≤ max (got min {cfg.min_batch}, max {cfg.max_batch})")
-    if cfg.opt_batch is not None and not cfg.min_batch <= cfg.opt_batch <= cfg.max_batch:
-        raise HpsedgeError(f"--opt-batch {cfg.opt_batch} must lie within [{cfg.min_batch}, {cfg.max_batch}]")
+    cfg = replace(cfg, precision=Precision.parse(cfg.precision).value, max_batch=_max_batch(cfg))
     if cfg.precision == "int8" and cfg.calib is None and cfg.calib_images is None:
         raise HpsedgeError(
             "INT8 needs calibration data",
@@ -455,21 +477,26 @@ def rebuild_on_device(folder: Path, cfg: BuildConfig, progress: ProgressFn | Non
                       trt_progress: Callable | None = None) -> BuildResult:
     """Build (or rebuild) the engine of an existing folder on this machine, from the folder's graph.
 
-    The folder's manifest picks the graph (its ``precision``); the engine and the manifest are replaced
+    The folder's manifest picks the graph (its ``precision``) and, unless ``cfg.max_batch`` is given, the
+    profile's largest batch (its ``max_batch``); the engine entry records the profile it was built with
+    (``profile``: min/opt/max), which is what runs it reads. The engine and the manifest are replaced
     atomically, each by a rename, so an interrupted rebuild leaves the previous state.
     """
     step = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    m = load_manifest(folder)
-    manifest = m.raw
-    precision = str(manifest.get("precision", "fp32"))
-    if graph_key(precision) not in manifest["artifacts"]:
-        raise HpsedgeError(f"{folder} lists no {precision} graph to build from", hint="re-run `hpsedge export build`")
-    if "engine" in manifest["artifacts"] and not cfg.force:
+    owner = BuildFolder.open(folder)
+    folder = owner.path
+    manifest = owner.manifest.raw
+    precision = owner.precision
+    key = owner.graph_key(precision)  # one ManifestError when the folder lacks its own precision's graph
+    owner.manifest.verified_artifact(key)  # the graph TensorRT will parse is the one the manifest lists
+    if owner.has_engine and not cfg.force:
         raise HpsedgeError(f"{folder} already has an engine ({manifest['artifacts']['engine']['file']})",
                            hint="pass --force to rebuild it")
-    rebuild = BuildConfig(**{**cfg.__dict__, "precision": precision, "require_engine": True,
-                             "max_batch": cfg.max_batch or manifest.get("max_batch", 16)})
+    # the folder decides the precision and, unless --max-batch was given, the batch profile's maximum
+    rebuild = BuildConfig(**{**cfg.__dict__, "precision": precision.value, "require_engine": True,
+                             "max_batch": cfg.max_batch if cfg.max_batch is not None else owner.max_batch})
+    check_batch_options(rebuild)
     from hpsedge.export.outdir import output_lock
 
     with output_lock(Path(folder)):  # the same lock as `export build` to this folder

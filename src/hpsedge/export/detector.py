@@ -100,6 +100,41 @@ def box_drift(ref: list[tuple[np.ndarray, np.ndarray]], got: list[tuple[np.ndarr
     }
 
 
+#: largest magnitude a person detector's float output may reach (boxes are input pixels, scores ≤ 1, logits small)
+MAX_OUTPUT_MAGNITUDE = 1e6
+
+
+def check_raw_outputs(session: Any, cfg: Any, images: list[np.ndarray], name: str) -> None:
+    """Refuse a detector whose float outputs hold NaN/Inf or absurd values on these images.
+
+    The decoder drops NaN scores and clips boxes, so a broken graph (all NaN: no boxes; all 1e30: a box over
+    the whole frame) would otherwise pass the build check and ship.
+    """
+    from hpsedge.runtime.detect import letterbox
+
+    outs_meta = session.get_outputs()
+    for i, img in enumerate(images):
+        outs = session.run(None, {cfg.input_name: letterbox(img, cfg.input_size, cfg.preprocess)[0]})
+        for meta, arr in zip(outs_meta, outs, strict=False):
+            a = np.asarray(arr)
+            if a.dtype.kind != "f" or a.size == 0:
+                continue
+            if not np.isfinite(a).all():
+                bad = int(np.count_nonzero(~np.isfinite(a)))
+                raise InputError(
+                    f"{name}: output '{meta.name}' holds {bad} NaN/Inf value(s) of {a.size} on verification image "
+                    f"{i + 1}; refusing a detector that does not compute",
+                    hint="re-export the detector (check its weights and opset)",
+                )
+            top = float(np.abs(a).max())
+            if top > MAX_OUTPUT_MAGNITUDE:
+                raise InputError(
+                    f"{name}: output '{meta.name}' reaches {top:.3g} on verification image {i + 1} (a person "
+                    f"detector's boxes and scores stay below {MAX_OUTPUT_MAGNITUDE:.0e}); refusing it",
+                    hint="re-export the detector (check its weights and opset)",
+                )
+
+
 def add_detector(folder: Path, manifest: dict[str, Any], detector: Path, precision: str,
                  calib_images: Path | None = None, options: dict[str, Any] | None = None,
                  int8_flavor: str | None = None, trt_majors: tuple[int, ...] = (10, 11),
@@ -112,8 +147,9 @@ def add_detector(folder: Path, manifest: dict[str, Any], detector: Path, precisi
     from hpsedge.runtime.detect import inspect_graph, letterbox
 
     step = progress or (lambda _m: None)
-    if precision not in ("fp32", "fp16", "int8"):
-        raise HpsedgeError(f"unknown detector precision '{precision}' (fp32 | fp16 | int8)")
+    from hpsedge.runtime.folder import Precision
+
+    precision = Precision.parse(precision, "--detector-precision").value
     src = Path(detector)
     if not src.is_file():
         raise InputError(f"detector file not found: {src}")
@@ -127,10 +163,14 @@ def add_detector(folder: Path, manifest: dict[str, Any], detector: Path, precisi
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
         raise InputError(f"{src.name} is not a valid ONNX model: {first}") from None
-    cfg = inspect_graph(_session(src), **(options or {}))
+    session = _session(src)
+    cfg = inspect_graph(session, **(options or {}))
+    images, images_note = _images(calib_images, MAX_CALIB_IMAGES)
+    step(f"checking the detector's raw outputs on {images_note}")
+    check_raw_outputs(session, cfg, images, src.name)
+    del session
     dst = folder / DETECTOR_ONNX
     shutil.copyfile(src, dst)
-    images, images_note = _images(calib_images, MAX_CALIB_IMAGES)
     step(f"running the detector on {images_note}")
     ref = _detect_all(dst, cfg, images)
     arts = manifest["artifacts"]

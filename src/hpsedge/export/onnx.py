@@ -36,6 +36,9 @@ from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
 from hpsedge.export.outdir import atomic_folder, check_target
 from hpsedge.models.checkpoints import DEFAULT_INIT_SEED, build_model
 from hpsedge.models.registry import ModelSpec
+from hpsedge.runtime.folder import DEFAULT_MAX_BATCH as _DEFAULT_MAX_BATCH
+from hpsedge.runtime.folder import MAX_BATCH_LIMIT as _MAX_BATCH_LIMIT
+from hpsedge.runtime.folder import Precision
 from hpsedge.runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA,
@@ -48,12 +51,12 @@ from hpsedge.runtime.manifest import (
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
-DEFAULT_MAX_BATCH = 16
+DEFAULT_MAX_BATCH = _DEFAULT_MAX_BATCH  # the folder owner's default (hpsedge.runtime.folder)
 DEFAULT_TOLERANCE = 1e-3
 VERIFY_BATCHES = (1, 3)
 ONNX_NAME = "model.onnx"
 DATA_SUFFIX = ".data"
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = Precision.names()  # the one list (hpsedge.runtime.folder.Precision)
 #: weights above this many bytes go to an external data file (protobuf caps one file at 2 GiB)
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 #: initializers smaller than this stay inside the graph file when external data is written
@@ -80,7 +83,7 @@ class ExportResult:
 # atomic output folder
 # ---------------------------------------------------------------------------------------------------
 #: largest --max-batch / newest opset accepted (validated before any work)
-MAX_BATCH_LIMIT = 4096
+MAX_BATCH_LIMIT = _MAX_BATCH_LIMIT
 MAX_OPSET = 21
 
 
@@ -397,6 +400,9 @@ def write_export(
         ckpt_info.update({"file": loaded.path.name, "sha256": loaded.sha256, "dropped_keys": len(loaded.dropped)})
         if getattr(loaded, "stand_ins", None):  # pickled objects read as inert data, never executed
             ckpt_info["inert_objects"] = list(loaded.stand_ins)
+        aux = getattr(loaded, "aux", None)
+        if aux is not None:  # the spec's second weights file, under the option name it gives it
+            ckpt_info[str(spec.aux_option or "aux")] = {"file": aux.path.name, "sha256": aux.sha256}
         tok = getattr(loaded, "tokenizer", None)
         if tok is not None:
             ckpt_info["tokenizer"] = {"file": tok.path.name, "sha256": tok.sha256, "dropped_keys": len(tok.dropped)}
@@ -472,8 +478,7 @@ def export_onnx(
         raise HpsedgeError(f"--max-batch must be between 1 and {MAX_BATCH_LIMIT} (got {max_batch})")
     check_input_file(checkpoint, "--checkpoint")
     check_input_file(tokenizer, "--tokenizer")
-    if precision not in PRECISIONS:
-        raise HpsedgeError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    precision = Precision.parse(precision).value
     if precision != "fp32":
         from hpsedge.export.precision import check_precision_args
 

@@ -5,7 +5,8 @@
 * a lock (``.NAME.lock`` beside the folder, ``flock``) is held for the whole build, so two builds to one
   ``--out`` cannot both "succeed"; the second stops at once with a message;
 * the work happens in ``.NAME.tmp-XXXX`` beside the target; temp folders of earlier builds to the same place
-  that were killed (SIGKILL, power loss) are removed first (a live build would hold the lock);
+  that were killed (SIGKILL, power loss) are removed first (a live build would hold the lock), and a build
+  killed between the two renames of a ``--force`` replacement gets its previous folder renamed back;
 * the final rename never replaces a folder that appeared while the build ran unless ``force`` was given
   (``renameat2(RENAME_NOREPLACE)`` on Linux), and ``force`` replaces only an hpsedge build folder (one with an
   hpsedge manifest) or an empty folder, never anything else;
@@ -27,7 +28,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hpsedge.errors import HpsedgeError
@@ -57,9 +58,16 @@ def _is_empty_dir(path: Path) -> bool:
         return False
 
 
-def check_target(out_dir: Path, force: bool) -> None:
+#: what ``force`` may replace by default, in words (see :func:`check_target`)
+_BUILD_FOLDER = ("an hpsedge build folder (no hpsedge manifest.json)", "build folders")
+
+
+def check_target(out_dir: Path, force: bool, replaceable: Callable[[Path], bool] | None = None,
+                 what: tuple[str, str] = _BUILD_FOLDER) -> None:
     """Refuse to touch an existing folder (or file) unless ``force``, and with ``force`` anything that is
-    not an hpsedge build folder or an empty folder; called before any work."""
+    not an hpsedge build folder (``replaceable``, default :func:`is_build_folder`; ``what`` names it in the
+    message) or an empty folder; called before any work."""
+    replaceable = replaceable or is_build_folder
     out_dir = Path(out_dir)
     exists = out_dir.exists() or out_dir.is_symlink()
     if exists and not force:
@@ -68,10 +76,9 @@ def check_target(out_dir: Path, force: bool) -> None:
         return
     if out_dir.is_symlink() or not out_dir.is_dir():
         raise HpsedgeError(f"{out_dir} exists and is not a folder; refusing to replace it")
-    if not (is_build_folder(out_dir) or _is_empty_dir(out_dir)):
+    if not (replaceable(out_dir) or _is_empty_dir(out_dir)):
         raise HpsedgeError(
-            f"{out_dir} is not an hpsedge build folder (no hpsedge manifest.json) and not empty; "
-            "--force only replaces build folders",
+            f"{out_dir} is not {what[0]} and not empty; --force only replaces {what[1]}",
             hint="choose another --out, or move that folder away yourself",
         )
 
@@ -113,17 +120,35 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
 
 
 def _remove_stale(out_dir: Path) -> None:
-    """Remove ``.NAME.tmp-*`` / ``.NAME.old-*`` folders left by killed builds (we hold the lock, so no live
-    build owns them)."""
-    pattern = re.compile(re.escape(f".{out_dir.name}.") + r"(tmp-[A-Za-z0-9_]+|old-\d+)")
+    """Clean up after builds that were killed (we hold the lock, so no live build owns what is found).
+
+    A ``--force`` build replaces a folder in two renames (old → ``.NAME.old-PID``, new → ``NAME``). Killed
+    between them, the previous build exists only as ``.NAME.old-PID``: when ``NAME`` is missing, the newest
+    such folder is renamed back to ``NAME`` (never deleted). Then ``.NAME.tmp-*`` folders and any remaining
+    ``.NAME.old-*`` ones (whose replacement did land) are removed.
+    """
+    tmp_pattern = re.compile(re.escape(f".{out_dir.name}.") + r"tmp-[A-Za-z0-9_]+")
+    old_pattern = re.compile(re.escape(f".{out_dir.name}.") + r"old-\d+")
     try:
-        entries = list(out_dir.parent.iterdir())
+        entries = [e for e in out_dir.parent.iterdir() if e.is_dir() and not e.is_symlink()]
     except OSError:
         return
-    for entry in entries:
-        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
-            log.info("removing %s, left by an interrupted build", entry)
-            shutil.rmtree(entry, ignore_errors=True)
+    olds = [e for e in entries if old_pattern.fullmatch(e.name)]
+    if olds and not (out_dir.exists() or out_dir.is_symlink()):
+        newest = max(olds, key=lambda e: e.lstat().st_ctime_ns)  # renamed aside last
+        try:
+            _rename_noreplace(newest, out_dir)
+        except OSError as exc:
+            raise HpsedgeError(
+                f"{out_dir} was being replaced when a build was killed; its previous contents are in "
+                f"{newest.name} and could not be put back ({exc.strerror or exc})",
+                hint=f"rename {newest} to {out_dir} yourself",
+            ) from None
+        log.warning("restored %s from %s, left by a build killed while replacing it", out_dir, newest.name)
+        olds.remove(newest)
+    for entry in [e for e in entries if tmp_pattern.fullmatch(e.name)] + olds:
+        log.info("removing %s, left by an interrupted build", entry)
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -179,13 +204,15 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
+def atomic_folder(out_dir: Path, force: bool, replaceable: Callable[[Path], bool] | None = None,
+                  what: tuple[str, str] = _BUILD_FOLDER) -> Iterator[Path]:
     """Yield a temporary folder next to ``out_dir``; on success it becomes ``out_dir`` in one rename.
 
-    See the module docstring for the lock, the stale-folder cleanup, the ``force`` rules and permissions.
+    See the module docstring for the lock, the stale-folder cleanup, the ``force`` rules and permissions;
+    ``replaceable``/``what``: see :func:`check_target` (other kinds of hpsedge output, e.g. a Triton repository).
     """
     out_dir = Path(out_dir)
-    check_target(out_dir, force)
+    check_target(out_dir, force, replaceable, what)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -194,6 +221,7 @@ def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
         raise HpsedgeError(f"{out_dir.parent} is not writable; cannot create {out_dir.name} there")
     with output_lock(out_dir):
         _remove_stale(out_dir)
+        check_target(out_dir, force, replaceable, what)  # a folder restored just now counts as existing
         existed = out_dir.exists() or out_dir.is_symlink()
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
         try:
@@ -205,7 +233,7 @@ def atomic_folder(out_dir: Path, force: bool) -> Iterator[Path]:
                         f"{out_dir} appeared while the build ran; not replacing it (the new build is discarded)",
                         hint="pass --force to replace it, or choose another --out",
                     )
-                check_target(out_dir, force)  # still a build folder or empty?
+                check_target(out_dir, force, replaceable, what)  # still a build folder or empty?
                 # move the old folder aside first, so a failure keeps one of the two
                 old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
                 os.replace(out_dir, old)

@@ -48,11 +48,12 @@ from hpsedge.calib.ort import model_bytes
 from hpsedge.calib.report import accuracy_report, check_thresholds, summary, write_report
 from hpsedge.errors import ExportError, InputError
 from hpsedge.models import registry
+from hpsedge.runtime.folder import Precision
 from hpsedge.runtime.manifest import sha256_file, validate_manifest
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = Precision.names()  # the one list (hpsedge.runtime.folder.Precision)
 #: the INT8 folder's second graph: the ONNX Runtime CPU flavour (manifest key / file name)
 CPU_INT8_KEY = "onnx_int8_cpu"
 CPU_INT8_NAME = "model.int8.cpu.onnx"
@@ -390,9 +391,7 @@ def apply_precision(
     of the per-person σ score) is not met, and for INT8 without a calibration set.
     """
     step = progress or (lambda _m: None)
-    precision = str(precision).lower()
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    precision = Precision.parse(precision, "precision", error=ExportError).value
     if precision == "fp32":
         manifest["precision"] = "fp32"
         return {}
@@ -415,7 +414,7 @@ def apply_precision(
 
         data = load_calibration_set(calib, manifest)
         calib_info = {"file": Path(calib).name, "sha256": sha256_file(calib), "samples": len(data["image"])}
-    out = folder / f"model.{precision}.onnx"
+    out = folder / Precision(precision).graph_name
     config: dict[str, Any] = {"precision": precision, "source": fp32.name}
 
     if precision == "fp16":
@@ -504,7 +503,7 @@ def apply_precision(
     write_report(folder, report)
 
     entry = _artifact_entry(out, fp32, precision) | art_extra
-    manifest.setdefault("artifacts", {})[f"onnx_{precision}"] = entry
+    manifest.setdefault("artifacts", {})[Precision(precision).graph_key] = entry
     if cpu_results is not None:
         manifest["artifacts"][CPU_INT8_KEY] = _artifact_entry(cpu_results.path, fp32, precision) | {
             "qdq_flavor": cpu_results.flavor, "calibration": cpu_results.method, "serves": _serves(cpu_results.flavor),
@@ -554,9 +553,7 @@ def _serves(qdq_flavor: str) -> list[str]:
 
 def check_precision_args(precision: str, calib: Path | None) -> None:
     """Early CLI-side validation (before any export work)."""
-    p = str(precision).lower()
-    if p not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    p = Precision.parse(precision).value
     if p == "int8" and calib is None:
         raise InputError(
             "--precision int8 needs --calib calib.npz",

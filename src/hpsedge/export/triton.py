@@ -13,7 +13,9 @@
       hpsedge/1/manifest.json        the build folder's manifest (preprocessing, postprocessing, I/O)
       hpsedge/1/smpl.npz|.pkl        only with --smpl: meshes, 3D and 2D joints
 
-The network models batch dynamically (``max_batch_size`` = the manifest's ``max_batch``; preferred sizes and
+The network models batch dynamically (``max_batch_size``: the ONNX model takes the manifest's ``max_batch``,
+the TensorRT model its engine's profile maximum, both from :class:`hpsedge.runtime.folder.BuildFolder`; an
+engine whose profile starts above batch 1 is refused, since Triton sends batches from 1; preferred sizes and
 the maximum queue delay are options) and run as instance groups on the GPU by default. The ``hpsedge``
 model does the runtime's own pre- and post-processing (:class:`hpsedge.runtime.Predictor` with a BLS
 backend), so a frame with K people becomes one request of K crops to the network model, where the dynamic
@@ -22,21 +24,33 @@ of ``hpsedge serve``, so :mod:`hpsedge.client` talks to both.
 
 ``config.pbtxt`` files are written as protobuf text format of Triton's ``ModelConfig`` (model_config.proto);
 the tests parse every one with the schema ``tritonclient`` ships. Nothing here imports Triton.
+
+The build folder is untrusted: every file copied is the runtime's verified artifact (name inside the folder,
+size and sha256 from the manifest; a ``data_file`` symlink leaving the folder is refused), and each copy is
+hashed again as it is written, so the repository holds exactly what the manifest lists. The repository is
+written in a temporary folder beside ``out`` and renamed into place (:func:`hpsedge.export.outdir.atomic_folder`):
+an error leaves nothing half-written. ``.hpsedge-triton.json`` in the repository lists every file written
+(size, mtime); ``force`` replaces only such a repository, unchanged since, or an empty folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpsedge.errors import ExportError, ManifestError
-from hpsedge.runtime.manifest import Manifest, TensorSpec, load_manifest
+from hpsedge.export.outdir import atomic_folder
+from hpsedge.runtime.folder import BuildFolder, Precision
+from hpsedge.runtime.manifest import Manifest, TensorSpec, safe_artifact_path
 from hpsedge.serve.schema import MODEL_NAME, TRITON_NAME_RE, input_specs, model_prefix, output_specs
 
 log = logging.getLogger(__name__)
@@ -152,6 +166,64 @@ def hpsedge_config(network_model: str, outputs: Sequence[dict[str, Any]], count:
     return text
 
 
+# ------------------------------------------------------------------------------------------ writing
+MARKER = ".hpsedge-triton.json"
+_MARKER_SCHEMA = "hpsedge.triton-repository"
+
+
+def _listing(root: Path) -> dict[str, list[int]] | None:
+    """Every file under ``root`` but the marker: relative path → [size, mtime_ns]; None if anything there is
+    not a regular file (a symlink, a FIFO)."""
+    files: dict[str, list[int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in [*filenames, *dirnames]:
+            full = os.path.join(dirpath, n)
+            st = os.lstat(full)
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            rel = os.path.relpath(full, root)
+            if rel != MARKER:
+                files[rel] = [st.st_size, st.st_mtime_ns]
+    return files
+
+
+def is_triton_repository(path: Path) -> bool:
+    """True for a repository :func:`export_triton` wrote and nobody changed since (what ``--force`` may
+    replace): its marker lists exactly the files there, with the same sizes and modification times."""
+    marker = path / MARKER
+    try:
+        if path.is_symlink() or not path.is_dir() or marker.is_symlink() or not marker.is_file():
+            return False
+        if marker.stat().st_size > 4 << 20:
+            return False
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("schema") != _MARKER_SCHEMA or not isinstance(data.get("files"), dict):
+        return False
+    try:
+        return _listing(path) == data["files"]
+    except OSError:
+        return False
+
+
+def _copy_checked(src: Path, dst: Path, sha256: str | None) -> None:
+    """Copy ``src`` (a verified artifact) to a new file ``dst``, hashing what is written: a file changed or
+    swapped after verification is caught here, so the repository holds exactly what the manifest lists."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        for block in iter(lambda: fi.read(1 << 20), b""):
+            h.update(block)
+            fo.write(block)
+    if sha256 and h.hexdigest() != sha256:
+        raise ManifestError(
+            f"{src.name} changed while it was copied (its sha256 no longer matches the manifest); nothing was written",
+            hint="something is writing to the build folder; export again once it is left alone",
+        )
+
+
 # ------------------------------------------------------------------------------------------ export
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
@@ -161,27 +233,15 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _plain_file(manifest: Manifest, key: str) -> Path:
-    """The artifact's path, refusing names that would leave the build folder (hostile manifests)."""
+    """The artifact's path, refusing names that would leave the build folder (hostile manifests), after the
+    runtime's checks (:meth:`Manifest.verified_artifact`: size and sha256, its ``data_file`` too)."""
     name = str(manifest.artifacts[key]["file"])
     if not _FILE_RE.match(name) or name in (".", ".."):
         raise ManifestError(f"artifact '{key}' names the file {name!r}; only plain file names inside the folder are read")
     path = manifest.artifact_path(key)
     if not path.is_file():
         raise ManifestError(f"{path} is missing (listed in the manifest as '{key}')", hint="re-export the folder")
-    return path
-
-
-def _onnx_key(manifest: Manifest, precision: str | None) -> str:
-    if precision is None:
-        own = str(manifest.raw.get("precision", "fp32"))
-        return f"onnx_{own}" if f"onnx_{own}" in manifest.artifacts else "onnx"
-    key = "onnx" if precision == "fp32" else f"onnx_{precision}"
-    if key not in manifest.artifacts:
-        raise ManifestError(
-            f"this folder has no {precision} ONNX graph",
-            hint=f"build it with `hpsedge export build --precision {precision}`",
-        )
-    return key
+    return manifest.verified_artifact(key)
 
 
 def export_triton(
@@ -216,9 +276,12 @@ def export_triton(
         max_persons: most boxes one request may carry (larger requests are refused).
         hpsedge_count: instances of the Python model (frames pre/post-processed in parallel).
         smpl: an SMPL ``.npz``/``.pkl``: the ``hpsedge`` model then returns joints and vertices too.
-        force: write into a non-empty ``out``.
+        force: replace ``out`` when it is a repository hpsedge wrote and nobody changed since (see the module
+            docstring); never anything else.
     """
-    manifest = load_manifest(folder)
+    owner = BuildFolder.open(folder)
+    manifest = owner.manifest
+    wanted = Precision.parse_optional(precision)
     out = Path(out)
     _check_out(out, force)
     if kind not in KINDS:
@@ -227,15 +290,37 @@ def export_triton(
         raise ExportError(f"unknown network {network!r} (choose from auto, onnx, trt)")
     if count < 1 or hpsedge_count < 1 or max_persons < 1 or max_queue_delay_us < 0:
         raise ExportError("instance counts and --max-persons must be ≥ 1, the queue delay ≥ 0")
-    max_batch = manifest.max_batch
-    if not max_batch or max_batch < 1:
+    if manifest.max_batch is None:
         raise ManifestError("the manifest has no max_batch; Triton's max_batch_size needs one", hint="re-export")
-    prefs = sorted({int(b) for b in preferred_batch_sizes or []})
-    if any(b < 1 or b > max_batch for b in prefs):
-        raise ExportError(f"preferred batch sizes must lie in 1..{max_batch} (the manifest's max_batch)")
-    has_engine = "engine" in manifest.artifacts
-    if network == "trt" and not has_engine:
+    # what each network model runs, and the batch range it takes, from the folder's owner (hpsedge.runtime.folder)
+    onnx_plan = owner.select("ort", None, wanted, verify=False)  # _plain_file verifies what is copied
+    trt_plan = None
+    if network == "trt" and not owner.has_engine:
         raise ManifestError("this folder has no TensorRT engine", hint="build one with `hpsedge export build`")
+    if owner.has_engine:
+        trt_plan = owner.select("trt", verify=False)
+        if wanted is not None and trt_plan.precision is not wanted:
+            if network == "trt":
+                raise ExportError(f"the folder's TensorRT engine is {trt_plan.precision}, not {wanted}",
+                                  hint=f"drop --precision, or use --network onnx for the {wanted} graph")
+            log.warning("not writing the TensorRT model: its engine is %s and %s was asked for",
+                        trt_plan.precision, wanted)
+            trt_plan = None
+    if trt_plan is not None and trt_plan.batch.min > 1:
+        # Triton's dynamic batcher sends any batch from 1 up: a profile starting above 1 fails per request
+        why = (f"the engine's batch profile starts at {trt_plan.batch.min} (min {trt_plan.batch.min}, max "
+               f"{trt_plan.batch.max}); Triton sends batches from 1, which such an engine refuses")
+        if network != "onnx":
+            raise ExportError(why, hint="rebuild the engine with --min-batch 1 (`hpsedge export build --on-device "
+                                        "FOLDER --force --min-batch 1`), or pass --network onnx")
+        log.warning("not writing the TensorRT model: %s", why)
+        trt_plan = None
+    has_engine = trt_plan is not None
+    limits = [onnx_plan.batch.max] + ([trt_plan.batch.max] if trt_plan is not None else [])
+    prefs = sorted({int(b) for b in preferred_batch_sizes or []})
+    if any(b < 1 or b > min(limits) for b in prefs):
+        raise ExportError(f"preferred batch sizes must lie in 1..{min(limits)} (the largest batch every network "
+                          "model takes)")
     smpl_path = Path(smpl) if smpl is not None else None
     if smpl_path is not None:
         from hpsedge.runtime.smpl import SMPL
@@ -243,58 +328,80 @@ def export_triton(
         SMPL.load(smpl_path)  # refuse a bad file now, not inside the server
     prefix = model_prefix(manifest, name)
 
-    onnx_key = _onnx_key(manifest, precision)
+    onnx_key = onnx_plan.key
     onnx_src = _plain_file(manifest, onnx_key)
     data_name = manifest.artifacts[onnx_key].get("data_file")
     data_src = None
     if data_name:
         if not _FILE_RE.match(str(data_name)):
             raise ManifestError(f"artifact '{onnx_key}' names an external-data file {data_name!r}; refused")
-        data_src = onnx_src.parent / str(data_name)
+        data_src = safe_artifact_path(onnx_src.parent, str(data_name), what=f"artifact '{onnx_key}' data file")
         if not data_src.is_file():
             raise ManifestError(f"{data_src} is missing (external weights of {onnx_src.name})", hint="re-export")
 
     result = TritonExport(out_dir=out)
-    out.mkdir(parents=True, exist_ok=True)
-    common = dict(
-        manifest=manifest, max_batch=max_batch, preferred_batch_sizes=prefs, max_queue_delay_us=max_queue_delay_us,
-        kind=kind, count=count, gpus=gpus,
-    )
+    replace = force or (out.is_dir() and not out.is_symlink() and not any(out.iterdir()))
+    what = ("a Triton repository written by hpsedge and unchanged since (no .hpsedge-triton.json, or its files "
+            "differ)", "such repositories")
+    with atomic_folder(out, replace, replaceable=is_triton_repository, what=what) as repo:
+        _write_repository(repo, result, manifest, onnx_key, onnx_src, data_src, prefix, has_engine, network,
+                          smpl_path, onnx_plan.batch.max, trt_plan.batch.max if trt_plan is not None else None,
+                          dict(preferred_batch_sizes=prefs,
+                                          max_queue_delay_us=max_queue_delay_us, kind=kind, count=count, gpus=gpus),
+                          max_persons, hpsedge_count)
+    result.models = {k: out / v.name for k, v in result.models.items()}
+    result.readme = out / "README.md"
+    log.info("Triton repository %s: %s", out, ", ".join(result.models))
+    return result
 
+
+def _write_repository(repo: Path, result: TritonExport, manifest: Manifest, onnx_key: str, onnx_src: Path,
+                      data_src: Path | None, prefix: str, has_engine: bool, network: str, smpl_path: Path | None,
+                      onnx_batch: int, trt_batch: int | None, batching: dict[str, Any], max_persons: int,
+                      hpsedge_count: int) -> None:
+    """Everything :func:`export_triton` writes, into ``repo`` (a fresh temporary folder), marker last."""
+    common = dict(manifest=manifest, **batching)
+    arts = manifest.artifacts
     onnx_name = f"{prefix}_onnx"
-    mdir = out / onnx_name
+    mdir = repo / onnx_name
     (mdir / "1").mkdir(parents=True, exist_ok=True)
     filename = None
     if data_src is not None:
         # ONNX Runtime finds external weights by the name stored in the graph: keep both file names
-        shutil.copyfile(onnx_src, mdir / "1" / onnx_src.name)
-        shutil.copyfile(data_src, mdir / "1" / data_src.name)
+        _copy_checked(onnx_src, mdir / "1" / onnx_src.name, arts[onnx_key].get("sha256"))
+        _copy_checked(data_src, mdir / "1" / data_src.name, arts[onnx_key].get("data_sha256"))
         filename = onnx_src.name if onnx_src.name != "model.onnx" else None
     else:
-        shutil.copyfile(onnx_src, mdir / "1" / "model.onnx")
+        _copy_checked(onnx_src, mdir / "1" / "model.onnx", arts[onnx_key].get("sha256"))
     (mdir / "config.pbtxt").write_text(
-        network_config(onnx_name, "onnxruntime_onnx", default_model_filename=filename, **common), encoding="utf-8"
+        network_config(onnx_name, "onnxruntime_onnx", max_batch=onnx_batch, default_model_filename=filename, **common),
+        encoding="utf-8"
     )
     result.models[onnx_name] = mdir
 
     trt_name = None
     if has_engine:
         trt_name = f"{prefix}_trt"
-        tdir = out / trt_name
+        tdir = repo / trt_name
         (tdir / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_plain_file(manifest, "engine"), tdir / "1" / "model.plan")
-        (tdir / "config.pbtxt").write_text(network_config(trt_name, "tensorrt_plan", **common), encoding="utf-8")
+        _copy_checked(_plain_file(manifest, "engine"), tdir / "1" / "model.plan", arts["engine"].get("sha256"))
+        # max_batch_size is the engine's profile maximum (an on-device build may differ from the manifest's)
+        (tdir / "config.pbtxt").write_text(
+            network_config(trt_name, "tensorrt_plan", max_batch=int(trt_batch or onnx_batch), **common),
+            encoding="utf-8")
         result.models[trt_name] = tdir
     chosen = trt_name if (network == "trt" or (network == "auto" and has_engine)) else onnx_name
     result.network_model = str(chosen)
 
-    hdir = out / MODEL_NAME
+    hdir = repo / MODEL_NAME
     (hdir / "1").mkdir(parents=True, exist_ok=True)
     (hdir / "1" / "model.py").write_text(MODEL_PY, encoding="utf-8")
     (hdir / "1" / "manifest.json").write_text(json.dumps(manifest.raw, indent=1) + "\n", encoding="utf-8")
     if "error_bound" in manifest.artifacts:  # the runtime verifies it against the manifest in the version folder
         shutil.copyfile(manifest.verified_artifact("error_bound"), hdir / "1" / manifest.artifacts["error_bound"]["file"])
-    params = {"max_persons": str(int(max_persons))}
+    # the largest batch the called network model takes (its max_batch_size), so frames are split to fit it
+    chosen_batch = trt_batch if (trt_batch is not None and chosen == trt_name) else onnx_batch
+    params = {"max_persons": str(int(max_persons)), "network_max_batch": str(int(chosen_batch))}
     if smpl_path is not None:
         smpl_name = "smpl" + smpl_path.suffix.lower()
         shutil.copyfile(smpl_path, hdir / "1" / smpl_name)
@@ -303,13 +410,10 @@ def export_triton(
     (hdir / "config.pbtxt").write_text(hpsedge_config(str(chosen), outs, hpsedge_count, params), encoding="utf-8")
     result.models[MODEL_NAME] = hdir
 
-    stale = sorted(p.name for p in out.iterdir() if (p / "config.pbtxt").is_file() and p.name not in result.models)
-    if stale:  # --force into an older repository: tritonserver would load these too
-        log.warning("%s also holds model(s) this export did not write: %s", out, ", ".join(stale))
-    result.readme = out / "README.md"
-    result.readme.write_text(_readme(manifest, result, kind, has_engine), encoding="utf-8")
-    log.info("Triton repository %s: %s", out, ", ".join(result.models))
-    return result
+    (repo / "README.md").write_text(_readme(manifest, result, batching["kind"], has_engine), encoding="utf-8")
+    listing = _listing(repo) or {}
+    (repo / MARKER).write_text(json.dumps({"schema": _MARKER_SCHEMA, "files": listing}, indent=1) + "\n",
+                               encoding="utf-8")
 
 
 #: tritonserver refuses a version-compatible TensorRT plan unless its TensorRT backend is told to accept one

@@ -62,6 +62,8 @@ class LoadedCheckpoint:
     stand_ins: list[str] = field(default_factory=list)
     #: TokenHMR: the tokenizer file loaded beside the model checkpoint
     tokenizer: LoadedCheckpoint | None = None
+    #: the spec's second weights file (``ModelSpec.aux_option``) of a ``"torch"``-reader model, if loaded
+    aux: LoadedCheckpoint | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -384,20 +386,44 @@ def _fmt(keys: list[Any]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
+def _read_aux(spec: ModelSpec, path: str | Path, unsafe_pickle: bool) -> tuple[dict[str, torch.Tensor], LoadedCheckpoint]:
+    """The spec's second weights file: a state dict whose keys are those under ``spec.aux_prefixes[0]``
+    (with or without that prefix), returned with the prefix on."""
+    p = Path(path)
+    if not spec.aux_prefixes:
+        raise CheckpointError(f"{spec.name} declares a second weights file but no key prefix for it (aux_prefixes)")
+    obj = read_checkpoint(p, unsafe_pickle=unsafe_pickle)
+    sd, wrapper = extract_state_dict(obj, source=str(p))
+    prefix = spec.aux_prefixes[0]
+    out = {k if k.startswith(spec.aux_prefixes) else prefix + k: v for k, v in sd.items()}
+    return out, LoadedCheckpoint(path=p, sha256=sha256_file(p), wrapper=wrapper)
+
+
 def load_into(
     model: nn.Module,
     spec: ModelSpec,
     path: str | Path,
     unsafe_pickle: bool = False,
     tiny: bool = False,
+    aux: str | Path | None = None,
 ) -> LoadedCheckpoint:
-    """Load the checkpoint at ``path`` into ``model`` strictly, or raise :class:`CheckpointError`."""
+    """Load the checkpoint at ``path`` into ``model`` strictly, or raise :class:`CheckpointError`.
+
+    ``aux``: the spec's second weights file (``ModelSpec.aux_option``), whose tensors fill the keys under
+    ``ModelSpec.aux_prefixes`` (they replace any the main file has)."""
     p = Path(path)
     obj = read_checkpoint(p, unsafe_pickle=unsafe_pickle)
     sd, wrapper = extract_state_dict(obj, source=str(p))
     sd, prefix = strip_prefix(sd)
+    aux_loaded = None
+    if aux is not None:
+        aux_sd, aux_loaded = _read_aux(spec, aux, unsafe_pickle)
+        sd = {**{k: v for k, v in sd.items() if not k.startswith(spec.aux_prefixes)}, **aux_sd}
     kept, dropped = _partition(spec, sd)
     missing, unexpected, mismatched = match_report(spec, sd, tiny=tiny)
+    if missing and aux is None and spec.aux_option and all(k.startswith(spec.aux_prefixes) for k in missing):
+        raise CheckpointError(f"{p.name} lacks the {', '.join(spec.aux_prefixes)}* weights, which come from a second "
+                              f"file for {spec.name}", hint=f"pass it as --{spec.aux_option}")
     if missing or unexpected or mismatched:
         raise _mismatch_error(
             str(p), spec, sd, missing, unexpected, mismatched,
@@ -410,7 +436,8 @@ def load_into(
         groups = sorted({".".join(k.split(".")[:2]) for k in dropped})
         log.debug("dropped %d checkpoint keys on purpose (not used at inference): %s", len(dropped), ", ".join(groups))
     log.info("loaded %s into %s (%d tensors%s)", p.name, spec.name, len(kept), f", prefix '{prefix}' removed" if prefix else "")
-    return LoadedCheckpoint(path=p, sha256=sha256_file(p), dropped=dropped, stripped_prefix=prefix, wrapper=wrapper)
+    return LoadedCheckpoint(path=p, sha256=sha256_file(p), dropped=dropped, stripped_prefix=prefix, wrapper=wrapper,
+                            aux=aux_loaded)
 
 
 def build_model(
@@ -421,6 +448,7 @@ def build_model(
     tokenizer: str | Path | None = None,
     spec: ModelSpec | None = None,
     seed: int = DEFAULT_INIT_SEED,
+    **aux_files: str | Path | None,
 ) -> tuple[nn.Module, ModelSpec, LoadedCheckpoint | None]:
     """Build zoo model ``name`` in eval mode, with ``checkpoint`` loaded or random weights (warned).
 
@@ -430,12 +458,28 @@ def build_model(
     restored afterwards), so a model without a checkpoint is the same on every run and machine with the same
     torch version (torch's CPU generator and its init functions are deterministic); with a checkpoint it only
     fixes tensors the checkpoint does not hold.
+    ``aux_files``: the spec's second weights file, by the name its spec gives it (``ModelSpec.aux_option``,
+    e.g. ``refiner=path``); its tensors fill the keys under ``ModelSpec.aux_prefixes``.
     """
     from hpsedge.models.zoo import get_spec
 
     spec = spec or get_spec(name)
-    if tokenizer is not None and spec.aux_option != "tokenizer":
-        raise CheckpointError(f"--tokenizer is only for TokenHMR models (those with a tokenizer file), not {spec.name}")
+    given = {k: v for k, v in {**aux_files, "tokenizer": tokenizer}.items() if v is not None}
+    for option in given:
+        if option != spec.aux_option:
+            from hpsedge.models.registry import registered
+
+            owners = [n for n, s in registered().items() if s.aux_option == option]
+            what = f"its second weights file is --{spec.aux_option}" if spec.aux_option else "it has one weights file"
+            raise CheckpointError(f"--{option} is only for models with a {option} file ({', '.join(owners) or 'none'}), "
+                                  f"not {spec.name}", hint=what)
+    aux = given.get(spec.aux_option) if spec.aux_option else None
+    tokenizer = None
+    if aux is not None and spec.checkpoint_reader == "inert":  # TokenHMR's tokenizer.pth, read its own way
+        tokenizer, aux = aux, None
+    if aux is not None and checkpoint is None:
+        raise CheckpointError(f"--{spec.aux_option} alone is not enough: the other weights are in the model checkpoint",
+                              hint=f"pass --checkpoint {spec.official_checkpoint or 'FILE'} as well")
     if tokenizer is not None and checkpoint is None:
         raise CheckpointError(
             "a tokenizer alone is not enough: the ViT and token head weights are in the model checkpoint",
@@ -448,7 +492,7 @@ def build_model(
     if checkpoint is not None and spec.checkpoint_reader == "inert":  # Lightning .ckpt (TokenHMR, HMR 2.0)
         loaded = load_tokenhmr(model, spec, checkpoint, tokenizer, unsafe_pickle=unsafe_pickle, tiny=tiny)
     elif checkpoint is not None:
-        loaded = load_into(model, spec, checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny)
+        loaded = load_into(model, spec, checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny, aux=aux)
     else:
         log.warning(
             "NO CHECKPOINT: %s has RANDOM weights; its outputs are meaningless: pose, shape, camera and "

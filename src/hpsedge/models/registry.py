@@ -24,204 +24,50 @@ its network module plus one registration there.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import importlib
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Mapping
 
+# the zoo's registrations (hpsedge.models.specs) fill spec.py's table when imported; spec.py imports
+# neither module, so there is no cycle
 from hpsedge.errors import HpsedgeError
+from hpsedge.models import specs as _zoo  # noqa: F401
+from hpsedge.models.spec import (
+    _REGISTRY,
+    DEFAULT_MODEL,
+    FP16_KEEP_OPS,
+    GENERIC_FP16_KEEP,
+    GENERIC_INT8_EXCLUDE,
+    POSE_OUTPUTS,
+    ModelSpec,
+    TensorDecl,
+    register_model,
+    unregister_model,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
     "FP16_KEEP_OPS",
     "GENERIC_FP16_KEEP",
     "GENERIC_INT8_EXCLUDE",
+    "POSE_OUTPUTS",
+    "ZOO",
     "ModelSpec",
     "TensorDecl",
     "get_spec",
     "lookup",
     "register_model",
     "registered",
+    "unregister_model",
 ]
-
-DEFAULT_MODEL = "poco-cliff"
-
-#: FP16 keeps these op types in FP32 everywhere: softmax and normalisation reductions
-FP16_KEEP_OPS: tuple[str, ...] = (
-    "op:Softmax", "op:LogSoftmax", "op:ReduceMean", "op:ReduceSum", "op:ReduceSumSquare", "op:ReduceL2",
-    "op:LpNormalization", "op:LayerNormalization", "op:InstanceNormalization", "op:Pow", "op:Sqrt", "op:Exp",
-)  # fmt: skip
-#: what a model without its own lists gets (a graph of an unregistered family included)
-GENERIC_FP16_KEEP: tuple[str, ...] = ("@output-tail", *FP16_KEEP_OPS)
-GENERIC_INT8_EXCLUDE: tuple[str, ...] = ("@output-tail",)
-
-
-@dataclass(frozen=True)
-class TensorDecl:
-    """One graph tensor: ``shape`` leaves out the leading person axis ``N`` (the only dynamic one)."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": ["N", *self.shape], "dtype": self.dtype}
-
-
-#: the graph contract every regressor shares
-POSE_OUTPUTS: tuple[TensorDecl, ...] = (
-    TensorDecl("pose", (24, 3, 3)),
-    TensorDecl("betas", (10,)),
-    TensorDecl("cam", (3,)),
-)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything hpsedge needs to know about one named model (see the module docstring)."""
-
-    name: str
-    family: str  # a label for people and manifests; no code branches on it
-    description: str
-    network: str  # "module:Class" of the PyTorch network, imported by build()
-    backbone: str = ""
-    input_size: tuple[int, int] = (224, 224)  # (H, W) of the graph's ``image``
-    extra_inputs: tuple[TensorDecl, ...] = ()
-    outputs: tuple[TensorDecl, ...] = POSE_OUTPUTS
-    #: outputs a user may add at export time; ``extra_outputs`` holds the chosen ones (in that order)
-    optional_outputs: tuple[TensorDecl, ...] = ()
-    extra_outputs: tuple[str, ...] = ()
-    preprocess: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    postprocess: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    #: architecture options read by the network class (backbone, head, POCO's uncertainty head, ...)
-    arch: Mapping[str, Any] = field(default_factory=dict, compare=False)
-    official_checkpoint: str | None = None  # the file name the official release uses, for messages
-    checkpoint_reader: str = "torch"  # "torch" (weights_only) | "inert" (Lightning .ckpt, inert unpickler)
-    drop_prefixes: tuple[str, ...] = ()  # official state-dict key prefixes dropped on purpose
-    drop_keys: tuple[str, ...] = ()
-    #: key prefixes that come from a second file, given with the CLI option ``aux_option``
-    aux_prefixes: tuple[str, ...] = ()
-    aux_option: str | None = None
-    #: golden key lists in tests/data/keys: (file, prefix our keys carry for that file's keys, JSON entry)
-    golden_keys: tuple[tuple[str, str, str], ...] = ()
-    fp16_keep: tuple[str, ...] = GENERIC_FP16_KEEP
-    int8_exclude: tuple[str, ...] = GENERIC_INT8_EXCLUDE
-    tolerance: float = 1e-3  # ONNX Runtime vs PyTorch, relative (export verification)
-    params: int | None = None  # full-size parameter count of the network (static; a test checks it)
-
-    # ---- graph contract ---------------------------------------------------------------------------
-    @property
-    def has_sigma(self) -> bool:
-        return any(o.name == "sigma" for o in self.outputs)
-
-    @property
-    def sigma_score(self) -> str | None:
-        return self.postprocess.get("sigma_score")
-
-    @property
-    def uncertainty(self) -> Any:
-        return self.arch.get("uncertainty")
-
-    @property
-    def input_names(self) -> list[str]:
-        return ["image", *(t.name for t in self.extra_inputs)]
-
-    def _chosen_outputs(self) -> list[TensorDecl]:
-        optional = {t.name: t for t in self.optional_outputs}
-        unknown = [n for n in self.extra_outputs if n not in optional]
-        if unknown:
-            raise HpsedgeError(f"{self.name} has no optional output {unknown[0]!r}")
-        return [*self.outputs, *(optional[n] for n in self.extra_outputs)]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self._chosen_outputs()]
-
-    def input_specs(self) -> list[dict[str, Any]]:
-        h, w = self.input_size
-        return [TensorDecl("image", (3, h, w)).to_dict(), *(t.to_dict() for t in self.extra_inputs)]
-
-    def output_specs(self) -> list[dict[str, Any]]:
-        return [t.to_dict() for t in self._chosen_outputs()]
-
-    def with_outputs(self, *names: str) -> ModelSpec:
-        """This spec with optional outputs ``names`` added to the graph (unknown names: one-line error)."""
-        spec = dataclasses.replace(self, extra_outputs=tuple(names))
-        spec._chosen_outputs()
-        return spec
-
-    # ---- manifest blocks --------------------------------------------------------------------------
-    def preprocessing(self) -> dict[str, Any]:
-        """The manifest's ``preprocessing`` block (what :mod:`hpsedge.runtime.preprocess` reads)."""
-        block = {"input_size": list(self.input_size)}
-        block.update(_plain(self.preprocess))
-        block.setdefault("bbox_info", any(t.name == "bbox_info" for t in self.extra_inputs))
-        return block
-
-    def postprocessing(self) -> dict[str, Any]:
-        """The manifest's ``postprocessing`` block (camera, confidence and σ rules, joint sets)."""
-        return _plain(self.postprocess)
-
-    # ---- network ----------------------------------------------------------------------------------
-    def network_class(self) -> Any:
-        """The PyTorch class named by ``network`` (imports torch)."""
-        module, _, attr = self.network.partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-    def build(self, tiny: bool = False) -> Any:
-        """Construct the network (random weights, mean-parameter buffers); ``tiny`` for fast tests."""
-        return self.network_class()(self, tiny=tiny)
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready deep copy (tuples → lists, mappings → dicts)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-# ---------------------------------------------------------------------------------------------------
-# the registry
-# ---------------------------------------------------------------------------------------------------
-_REGISTRY: dict[str, ModelSpec] = {}
-_LOADED = False
-
-
-def register_model(fn: Callable[[], ModelSpec | tuple[ModelSpec, ...]]) -> Callable[[], Any]:
-    """Decorator: ``fn()`` returns a spec (or several, e.g. a family's variants); each is registered by name.
-
-    A name registered twice is a programming error (two modules claiming one model name).
-    """
-    made = fn()
-    for spec in made if isinstance(made, tuple) else (made,):
-        if not isinstance(spec, ModelSpec):  # pragma: no cover - programming error
-            raise TypeError(f"{fn.__name__} returned {type(spec).__name__}, not a ModelSpec")
-        if spec.name in _REGISTRY:
-            raise ValueError(f"model '{spec.name}' is registered twice")
-        _REGISTRY[spec.name] = spec
-    return fn
-
-
-def _load() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        importlib.import_module("hpsedge.models.specs")
 
 
 def registered() -> dict[str, ModelSpec]:
     """Every registered model, in registration order (a copy)."""
-    _load()
     return dict(_REGISTRY)
 
 
 def lookup(name: str) -> ModelSpec | None:
     """The spec registered as ``name``, or None (for code that has a fallback, e.g. a foreign build folder)."""
-    _load()
     return _REGISTRY.get(str(name).strip().lower())
 
 
@@ -240,16 +86,13 @@ class _RegistryView(Mapping[str, ModelSpec]):
     """``ZOO``: a read-only, lazily loaded view of the registry (the old name → spec dict)."""
 
     def __getitem__(self, key: str) -> ModelSpec:
-        _load()
-        return _REGISTRY[key]
+            return _REGISTRY[key]
 
     def __iter__(self) -> Iterator[str]:
-        _load()
-        return iter(list(_REGISTRY))
+            return iter(list(_REGISTRY))
 
     def __len__(self) -> int:
-        _load()
-        return len(_REGISTRY)
+            return len(_REGISTRY)
 
 
 ZOO: Mapping[str, ModelSpec] = _RegistryView()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hpsedge.models.registry import FP16_KEEP_OPS, ModelSpec, TensorDecl, register_model
+from hpsedge.models.spec import FP16_KEEP_OPS, ModelSpec, TensorDecl, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -128,7 +128,9 @@ class LetterboxMeta:
 
 
 def _resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """H×W×C uint8 → out_h×out_w×C float32, bilinear with half-pixel centres (cv2.INTER_LINEAR's mapping)."""
+    """H×W×C uint8 → out_h×out_w×C float32, bilinear with half-pixel centres (cv2.INTER_LINEAR's mapping).
+
+    The float reference :func:`resize_bilinear_u8` is checked against (tests); the letterbox uses the latter."""
     h, w = img.shape[:2]
     if (h, w) == (out_h, out_w):
         return img.astype(np.float32)
@@ -153,8 +155,68 @@ def _resize_bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return top
 
 
+_FRAC_BITS = 11  #: fixed-point weights of the non-integer-factor pass (OpenCV's INTER_LINEAR uses 11 bits too)
+
+
+def _axis_pass(a: np.ndarray, bits: int, axis: int, n_out: int) -> tuple[np.ndarray, int]:
+    """One separable bilinear pass (half-pixel centres) along ``axis`` on integers holding value·2^bits.
+
+    An integer factor ``s = n_in / n_out`` puts every output sample on a pixel (odd s) or half-way between two
+    (even s): strided slices, exact. Otherwise two taps with 11-bit weights (int32)."""
+    n_in = a.shape[axis]
+    if n_in == n_out:
+        return a, bits
+
+    def take(sl: slice | np.ndarray) -> np.ndarray:
+        return a[sl] if axis == 0 else a[:, sl]
+
+    if n_in % n_out == 0:
+        s = n_in // n_out
+        if s % 2:
+            return take(slice((s - 1) // 2, None, s)), bits
+        lo = take(slice(s // 2 - 1, None, s)).astype(np.uint16 if a.dtype == np.uint8 else a.dtype)
+        lo += take(slice(s // 2, None, s))
+        return lo, bits + 1
+    src = np.clip((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    i0 = np.floor(src).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = np.rint((src - i0) * (1 << _FRAC_BITS)).astype(np.int32)
+    shape = (-1, 1, 1) if axis == 0 else (1, -1, 1)
+    out = take(i0).astype(np.int32)
+    out *= ((1 << _FRAC_BITS) - w1).reshape(shape)
+    hi = take(i1).astype(np.int32)
+    hi *= w1.reshape(shape)
+    out += hi
+    return out, bits + _FRAC_BITS
+
+
+def resize_bilinear_u8(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """H×W×C uint8 → out_h×out_w×C uint8, bilinear with half-pixel centres (cv2.INTER_LINEAR's mapping), in
+    integer arithmetic, rounded to nearest.
+
+    Exact (the true bilinear value, rounded) when each side shrinks by an integer factor — 1280×720 → 640×360,
+    1920×1080 → 640×360, 1280×720 → 320×180 — through strided slices; otherwise 11-bit fixed-point weights,
+    within one grey level of the float result. It is what the letterbox runs: several times faster than
+    :func:`_resize_bilinear` plus float conversion, and, like Ultralytics' own preprocessing (OpenCV into
+    uint8), the detector sees whole grey levels."""
+    h, w = img.shape[:2]
+    if (h, w) == (out_h, out_w):
+        return img
+    a, bits = _axis_pass(img, 0, 0, out_h)
+    a, bits = _axis_pass(a, bits, 1, out_w)
+    if bits == 0:
+        return np.ascontiguousarray(a)
+    a = a.astype(np.int32) if a.dtype == np.uint16 and bits > 7 else a
+    a += 1 << (bits - 1)
+    a >>= bits
+    return a.astype(np.uint8)
+
+
 def letterbox(image: np.ndarray, input_hw: tuple[int, int], spec: Letterbox | None = None) -> tuple[np.ndarray, LetterboxMeta]:
-    """RGB uint8 H×W×3 → the graph input ``[1, 3, H_in, W_in]`` float32 and the mapping back."""
+    """RGB uint8 H×W×3 → the graph input ``[1, 3, H_in, W_in]`` float32 and the mapping back.
+
+    The image is resized into a uint8 canvas (:func:`resize_bilinear_u8`) and turned into the float tensor by
+    one table look-up per channel (scale, mean, std folded into the table)."""
     spec = spec or Letterbox()
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 1:
@@ -167,15 +229,24 @@ def letterbox(image: np.ndarray, input_hw: tuple[int, int], spec: Letterbox | No
         top, left = round((ih - nh) / 2 - 0.1), round((iw - nw) / 2 - 0.1)
     else:
         top = left = 0
-    canvas = np.full((ih, iw, 3), spec.pad_value, dtype=np.float32)
-    canvas[top : top + nh, left : left + nw] = _resize_bilinear(img, nh, nw)
-    if spec.color == "BGR":
-        canvas = canvas[..., ::-1]
-    x = canvas * np.float32(spec.scale)
-    if any(spec.mean) or any(s != 1.0 for s in spec.std):
-        x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    tensor = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
-    return tensor, LetterboxMeta((h, w), (ih, iw), nw / w, nh / h, left, top)
+    meta = LetterboxMeta((h, w), (ih, iw), nw / w, nh / h, left, top)
+    pad = float(spec.pad_value)
+    levels = np.arange(256, dtype=np.float32)
+    order = (2, 1, 0) if spec.color == "BGR" else (0, 1, 2)
+    tensor = np.empty((1, 3, ih, iw), np.float32)
+    if pad.is_integer() and 0 <= pad <= 255:
+        canvas = np.full((ih, iw, 3), int(pad), dtype=np.uint8)
+        canvas[top : top + nh, left : left + nw] = resize_bilinear_u8(img, nh, nw)
+        for c, src in enumerate(order):
+            lut = (levels * np.float32(spec.scale) - np.float32(spec.mean[c])) / np.float32(spec.std[c])
+            np.take(lut, canvas[..., src], out=tensor[0, c])
+        return tensor, meta
+    # a fractional pad value: the float canvas
+    canvas_f = np.full((ih, iw, 3), pad, dtype=np.float32)
+    canvas_f[top : top + nh, left : left + nw] = resize_bilinear_u8(img, nh, nw)
+    for c, src in enumerate(order):
+        tensor[0, c] = (canvas_f[..., src] * np.float32(spec.scale) - np.float32(spec.mean[c])) / np.float32(spec.std[c])
+    return tensor, meta
 
 
 # =============================================================================================== layout
@@ -223,6 +294,10 @@ def check_layout(layout: str, outputs: list[tuple[str, list[Any]]]) -> None:
                          hint="leave --detector-layout out to recognise the layout from the outputs")
 
 
+#: most classes a detector's metadata may name
+MAX_CLASSES = 100_000
+
+
 def parse_class_names(text: str | None) -> dict[int, str] | None:
     """Ultralytics' ``names`` metadata (a dict literal ``{0: 'person', ...}``) → dict, or None when absent.
 
@@ -237,8 +312,11 @@ def parse_class_names(text: str | None) -> dict[int, str] | None:
         raise InputError("detector metadata 'names' is not a Python literal dict of class names") from None
     if isinstance(value, list):
         value = dict(enumerate(value))
-    if not isinstance(value, dict) or not all(isinstance(k, int) and isinstance(v, str) for k, v in value.items()):
-        raise InputError("detector metadata 'names' must map class indices to names")
+    if not isinstance(value, dict) or not all(
+        type(k) is int and 0 <= k < MAX_CLASSES and isinstance(v, str) for k, v in value.items()
+    ):
+        # a negative index would pick a box row instead of a class row (-1: boxes scored by their height)
+        raise InputError(f"detector metadata 'names' must map class indices 0..{MAX_CLASSES - 1} to names")
     return {int(k): str(v) for k, v in value.items()}
 
 
@@ -323,8 +401,8 @@ def decode(outputs: dict[str, np.ndarray], layout: str, person_class: int, score
             raise InputError(f"detector output {names[0]} has shape {list(out.shape)}; the 'yolo' layout is [1, 4+C, A]")
         pred = out[0]
         ncls = pred.shape[0] - 4
-        if not all_classes and person_class >= ncls:
-            raise InputError(f"person class {person_class} but the detector has {ncls} classes")
+        if not all_classes and not 0 <= person_class < ncls:
+            raise InputError(f"person class {person_class} but the detector has classes 0..{ncls - 1}")
         if all_classes:
             sc = pred[4:].max(0)
             m = sc > score_threshold
@@ -413,6 +491,8 @@ class DetectorConfig:
             raise InputError(f"detector IoU threshold must be in (0, 1], got {self.iou_threshold}")
         if self.max_detections < 1:
             raise InputError(f"max detections must be ≥ 1, got {self.max_detections}")
+        if not 0 <= self.person_class < MAX_CLASSES:
+            raise InputError(f"detector person class must lie in 0..{MAX_CLASSES - 1}, got {self.person_class}")
         if min(self.input_size) < 32 or max(self.input_size) > 4096:
             raise InputError(f"detector input size {list(self.input_size)} is out of range (32–4096)")
 

@@ -206,11 +206,14 @@ def _joint_colors(r: Any) -> list[tuple[int, int, int]]:
 
 
 def render_overlay(image_rgb: np.ndarray, results: Sequence[Any], faces: np.ndarray | None = None, *,
-                   legend: str | None = None, side_view: bool = False) -> np.ndarray:
+                   legend: str | None = None, side_view: bool = False,
+                   track_ids: Sequence[int] | None = None) -> np.ndarray:
     """The overlay picture as an [H,W,3] uint8 array (see the module docstring).
 
     ``legend``: the rule behind the colours (e.g. "POCO-CLIFF: 1 − pelvis σ₀"), shown under the colour bar.
     ``side_view``: append a panel seen from the side (same height), for depth.
+    ``track_ids``: one per result, written before its confidence (``#3 confidence 0.87``); by default a
+    result's own ``track_id`` (the streaming pipeline's people carry one).
     """
     image_mod, draw_mod = _pil()
     img = image_mod.fromarray(np.ascontiguousarray(image_rgb)).convert("RGB")
@@ -235,20 +238,13 @@ def render_overlay(image_rgb: np.ndarray, results: Sequence[Any], faces: np.ndar
         j2d = _person_joints2d(r)
         if j2d is not None:
             draw_skeleton(draw, j2d, _joint_colors(r), width=width)
-    for r in results:
+    ids = list(track_ids) if track_ids is not None else [getattr(r, "track_id", None) for r in results]
+    for r, tid in zip(results, ids, strict=True):
         behind = getattr(r, "behind_camera", False)
         color = (150, 150, 150) if behind else confidence_color(r.confidence)
         x1, y1, x2, y2 = (float(v) for v in r.box)
         draw.rectangle([x1, y1, x2, y2], outline=color, width=max(2, width // 2))
-        if behind:
-            tag = "behind camera: not visible"
-        elif r.confidence is None:
-            tag = "no confidence"
-        else:
-            tag = f"confidence {r.confidence:.2f}"
-        bound = error_bound_tag(r)
-        if bound and not behind:
-            tag = f"{tag} · {bound}"
+        tag = person_tag(r, tid)
         _label(draw, (x1 + size // 3, max(0.0, y1 - 1.6 * size) if y1 > 2 * size else y1 + size // 3), tag, color, size)
     covs = sorted({float(c) for r in results if (c := getattr(r, "error_bound_coverage", None)) is not None})
     if covs:
@@ -350,6 +346,18 @@ def contact_sheet(items: Sequence[tuple[str, np.ndarray]], columns: int = 4, thu
     return np.asarray(sheet)
 
 
+def person_tag(r: Any, track_id: int | None = None) -> str:
+    """The text beside a person's box: its track id when it has one (``#3``: videos, ``--source``), then its
+    confidence (or why there is none) and its error bound when it has one."""
+    tid = getattr(r, "track_id", None) if track_id is None else track_id
+    head = f"#{int(tid)} " if tid is not None and int(tid) >= 0 else ""
+    if getattr(r, "behind_camera", False):
+        return head + "behind camera: not visible"
+    tag = head + ("no confidence" if r.confidence is None else f"confidence {r.confidence:.2f}")
+    bound = error_bound_tag(r)  # the metric error bound, when the folder has one (issue 25)
+    return f"{tag} · {bound}" if bound else tag
+
+
 def save_overlay(path: str | Path, image_rgb: np.ndarray, results: Sequence[Any], faces: np.ndarray | None = None,
                  **kwargs: Any) -> Path:
     image_mod, _ = _pil()
@@ -363,9 +371,9 @@ def legend_text(model_name: str, postprocessing: dict[str, Any], has_sigma: bool
     family names)."""
     rule = postprocessing.get("sigma_score")
     if has_sigma and rule == "pelvis":
-        person = "1 − pelvis σ₀ (1 if σ₀ > 0.8)"
+        person = "1 − pelvis σ₀; 0.01 when σ₀ > 0.8"
     elif has_sigma:
-        person = "1 − mean accumulated σ (1 if σ₀ > 0.4)"
+        person = "1 − mean accumulated σ; 0.01 when σ₀ > 0.4"
     elif has_token_confidence:
         return f"{model_name}\nperson: 1 − mean token entropy"
     else:

@@ -54,6 +54,26 @@ def _thumbnail(pic: np.ndarray, width: int) -> np.ndarray:
     return np.asarray(im.resize((width, max(1, round(im.height * width / im.width)))))
 
 
+def check_images(images: Sequence[Path]) -> None:
+    """Refuse, before any model loads, inputs that cannot be run: a single file that is not an image, or a
+    folder in which no file is (headers only, no decoding). A folder with some unreadable files passes: those
+    are skipped and named by :func:`run_images`."""
+    from hpsedge.runtime.io import probe_image
+
+    bad: list[str] = []
+    for path in images:
+        try:
+            probe_image(path)
+        except HpsedgeError as exc:
+            if len(images) == 1:
+                raise
+            bad.append(exc.message)
+            continue
+        return  # one readable image is enough to go on
+    if bad:
+        raise HpsedgeError(f"none of the {len(images)} files is a readable image (first: {bad[0]})")
+
+
 def run_images(
     predictor: Any,
     images: Sequence[Path],

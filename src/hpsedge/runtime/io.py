@@ -59,6 +59,33 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__})", hint="is it a JPEG/PNG file?") from None
 
 
+def probe_image(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding it: the checks of
+    :func:`read_image` that need no pixels (a regular file, a format Pillow knows, the pixel limit), so that
+    a command can refuse a non-image before it loads a model."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not an image file")
+    if not p.exists():
+        raise InputError(f"image not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise InputError("reading image files needs Pillow", hint="pip install pillow") from exc
+    try:
+        with Image.open(p) as img:
+            w, h = img.size
+    except Exception as exc:  # UnidentifiedImageError, OSError, DecompressionBombError...
+        raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__})", hint="is it a JPEG/PNG file?") from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and w * h > limit:
+        raise InputError(f"{p} is {w}×{h} pixels, more than the {limit} pixel limit (a decompression bomb?)",
+                         hint="downscale the image first")
+    return int(w), int(h)
+
+
 def _to_rgb_uint8(img: Any) -> np.ndarray:
     """A Pillow image as RGB uint8; high-bit-depth modes are scaled, not clipped."""
     mode = img.mode

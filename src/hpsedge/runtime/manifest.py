@@ -37,6 +37,10 @@ family this runtime has never heard of runs as long as its rules are ones it imp
 * ``sigma_score``: ``"pelvis"`` | ``"mean"`` (:func:`hpsedge.runtime.confidence.official_score`) or null;
 * ``joint_sets``: which of ``smpl24``, ``smpl45``, ``spin49`` results carry (with an SMPL file).
 
+Graph inputs besides ``image`` are made by rules too: ``preprocessing.bbox_info: true`` (CLIFF's
+``bbox_info``), and ``preprocessing.extra_inputs`` mapping any other input's name to a rule of
+:data:`INPUT_RULE_WIDTHS` (``"cliff_bbox_info"`` [N, 3], ``"image_hw"`` [N, 2]: the frame's height and width).
+
 Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: projection is
 ``full_image`` when the model takes ``bbox_info``, else ``crop``; confidence is ``"sigma"`` when the model has σ.
 
@@ -46,7 +50,7 @@ Version 1 folders (no ``projection``/``confidence``/``joint_sets``) still load: 
 holds ``"onnx_int8_cpu"``: both INT8 graphs come from the same calibration ranges and say in ``"serves"``
 which runners they are made for (``onnx_int8``, ``qdq_flavor`` ``"trt-s8s8"``: ``["tensorrt",
 "TensorrtExecutionProvider"]``; ``onnx_int8_cpu``: ``["CPUExecutionProvider"]``); the runtime picks by it
-(:func:`hpsedge.runtime.backends.ort.graph_for_provider`). The engine entry
+(:meth:`hpsedge.runtime.folder.BuildFolder.select`). The engine entry
 is written by ``hpsedge.runtime.trt.builder.build_engine`` and read by ``hpsedge.runtime.trt.compat``, which
 checks it against the live TensorRT and GPU before TensorRT ever sees the plan::
 
@@ -103,6 +107,7 @@ from typing import Any
 
 from hpsedge.errors import ManifestError
 from hpsedge.runtime.files import atomic_write, sha256_file
+from hpsedge.runtime.precisions import MAX_BATCH_LIMIT, Precision
 
 SCHEMA = "hpsedge.manifest"
 #: version 2: the runtime reads the model's rules from ``postprocessing`` (``projection``, ``full_focal``,
@@ -121,6 +126,9 @@ FULL_FOCALS = ("diagonal", "max_side")
 SIGMA_SCORES = ("pelvis", "mean")
 #: joint sets an SMPL file gives: SMPL's 24 (FK), smplx's 45, SPIN/POCO's 49 (needs J_regressor_extra)
 JOINT_SETS = ("smpl24", "smpl45", "spin49")
+#: ``preprocessing.extra_inputs`` rules this runtime implements (:data:`hpsedge.runtime.preprocess.INPUT_RULES`)
+#: and the width of the ``[N, width]`` input each makes
+INPUT_RULE_WIDTHS = {"cliff_bbox_info": 3, "image_hw": 2}
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,8 @@ class Manifest:
 
     path: Path | None
     raw: dict[str, Any] = field(repr=False)
+    #: artifact key -> [(path, stamp)] of the files :meth:`verified_artifact` checked (see :meth:`check_unchanged`)
+    _verified: dict[str, list[tuple[Path, tuple[int, ...]]]] = field(default_factory=dict, repr=False, compare=False)
 
     # ---- typed views --------------------------------------------------------------------------
     @property
@@ -247,11 +257,31 @@ class Manifest:
         ``bytes`` and ``sha256`` (:func:`verify_file`; cached per file, so warm starts do not rehash)."""
         path = self.artifact_path(key)
         entry = self.artifacts[key]
-        verify_file(path, entry.get("sha256"), entry.get("bytes"), what=f"artifact '{key}'")
+        checked = [(path, verify_file(path, entry.get("sha256"), entry.get("bytes"), what=f"artifact '{key}'"))]
         if entry.get("data_file"):
             data = safe_artifact_path(path.parent, entry["data_file"], what=f"artifact '{key}' data file")
-            verify_file(data, entry.get("data_sha256"), entry.get("data_bytes"), what=f"artifact '{key}' data file")
+            what = f"artifact '{key}' data file"
+            checked.append((data, verify_file(data, entry.get("data_sha256"), entry.get("data_bytes"), what=what)))
+        self._verified[key] = checked
         return path
+
+    def check_unchanged(self, key: str) -> None:
+        """After a loader opened what :meth:`verified_artifact` checked: refuse if any of those files is no
+        longer the one verified (another inode, size, mtime or ctime).
+
+        Closes the gap between verifying a path and a library (ONNX Runtime) opening it again: a file swapped
+        in between, even swapped back after loading (a rename changes the ctime), is caught here.
+        """
+        for path, stamp in self._verified.get(key, ()):
+            try:
+                now = _stamp(os.stat(path))
+            except OSError:
+                now = None
+            if now != stamp:
+                raise ManifestError(
+                    f"{path.name} changed while it was being loaded (after its sha256 was checked); refusing it",
+                    hint="something is writing to the build folder; load it again once it is left alone",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return self.raw
@@ -296,6 +326,11 @@ def _check_artifact(key: str, art: Any, source: str) -> None:
     for field_ in ("bytes", "data_bytes"):
         if art.get(field_) is not None and not (_is_int(art[field_]) and art[field_] >= 0):
             raise ManifestError(f"{where}: '{field_}' must be a non-negative integer, got {art[field_]!r}"[:300])
+    serves = art.get("serves")  # absent or null: made for no runner in particular
+    if serves is not None and not (
+        isinstance(serves, list) and len(serves) <= 16 and all(isinstance(x, str) and 0 < len(x) <= 64 for x in serves)
+    ):
+        raise ManifestError(f"{where}: 'serves' must be a list of runner names, got {serves!r}"[:300])
 
 
 def validate_manifest(raw: Any, source: str = "manifest") -> None:
@@ -359,6 +394,7 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
             raise ManifestError(f"{source}: preprocessing '{key}' must be a positive number, got {v!r}"[:300])
     if "color" in pre and str(pre["color"]).upper() not in ("RGB", "BGR"):
         raise ManifestError(f"{source}: preprocessing 'color' must be RGB or BGR, got {pre['color']!r}"[:300])
+    _validate_extra_inputs(raw, pre, source)
     post = raw.get("postprocessing", {})
     if not isinstance(post, dict):
         raise ManifestError(f"{source}: 'postprocessing' must be an object")
@@ -367,10 +403,10 @@ def validate_manifest(raw: Any, source: str = "manifest") -> None:
         if v is not None and not (_is_num(v) and v > 0):
             raise ManifestError(f"{source}: postprocessing '{key}' must be a positive number, got {v!r}"[:300])
     mb = raw.get("max_batch")
-    if mb is not None and not (_is_int(mb) and 1 <= mb <= 4096):
-        raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..4096, got {mb!r}"[:300])
-    if raw.get("precision") is not None and raw["precision"] not in ("fp32", "fp16", "int8"):
-        raise ManifestError(f"{source}: unknown precision {raw['precision']!r} (fp32, fp16, int8)"[:300])
+    if mb is not None and not (_is_int(mb) and 1 <= mb <= MAX_BATCH_LIMIT):
+        raise ManifestError(f"{source}: 'max_batch' must be an integer in 1..{MAX_BATCH_LIMIT}, got {mb!r}"[:300])
+    if raw.get("precision") is not None and raw["precision"] not in Precision.names():
+        raise ManifestError(f"{source}: unknown precision {raw['precision']!r} ({', '.join(Precision.names())})"[:300])
     if "opset" in raw and raw["opset"] is not None and not _is_int(raw["opset"]):
         raise ManifestError(f"{source}: 'opset' must be an integer, got {raw['opset']!r}"[:300])
     for key in ("checkpoint", "verification", "versions", "calibration"):
@@ -445,13 +481,36 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _read_cache_file(path: Path) -> dict[str, list[Any]]:
+def _private_dir(folder: Path) -> bool:
+    """A real folder (not a symlink) owned by this user that nobody else may write to."""
     try:
-        if path.stat().st_size > 1 << 20:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _read_cache_file(path: Path) -> dict[str, list[Any]]:
+    """The persistent cache, if it can be trusted: a regular file (never followed through a symlink) owned by
+    this user, writable by nobody else, in a folder likewise. Anyone who can write it could mark a tampered
+    file as verified, so a cache that others can write is ignored (it costs a rehash, nothing else)."""
+    if not _private_dir(path.parent):
+        return {}
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022
+                or st.st_size > 1 << 20):
             return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = json.loads(f.read(1 << 20).decode("utf-8"))
     except (OSError, ValueError):
         return {}
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else {}
 
 
@@ -478,23 +537,27 @@ def _remember(real: str, stamp: tuple[int, ...], digest: str) -> None:
     if cache is None:
         return
     try:  # best effort: a read-only home or a full disk only costs a rehash next time
+        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private_dir(cache.parent):
+            return  # a folder others can write to (or a symlink): never write there
         data = _read_cache_file(cache)
         data[real] = [*stamp, digest]
         if len(data) > _CACHE_MAX:
             data = dict(list(data.items())[-_CACHE_MAX:])
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache, json.dumps(data), fsync=False)
+        atomic_write(cache, json.dumps(data), fsync=False)  # a fresh O_EXCL temp name: never through a symlink
     except OSError:
         pass
 
 
-def verify_file(path: str | Path, sha256: str | None, size: int | None = None, what: str = "artifact") -> None:
+def verify_file(path: str | Path, sha256: str | None, size: int | None = None,
+                what: str = "artifact") -> tuple[int, ...]:
     """Check a build-folder file against the manifest's ``size`` and ``sha256`` (one-line ManifestError).
 
     The sha256 of a verified file is remembered with its (device, inode, size, mtime_ns, ctime_ns): in this
     process and in a small JSON cache in the user's cache folder (:func:`hash_cache_file`), so a warm start
     does not rehash gigabytes. Any write to the file changes its ctime (which no user can set back), so a
     changed file is always rehashed. Without a ``sha256`` (older folders) only the size is checked.
+    Returns the file's stamp, for :meth:`Manifest.check_unchanged` after a loader opened it.
     """
     p = Path(path)
     try:
@@ -510,10 +573,10 @@ def verify_file(path: str | Path, sha256: str | None, size: int | None = None, w
             f"{p.name} does not match the manifest: {st.st_size} bytes on disk, {size} listed",
             hint="the file was replaced or truncated; re-export the folder",
         )
-    if not sha256:
-        return
-    real = os.path.realpath(p)
     stamp = _stamp(st)
+    if not sha256:
+        return stamp
+    real = os.path.realpath(p)
     digest = _cached_digest(real, stamp)
     if digest is None:
         digest = sha256_file(p)
@@ -526,6 +589,28 @@ def verify_file(path: str | Path, sha256: str | None, size: int | None = None, w
             f"{p.name} does not match the sha256 in the manifest (the file was changed or swapped)",
             hint="re-export the folder, or copy it again from where it was built",
         )
+    return stamp
+
+
+def _validate_extra_inputs(raw: dict[str, Any], pre: dict[str, Any], source: str) -> None:
+    """``preprocessing.extra_inputs``: each names a graph input ``[N, width]`` and a rule this runtime implements."""
+    block = pre.get("extra_inputs")
+    if block is None:
+        return
+    if not isinstance(block, dict):
+        raise ManifestError(f"{source}: preprocessing 'extra_inputs' must map input names to rules")
+    shapes = {d["name"]: d["shape"] for d in raw["inputs"]}
+    for name, rule in block.items():
+        if name == "image" or name not in shapes:
+            raise ManifestError(f"{source}: preprocessing extra input {name!r} is not an extra graph input "
+                                f"({', '.join(n for n in shapes if n != 'image') or 'none'})"[:300])
+        if rule not in INPUT_RULE_WIDTHS:
+            raise ManifestError(
+                f"{source}: preprocessing extra input {name!r}: rule {rule!r} is not one this hpsedge implements "
+                f"({', '.join(INPUT_RULE_WIDTHS)})"[:300], hint="upgrade hpsedge on this machine")
+        if shapes[name] != ["N", INPUT_RULE_WIDTHS[rule]]:
+            raise ManifestError(f"{source}: input {name!r} has shape {shapes[name]}, but rule {rule!r} makes "
+                                f"[N, {INPUT_RULE_WIDTHS[rule]}]"[:300])
 
 
 def _validate_rules(raw: dict[str, Any], source: str) -> None:

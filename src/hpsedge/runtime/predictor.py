@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from hpsedge.errors import BackendError, InputError, ManifestError
+from hpsedge.errors import BackendError, InputError
 from hpsedge.runtime import camera, confidence, error_bound, rotations
 from hpsedge.runtime.backends.base import Backend
-from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, load_manifest
+from hpsedge.runtime.folder import DEFAULT_MAX_BATCH, BatchRange, BuildFolder, Plan, Precision
+from hpsedge.runtime.manifest import Manifest
 from hpsedge.runtime.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -139,20 +140,51 @@ def _engine_probe() -> tuple[dict[str, bool], str | None, str | None, str | None
 
 
 def resolve_folder(path: str | Path) -> tuple[Manifest, str | None]:
-    """Accept an export folder, its manifest, or a bare ``.onnx``/``.engine`` with a manifest beside it."""
-    p = Path(path)
-    if not p.exists():
-        raise ManifestError(f"{p} does not exist", hint="pass a folder written by `hpsedge export onnx|build`")
-    if p.is_dir() or p.name == MANIFEST_NAME:
-        return load_manifest(p), None
-    manifest = load_manifest(p.parent)
-    for key, art in manifest.artifacts.items():
-        if Path(art["file"]).name == p.name:
-            return manifest, key
-    raise ManifestError(
-        f"{p.name} is not listed in {p.parent / MANIFEST_NAME} (it lists: "
-        f"{', '.join(a['file'] for a in manifest.artifacts.values())})"
-    )
+    """Accept an export folder, its manifest, or a bare ``.onnx``/``.engine`` with a manifest beside it:
+    (manifest, the artifact key a bare file names, or None). See :meth:`BuildFolder.open`."""
+    folder = BuildFolder.open(path)
+    return folder.manifest, folder.pinned
+
+
+def choose_plan(path: str | Path, backend: str = "auto", device: str = "auto",
+                precision: str | Precision | None = None) -> tuple[BuildFolder, Plan]:
+    """What :meth:`Predictor.load` will run for these arguments, without loading it: the folder and its
+    :class:`~hpsedge.runtime.folder.Plan` (graph or engine, verified; batch range; I/O; confidence rule).
+
+    ``backend="auto"`` takes the engine when it runs on this machine's TensorRT and GPU (and is of the asked
+    ``precision``), else ONNX Runtime; an ONNX plan is the graph made for ``device``'s first provider.
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    wanted = Precision.parse_optional(precision)
+    folder = BuildFolder.open(path)
+    if folder.pinned == "engine":
+        backend = "trt"
+    elif folder.pinned is not None and backend == "auto":
+        backend = "ort"
+    chosen = backend
+    if backend == "auto":
+        if wanted is not None and folder.has_engine and folder.engine_precision is not wanted:
+            chosen = "ort"  # the engine is of another precision: run the asked-for graph
+            log.info("backend auto -> ort: the engine is %s and %s was asked for", folder.engine_precision, wanted)
+        else:
+            from hpsedge.runtime.trt.compat import choose_backend
+
+            available, gpu_cc, trt_version, gpu_name = _engine_probe()
+            chosen, _reason = choose_backend(folder.manifest, available, gpu_cc, trt_version, gpu_name=gpu_name)
+    if "slim" in folder.manifest.raw:  # a slim folder runs only its target (hpsedge.slim)
+        from hpsedge.runtime.folder import check_slim_target
+
+        check_slim_target(folder.manifest, chosen, None if wanted is None else wanted.value)
+    if chosen == "trt":
+        # the TensorRT backend checks the plan's hash and its TensorRT/GPU against the entry before deserializing
+        return folder, folder.select("trt", precision=wanted, verify=False)
+    provider = None
+    if folder.pinned is None:
+        from hpsedge.runtime.backends.ort import first_provider
+
+        provider = first_provider(device)
+    return folder, folder.select("ort", provider, wanted)
 
 
 class Predictor:
@@ -181,8 +213,19 @@ class Predictor:
             self.error_bound_reason = error_bound.NO_UNCERTAINTY if no_unc else error_bound.NOT_FITTED
         # side of the square crop the camera refers to (TokenHMR: 256, of which the graph sees 256×192)
         self.crop_size = float(self.postprocessing.get("crop_size") or self.preprocessing["input_size"][1])
+        #: what :meth:`load` chose to run (:meth:`hpsedge.runtime.folder.BuildFolder.select`); None when the
+        #: Predictor was built around a backend directly (serving's remote network)
+        self.plan: Plan | None = None
         #: the user's calibrated camera (None: the model's assumed one); see :mod:`hpsedge.runtime.camera`
         self.intrinsics: camera.CameraIntrinsics | None = None
+
+    @property
+    def batch(self) -> BatchRange:
+        """The person batch one backend call takes: the plan's (an engine's profile), else the backend's
+        limit or the manifest's ``max_batch``."""
+        if self.plan is not None:
+            return self.plan.batch
+        return BatchRange(1, self.backend.max_batch or self.manifest.max_batch or DEFAULT_MAX_BATCH)
 
     # ------------------------------------------------------------------------------------------ load
     @classmethod
@@ -208,8 +251,10 @@ class Predictor:
                 3D and 2D joints. Without it, results hold parameters, camera and confidence only.
             j_regressor_extra: ``J_regressor_extra.npy`` for the 49-joint SPIN/POCO set.
             threads: ONNX Runtime intra-op threads.
-            precision: which ONNX artifact to use (``"fp32"``, ``"fp16"``, ``"int8"``); default: the folder's
-                own precision (``manifest["precision"]``).
+            precision: which precision to run (``"fp32"``, ``"fp16"``, ``"int8"``); default: the folder's
+                own precision (``manifest["precision"]``). An engine of another precision is passed over by
+                ``"auto"`` (its graph runs on ONNX Runtime) and refused by ``"trt"``. What runs is
+                :func:`choose_plan`'s answer, kept as :attr:`plan`.
             intrinsics: the calibrated camera the images come from (anything
                 :func:`hpsedge.runtime.camera.as_intrinsics` reads: ``CameraIntrinsics``, a camera_info
                 YAML/JSON path, ``"fx,fy,cx,cy"``); default: each model's assumed camera.
@@ -219,36 +264,21 @@ class Predictor:
             raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
         if threads is not None and (not isinstance(threads, int) or threads < 0):
             raise InputError(f"threads must be an integer ≥ 0 (0: ONNX Runtime's default), got {threads!r}")
-        manifest, artifact = resolve_folder(path)
-        if artifact == "engine":
-            backend = "trt"
-        elif artifact is not None and backend == "auto":
-            backend = "ort"
-        chosen = backend
-        if backend == "auto":
-            from hpsedge.runtime.trt.compat import choose_backend
-
-            available, gpu_cc, trt_version, gpu_name = _engine_probe()
-            chosen, _reason = choose_backend(manifest, available, gpu_cc, trt_version, gpu_name=gpu_name)
-        if chosen == "trt":
+        folder, plan = choose_plan(path, backend, device, precision)
+        manifest = folder.manifest
+        if plan.backend == "trt":
             from hpsedge.runtime.trt.backend import TensorRTBackend
 
-            entry = manifest.artifacts.get("engine")
-            if entry is None:
-                raise ManifestError(
-                    "this folder has no TensorRT engine", hint="build one with `hpsedge export build`, or use --backend ort"
-                )
-            engine: Backend = TensorRTBackend(manifest.artifact_path("engine"), entry, device=int(device) if device.isdigit() else 0)
+            engine: Backend = TensorRTBackend(plan.path, plan.entry, device=int(device) if device.isdigit() else 0)
         else:
-            key = artifact or _onnx_key(manifest, precision)
-            if artifact is None:
-                key = _flavour_key(manifest, key, device)
-            onnx_path = manifest.artifact_path(key)
-            _check_artifact_size(manifest, key, onnx_path)
-            engine = _make_ort(manifest, onnx_path, device, threads)
+            if plan.flavor:
+                log.info("running %s (%s flavour) for %s", plan.file, plan.flavor, plan.provider)
+            engine = _make_ort(manifest, plan, device, threads)
+            manifest.check_unchanged(plan.key)  # what ONNX Runtime opened is what was verified
         model = _load_smpl(smpl, j_regressor_extra) if smpl is not None else None
-        log.info("loaded %s (%s) on %s", manifest.model_name, engine.name, engine.device)
+        log.info("loaded %s (%s) on %s", manifest.model_name, plan.describe(), engine.device)
         pred = cls(manifest, engine, model)
+        pred.plan = plan
         pred.intrinsics = cam_k
         return pred
 
@@ -270,7 +300,7 @@ class Predictor:
                     hint="filter the detections (score, size, NMS), or raise the limit (--max-boxes / "
                     "Predictor.max_boxes)",
                 )
-            step = self.backend.max_batch or self.manifest.max_batch or 16
+            step = self.batch.max
             if n > step:
                 arr = validate_boxes(boxes, as_rgb_uint8(image, bgr=bgr).shape[:2])  # indices of all K
                 out: list[PersonResult] = []
@@ -311,9 +341,21 @@ class Predictor:
             if not np.isfinite(arr).all():
                 raise InputError(f"graph input '{name}' holds NaN or inf values; check the image and boxes")
         k = next(iter(feeds.values())).shape[0]
-        step = self.backend.max_batch or k
-        parts = [self.backend.run({n: a[i : i + step] for n, a in feeds.items()}) for i in range(0, k, step)]
+        batch = self.batch
+        step = min(batch.max, self.backend.max_batch or batch.max)
+        parts = [self._run_padded({n: a[i : i + step] for n, a in feeds.items()}, batch.min)
+                 for i in range(0, k, step)]
         return {name: np.concatenate([p[name] for p in parts], axis=0) for name in parts[0]}
+
+    def _run_padded(self, feeds: dict[str, np.ndarray], min_batch: int) -> dict[str, np.ndarray]:
+        """One backend call; a chunk smaller than the plan's minimum batch (an engine profile with min > 1)
+        is padded by repeating its last person, and the padding is cut from the outputs."""
+        n = next(iter(feeds.values())).shape[0]
+        if n == 0 or n >= min_batch:
+            return self.backend.run(feeds)
+        idx = np.concatenate([np.arange(n), np.full(min_batch - n, n - 1)])
+        out = self.backend.run({name: a[idx] for name, a in feeds.items()})
+        return {name: a[:n] for name, a in out.items()}
 
     def postprocess(self, out: dict[str, np.ndarray], meta: CropMeta, boxes: np.ndarray) -> list[PersonResult]:
         k = meta.num_persons
@@ -516,35 +558,6 @@ def antialias_crops(image: Any, feeds: dict[str, np.ndarray], meta: CropMeta, sp
     return int(todo.size)
 
 
-def _onnx_key(manifest: Manifest, precision: str | None) -> str:
-    """The ONNX artifact to run: the one asked for, else the folder's own precision graph (a build folder
-    made with ``--precision fp16`` runs its FP16 graph by default), else the FP32 graph."""
-    if precision is None:
-        own = str(manifest.raw.get("precision", "fp32"))
-        return f"onnx_{own}" if f"onnx_{own}" in manifest.artifacts else "onnx"
-    if precision == "fp32":
-        return "onnx"
-    key = f"onnx_{precision}"
-    if key not in manifest.artifacts:
-        raise ManifestError(
-            f"this folder has no {precision} ONNX graph",
-            hint=f"build it with `hpsedge export build --precision {precision}`",
-        )
-    return key
-
-
-def _flavour_key(manifest: Manifest, key: str, device: str, log_choice: bool = True) -> str:
-    """Among a precision's flavours (INT8: TensorRT and CPU Q/DQ), the graph made for this device's provider."""
-    from hpsedge.runtime.backends.ort import first_provider, graph_for_provider
-
-    provider = first_provider(device)
-    chosen = graph_for_provider(manifest.artifacts, key, provider)
-    entry = manifest.artifacts[chosen]
-    if entry.get("qdq_flavor") and log_choice:
-        log.info("running %s (%s flavour) for %s", entry["file"], entry["qdq_flavor"], provider)
-    return chosen
-
-
 def _check_artifact_size(manifest: Manifest, key: str, path: Path) -> None:
     """The artifact (and its external ``data_file``) must match the manifest's size and sha256: a build
     folder is untrusted, and a swapped graph must not run under the manifest's name. The hash of a verified
@@ -552,16 +565,16 @@ def _check_artifact_size(manifest: Manifest, key: str, path: Path) -> None:
     manifest.verified_artifact(key)  # names, sizes and sha256 (cached per file), external data included
 
 
-def _make_ort(manifest: Manifest, onnx_path: Path, device: str, threads: int | None) -> Backend:
+def _make_ort(manifest: Manifest, plan: Plan, device: str, threads: int | None) -> Backend:
     from hpsedge.runtime.backends.ort import OrtBackend
 
     return OrtBackend(
-        onnx_path,
+        plan.path,
         device=device,
         threads=threads,
-        inputs=manifest.inputs,
-        outputs=manifest.outputs,
-        max_batch=manifest.max_batch,
+        inputs=list(plan.inputs),
+        outputs=list(plan.outputs),
+        max_batch=plan.batch.max,
     )
 
 

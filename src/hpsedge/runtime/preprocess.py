@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from hpsedge.errors import InputError, ManifestError
+from hpsedge.runtime.manifest import INPUT_RULE_WIDTHS
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -459,6 +460,38 @@ class CropMeta:
         return int(self.center.shape[0])
 
 
+def image_hw_input(center: np.ndarray, size: np.ndarray, image_hw: Sequence[int]) -> np.ndarray:
+    """``[K, 2]`` float32: the full image's height and width in pixels, once per person (for models that
+    condition on the frame size, e.g. to reason about the full-image camera)."""
+    k = int(np.shape(center)[0])
+    return np.tile(np.asarray([float(image_hw[0]), float(image_hw[1])], dtype=np.float32), (k, 1))
+
+
+#: how the runtime makes an extra graph input from the crops: rule name → (width of the [K, width] input,
+#: function(center [K, 2], square box side [K], image (H, W)) → [K, width] float32). A manifest names the
+#: rule per input in ``preprocessing.extra_inputs``; a family picks one in its spec (``TensorDecl.rule``).
+INPUT_RULES: dict[str, tuple[int, Any]] = {
+    "cliff_bbox_info": (INPUT_RULE_WIDTHS["cliff_bbox_info"], cliff_bbox_info),
+    "image_hw": (INPUT_RULE_WIDTHS["image_hw"], image_hw_input),
+}
+assert set(INPUT_RULES) == set(INPUT_RULE_WIDTHS), "every schema rule has its function"
+
+
+def extra_input_rules(spec: Mapping[str, Any]) -> dict[str, str]:
+    """``preprocessing.extra_inputs`` (input name → rule), checked against :data:`INPUT_RULES`."""
+    block = spec.get("extra_inputs") if isinstance(spec, Mapping) else None
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise ManifestError(f"preprocessing 'extra_inputs' must map input names to rules, got {block!r}"[:300])
+    for name, rule in block.items():
+        if not isinstance(name, str) or rule not in INPUT_RULES:
+            raise ManifestError(
+                f"preprocessing extra input {name!r}: rule {rule!r} is not one this hpsedge implements "
+                f"({', '.join(INPUT_RULES)})"[:300], hint="upgrade hpsedge on this machine")
+    return {str(k): str(v) for k, v in block.items()}
+
+
 def _spec_value(spec: Mapping[str, Any], key: str, default: Any) -> Any:
     return spec[key] if key in spec and spec[key] is not None else default
 
@@ -508,6 +541,8 @@ def preprocess(
     feeds: dict[str, np.ndarray] = {"image": normalize(crops, mean, std)}
     if want_info:
         feeds["bbox_info"] = cliff_bbox_info(center, size, image_hw)
+    for name, rule in extra_input_rules(spec).items():
+        feeds[name] = INPUT_RULES[rule][1](center, size, image_hw)
     meta = CropMeta(
         center=center,
         size=size,

@@ -14,7 +14,7 @@ frame ``frame_id`` (x right, y down, z forward: the frame hpsedge's translations
   (or the person's index in a still picture);
 * ``<prefix>/people``: ``std_msgs/msg/String``, JSON: frame, stamp, model, image size and per person the
   track id, box, detector score, confidence, score, SMPL pose (72 axis-angle values), betas, translation,
-  per-joint confidence and σ (:func:`person_record`);
+  per-joint confidence and σ, and the error bound in mm when the folder has one (:func:`person_record`);
 * ``<prefix>/camera_info``: ``sensor_msgs/msg/CameraInfo``, the calibrated camera, when one was given.
 
 The message definitions are written into the file (``ros2msg`` encoding, ROS 2 Humble and later, whose
@@ -225,6 +225,7 @@ def person_record(p: Any, index: int) -> dict[str, Any]:
     """The per-person JSON of the ``people`` topic (SMPL parameters, translation and confidence)."""
     tid = getattr(p, "track_id", None)
     score = getattr(p, "detector_score", None)
+    bound = getattr(p, "error_bound_mm", None)
     return {
         "id": int(tid) if tid is not None and tid >= 0 else index,
         "track_id": None if tid is None or tid < 0 else int(tid),
@@ -238,6 +239,10 @@ def person_record(p: Any, index: int) -> dict[str, Any]:
         "joint_confidence": _r(p.joint_confidence, 4),
         "sigma": _r(p.sigma, 5),
         "behind_camera": bool(getattr(p, "behind_camera", False)),
+        # metric confidence (hpsedge calib error-bound): joint group → mm at the stated coverage, or the reason
+        "error_bound_mm": None if bound is None else {g: round(float(v), 1) for g, v in bound.items()},
+        "error_bound_coverage": getattr(p, "error_bound_coverage", None),
+        "error_bound_reason": getattr(p, "error_bound_reason", None),
     }
 
 
@@ -263,7 +268,7 @@ class McapWriter:
         self._part = self.path.with_name(self.path.name + ".part")
         self._fh = open(self._part, "wb")  # noqa: SIM115 (closed in close())
         self._writer = Writer(self._fh)
-        from hpsedge import __version__
+        from hpsedge._version import __version__
 
         self._writer.start(profile="ros2", library=f"hpsedge {__version__}")
         self.faces = None if faces is None else np.asarray(faces, dtype=np.int64)

@@ -403,6 +403,7 @@ class _SortTrack:
     misses: int = 0
     age: int = 1
     confirmed: bool = False
+    score: float = 1.0  #: the score of its last detection
 
 
 @dataclass
@@ -476,6 +477,7 @@ class SortTracker:
         for d, k in pairs:
             t = self.tracks[k]
             t.kf.update(b[d])
+            t.score = float(s[d])
             t.hits += 1
             t.streak = t.streak + 1 if t.misses == 0 else 1
             t.misses = 0
@@ -486,7 +488,7 @@ class SortTracker:
                 t.streak = 0
         for d in range(len(b)):
             if d not in det_track:
-                t = _SortTrack(-1, _KalmanBox(b[d], *self._stds))
+                t = _SortTrack(-1, _KalmanBox(b[d], *self._stds), score=float(s[d]))
                 self.tracks.append(t)
                 det_track[d] = t
         self.tracks = [t for t in self.tracks if t.misses <= self.max_age]
@@ -499,6 +501,18 @@ class SortTracker:
                 self._next_id += 1
             out.append(TrackedBox(t.id if t.confirmed else -1, b[d].copy(), float(s[d]), d, t.kf.box))
         return out
+
+    def carry(self) -> list[TrackedBox]:
+        """A frame without detections because the detector was skipped (it runs every k frames): each track's
+        Kalman filter moves one frame ahead — no detection ran, so no miss is counted and no track ends — and
+        the confirmed tracks that were detected on the last detector frame come out with their predicted boxes
+        (``box`` = ``filtered_box``, ``det_index`` −1, the last detection's score), in id order."""
+        out: list[TrackedBox] = []
+        for t in self.tracks:
+            box = t.kf.predict()
+            if t.confirmed and t.misses == 0:
+                out.append(TrackedBox(t.id, box.copy(), t.score, -1, box.copy()))
+        return sorted(out, key=lambda tb: tb.track_id)
 
 
 def identity_switches(assigned: list[list[int]]) -> int:

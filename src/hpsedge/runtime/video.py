@@ -433,7 +433,7 @@ def _write_overlay(predictor: Any, video_path: Path, path: Path, info: VideoInfo
                 shown = [replace(p, vertices=body.vertices[n], joints3d=body.joints[n], joints2d=j2d[n].astype(np.float32))
                          for n, p in enumerate(shown)]
                 marks = [(shown[n], *m[1:]) for n, m in enumerate(marks)]
-            frame = render_overlay(rgb, shown, faces, legend=legend)
+            frame = render_overlay(rgb, shown, faces, legend=legend, track_ids=[tid for tid, _ in index.get(k, [])])
             if marks:
                 frame = _annotate(np.ascontiguousarray(frame), marks)
             writer.write(frame)

@@ -16,7 +16,7 @@ import numpy as np
 from hpsedge.runtime.backends.base import Backend
 from hpsedge.runtime.manifest import Manifest
 from hpsedge.runtime.predictor import Predictor
-from hpsedge.serve.schema import MAX_PERSONS, check_request, output_specs, results_to_arrays
+from hpsedge.serve.schema import MAX_PERSONS, MAX_SIDE, check_request, output_specs, results_to_arrays
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -42,14 +42,16 @@ class FrameService:
 
     def __init__(
         self, manifest: Manifest, run: RunFn, smpl: Any | None = None, max_persons: int = MAX_PERSONS,
-        device: str = "triton",
+        device: str = "triton", max_side: int = MAX_SIDE, max_batch: int | None = None,
     ) -> None:
-        backend = RemoteBackend(manifest, run, device, manifest.max_batch)
+        # the network model's largest batch (a TensorRT plan's profile may differ from the manifest's max_batch)
+        backend = RemoteBackend(manifest, run, device, max_batch or manifest.max_batch)
         self.predictor = Predictor(manifest, backend, smpl)
         self.specs = output_specs(manifest, smpl is not None)
         self.max_persons = int(max_persons)
+        self.max_side = int(max_side)
 
     def __call__(self, image: Any, boxes: Any) -> dict[str, np.ndarray]:
-        image, boxes = check_request(image, boxes, self.max_persons)
+        image, boxes = check_request(image, boxes, self.max_persons, self.max_side)
         results = self.predictor.predict(image, boxes)
         return results_to_arrays(results, self.specs)

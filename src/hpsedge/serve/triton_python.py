@@ -33,6 +33,13 @@ def _pb_utils() -> Any:
     return pb_utils
 
 
+def _error(pb: Any, message: str, code: str) -> Any:
+    """A one-line ``TritonError`` with a status code where this Python backend has codes (23.x+)."""
+    value = getattr(pb.TritonError, code, None)
+    text = " ".join(str(message).split())[:500]
+    return pb.TritonError(text) if value is None else pb.TritonError(text, value)
+
+
 class TritonPythonModel:
     """Triton Python-backend entry point (``initialize`` / ``execute`` / ``finalize``)."""
 
@@ -79,7 +86,7 @@ class TritonPythonModel:
 
         self.service = FrameService(
             manifest, run, smpl=smpl, max_persons=int(params.get("max_persons") or MAX_PERSONS),
-            device=f"Triton model {self.network_model}",
+            device=f"Triton model {self.network_model}", max_batch=int(params.get("network_max_batch") or 0) or None,
         )
         log.info("hpsedge model ready: %s → %s", manifest.model_name, self.network_model)
 
@@ -92,11 +99,12 @@ class TritonPythonModel:
                 boxes = pb.get_input_tensor_by_name(request, "boxes").as_numpy()
                 out = self.service(image, boxes)
                 responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor(k, v) for k, v in out.items()]))
-            except HpsedgeError as exc:
-                responses.append(pb.InferenceResponse(output_tensors=[], error=pb.TritonError(exc.message)))
-            except Exception as exc:  # keep serving; the client sees one line
+            except HpsedgeError as exc:  # the caller's mistake: its reason, an argument error (HTTP 400)
+                responses.append(pb.InferenceResponse(output_tensors=[], error=_error(pb, exc.message, "INVALID_ARG")))
+            except Exception as exc:  # keep serving; the client sees one line, no paths or code
                 log.exception("hpsedge request failed")
-                responses.append(pb.InferenceResponse(output_tensors=[], error=pb.TritonError(f"internal error: {exc}")))
+                text = f"internal error ({type(exc).__name__}); see the server log"
+                responses.append(pb.InferenceResponse(output_tensors=[], error=_error(pb, text, "INTERNAL")))
         return responses
 
     def finalize(self) -> None:

@@ -8,7 +8,7 @@ GPU device that is not there is an error, not a silent slowdown.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from hpsedge.errors import BackendError, ManifestError
 from hpsedge.runtime.backends.base import Backend
+from hpsedge.runtime.folder import graph_for_provider  # noqa: F401 - the owner decides; re-exported here
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +54,6 @@ def choose_providers(device: str, available: Sequence[str]) -> list[str]:
             hint="install onnxruntime-gpu on a machine with CUDA, or use --device cpu",
         )
     return chosen or ["CPUExecutionProvider"]
-
-
-def graph_for_provider(artifacts: Mapping[str, Mapping[str, Any]], key: str, provider: str) -> str:
-    """The artifact of ``key``'s precision made for ``provider`` (pure, testable).
-
-    An INT8 folder holds two graphs from the same calibration ranges: ``onnx_int8`` (TensorRT flavour,
-    symmetric s8s8; what engines and ONNX Runtime's TensorRT provider take) and ``onnx_int8_cpu`` (the ONNX
-    Runtime CPU flavour). Each lists the runners it is made for in ``serves``; the first ONNX artifact of the
-    same precision (``key`` itself first) that serves ``provider`` wins, else ``key``.
-    """
-    prec = (artifacts.get(key) or {}).get("precision")
-    family = [key, *sorted(k for k, a in artifacts.items()
-                           if k != key and k.startswith("onnx") and prec is not None and a.get("precision") == prec)]
-    for k in family:
-        if provider in (artifacts.get(k) or {}).get("serves", ()):
-            return k
-    return key
 
 
 def provider_options(provider: str, cache_dir: Path | None, max_batch: int | None, inputs: Sequence[Any]) -> dict:

@@ -36,6 +36,7 @@ from typing import Any
 
 from hpsedge.errors import BackendError, ExportError
 from hpsedge.runtime.files import atomic_write
+from hpsedge.runtime.folder import DEFAULT_MAX_BATCH, Precision
 from hpsedge.runtime.trt.compat import (
     DLA_PRECISIONS,
     PLATFORMS,
@@ -60,7 +61,7 @@ __all__ = [
 
 log = logging.getLogger("hpsedge.export.trt")
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = Precision.names()  # the one list (hpsedge.runtime.folder.Precision)
 HARDWARE_COMPAT = {"ampere+": "AMPERE_PLUS"}
 BATCH_AXIS = "N"
 
@@ -76,7 +77,7 @@ class BuildOptions:
     precision: str = "fp32"
     min_batch: int = 1
     opt_batch: int | None = None
-    max_batch: int = 16
+    max_batch: int = DEFAULT_MAX_BATCH
     workspace_bytes: int | None = None
     opt_level: int = 3
     timing_cache: str | Path | None = None
