@@ -33,8 +33,12 @@ $(SERVE_VENV)/.installed: pyproject.toml
 	$(SERVE_VENV)/bin/python -m pip install -q -e ".[serve,ort,cli]"
 	touch $@
 
+# two pytest-xdist workers, whole files each (tests/conftest.py starts the long full-size builds first); the 25
+# slowest tests are listed at the end. HPSEDGE_TEST_SEED=N re-runs the suite on other random weights.
+PYTEST_WORKERS ?= 2
 test: setup serve-venv
-	HPSEDGE_SERVE_PYTHON=$(CURDIR)/$(SERVE_VENV)/bin/python $(BIN)/python -m pytest -q
+	HPSEDGE_SERVE_PYTHON=$(CURDIR)/$(SERVE_VENV)/bin/python $(BIN)/python -m pytest -q \
+		-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 	$(BIN)/ruff check src tests benchmarks
 
 lint: setup

@@ -4,7 +4,7 @@
    (heteroscedastic; the true 90 % bound is 197 mm · σ). 20 000 samples, split 20 % fit / 40 % calibration /
    40 % held out, seeds 0–4. Shows the coverage guarantee and what scaling by σ buys over a constant bound.
 2. ``val``: a real ``hpsedge val`` run and ``fit_error_bound`` on it: a tiny poco-pare folder with **random
-   weights** (``export_onnx(..., tiny=True)`` after ``torch.manual_seed(0)``), the synthetic SMPL model of the tests, and an evaluation file
+   weights** (``export_onnx(..., tiny=True, seed=0)``), the synthetic SMPL model of the tests, and an evaluation file
    made here whose ground truth is the folder's own prediction plus seeded noise (pose 0.15 rad per axis,
    betas 0.5) on 12 image folders ("sequences"; the split keeps sequences apart). Random weights make σ
    carry no information about the error, so only the marginal coverage is meaningful there.
@@ -87,11 +87,9 @@ def val_run(work: Path, n: int) -> tuple[dict[str, Any], Path, Path]:
     from smpl_synth import write_synthetic_smpl
 
     rng = np.random.default_rng(0)
-    import torch
 
     smpl = write_synthetic_smpl(work, style="npz")
-    torch.manual_seed(0)  # export_onnx draws the random weights from torch's global generator
-    folder = export_onnx("poco-pare", work / "poco-pare", tiny=True).out_dir
+    folder = export_onnx("poco-pare", work / "poco-pare", tiny=True, seed=0).out_dir  # random weights, seed 0
     names, centers, scales = [], [], []
     per_seq = n // 12
     for s in range(12):

@@ -213,16 +213,16 @@ def folder_for(args: argparse.Namespace, report: Report) -> Iterator[Path]:
         report.record("folder", "ok", folder=str(args.folder), exported=False)
         yield args.folder
         return
-    import torch
 
     from hpsedge.export.onnx import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="hpsedge-smoke-") as tmp:
         out = args.out or Path(tmp) / args.model
         t = time.perf_counter()
-        torch.manual_seed(args.seed)  # the same seed again before the PyTorch reference: same random weights
+        # the random weights come from args.seed (export_onnx seeds them); the PyTorch reference uses it again
         res = export_onnx(args.model, out, checkpoint=args.checkpoint, tiny=args.tiny,
-                          max_batch=max(args.max_batch or 0, *args.batch_list), force=args.out is not None)
+                          max_batch=max(args.max_batch or 0, *args.batch_list), force=args.out is not None,
+                          seed=args.seed)
         report.record("folder", "ok", folder=str(res.out_dir), exported=True, model=args.model, tiny=args.tiny,
                       export_s=round(time.perf_counter() - t, 1))
         yield res.out_dir
@@ -285,14 +285,12 @@ def step_predictor(args: argparse.Namespace, report: Report, folder: Path) -> No
 
 def torch_reference(args: argparse.Namespace, manifest: Any) -> Any:
     """The folder's model in PyTorch (eval), with the weights the export used (same seed, same checkpoint)."""
-    import torch
 
     from hpsedge.models.checkpoints import build_model
 
     name = args.model or manifest.model_name
     tiny = args.tiny if args.model else manifest.raw.get("model", {}).get("variant") == "tiny"
-    torch.manual_seed(args.seed)
-    model, _spec, _loaded = build_model(name, checkpoint=args.checkpoint, tiny=tiny)
+    model, _spec, _loaded = build_model(name, checkpoint=args.checkpoint, tiny=tiny, seed=args.seed)
     return model.eval()
 
 

@@ -785,14 +785,9 @@ CASES += [
 
 # ------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from hpsedge.export.onnx import export_onnx
-
-    root = tmp_path_factory.mktemp("bad_inputs_models")
-    torch.manual_seed(3)
-    cliff = export_onnx("poco-cliff", root / "poco-cliff", tiny=True).out_dir
-    pare = export_onnx("poco-pare", root / "poco-pare", tiny=True).out_dir
-    return cliff, pare
+def models(tiny_export) -> tuple[Path, Path]:
+    """The session's shared tiny poco-cliff and poco-pare exports (read-only; cases copy them to edit)."""
+    return tiny_export("poco-cliff"), tiny_export("poco-pare")
 
 
 @pytest.fixture(autouse=True)

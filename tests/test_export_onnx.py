@@ -191,3 +191,25 @@ def test_full_size_poco_cliff_export(tmp_path: Path) -> None:
     assert res.worst_rel_error < 1e-3
     assert res.manifest["model"]["params"] == 79_393_253
     assert res.onnx_path.stat().st_size > 300e6
+
+
+def test_random_weights_are_seeded(tmp_path: Path) -> None:
+    """Without a checkpoint the weights come from ``seed``: the same seed gives the same graph weights on every
+    run (what `make demo` relies on), another seed other weights; the seed is recorded; torch's global RNG is
+    left as it was."""
+    from onnx import numpy_helper
+
+    def weights(folder: Path) -> dict[str, np.ndarray]:
+        return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(folder / "model.onnx")).graph.initializer}
+
+    state = torch.random.get_rng_state()
+    a = export_onnx("poco-hmr", tmp_path / "a", tiny=True, seed=5)
+    b = export_onnx("poco-hmr", tmp_path / "b", tiny=True, seed=5)
+    c = export_onnx("poco-hmr", tmp_path / "c", tiny=True, seed=6)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    wa, wb, wc = weights(a.out_dir), weights(b.out_dir), weights(c.out_dir)
+    assert wa.keys() == wb.keys() == wc.keys()
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    assert not all(np.array_equal(wa[k], wc[k]) for k in wa)
+    assert a.manifest["checkpoint"] == {"random_init": True, "init_seed": 5}
+    assert c.manifest["checkpoint"]["init_seed"] == 6

@@ -3,6 +3,8 @@
 Slow: each build exports the 688 M-parameter network with random weights, converts or quantizes it and writes
 the accuracy report. The INT8 build calibrates on a handful of person crops (examples/astronaut.jpg). Every
 build runs in its own process (``hpsedge export build``), so its peak RSS is measured as that child's.
+The INT8 build is in ``test_fullsize_int8.py``, so that ``make test``'s two workers (``--dist loadfile``) run
+the two builds side by side.
 """
 
 from __future__ import annotations
@@ -65,19 +67,3 @@ def test_tokenhmr_fp16_full_size(tmp_path: Path) -> None:
     manifest = _check_folder(folder, "onnx_fp16")
     assert manifest["precision_config"]["external_data"] is True
     assert manifest["accuracy"]["precision"] == "fp16"
-
-
-def test_tokenhmr_int8_full_size(tmp_path: Path) -> None:
-    images = tmp_path / "calib"
-    images.mkdir()
-    (images / PHOTO.name).write_bytes(PHOTO.read_bytes())
-    boxes = tmp_path / "boxes.json"  # a few person crops are enough to exercise calibration at full size
-    boxes.write_text(json.dumps({PHOTO.name: [[60, 20, 400, 500], [120, 40, 360, 480], [30, 0, 450, 510],
-                                              [150, 100, 330, 400], [90, 60, 380, 470]]}))
-    folder = _build(tmp_path, "int8", "--calib-images", str(images), "--calib-boxes", str(boxes))
-    manifest = _check_folder(folder, "onnx_int8")
-    arts = manifest["artifacts"]
-    assert arts["onnx_int8"]["qdq_flavor"] == "trt-s8s8" and "TensorrtExecutionProvider" in arts["onnx_int8"]["serves"]
-    assert "onnx_int8_cpu" in arts and "CPUExecutionProvider" in arts["onnx_int8_cpu"]["serves"]
-    report = json.loads((folder / "report.json").read_text())
-    assert np.isfinite(report["cpu_flavour"]["figures"]["pose_deg"]["mean"])

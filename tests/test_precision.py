@@ -14,12 +14,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from conftest import TEST_SEED
 from hpsedge.calib.graph import output_tail, select_nodes, selected
 from hpsedge.calib.quantize import DEFAULT_METHOD, qdq_inputs, quantize_int8
 from hpsedge.calib.report import REPORT_JSON, REPORT_MD, check_thresholds, spearman
 from hpsedge.calib.sets import make_calibration_set
 from hpsedge.errors import ExportError, InputError
-from hpsedge.export.onnx import export_onnx
 from hpsedge.export.precision import (
     apply_precision,
     cast_round_trips,
@@ -29,25 +29,27 @@ from hpsedge.export.precision import (
     default_keep_fp32,
 )
 from hpsedge.runtime.manifest import load_manifest, sha256_file, validate_manifest
+from hpsedge.runtime.rotations import geodesic_angle
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "astronaut.jpg"
 MODELS = ("poco-cliff", "poco-pare")
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("precision-exports")
-    return {n: export_onnx(n, root / n, tiny=True).out_dir for n in MODELS}
+def exports(tiny_export) -> dict[str, Path]:
+    """The session's shared tiny exports (random weights drawn with TEST_SEED; read-only: tests copy them)."""
+    return {n: tiny_export(n) for n in MODELS}
 
 
 @pytest.fixture(scope="module")
 def calib_sets(exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """40 person crops from the example photo and two synthetic images (seeded random boxes)."""
+    """40 person crops from the example photo and two synthetic images (random boxes and draws seeded with
+    TEST_SEED, like the weights)."""
     root = tmp_path_factory.mktemp("precision-calib")
     folder = root / "images"
     folder.mkdir()
     shutil.copy(PHOTO, folder / PHOTO.name)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(TEST_SEED)
     yy, xx = np.mgrid[0:240, 0:320]
     for i in range(2):
         base = np.stack([(xx * (i + 1)) % 255, (yy * 2) % 255, (xx + yy) % 255], axis=-1)
@@ -64,7 +66,7 @@ def calib_sets(exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
     (root / "boxes.json").write_text(json.dumps(table))
     return {
         n: make_calibration_set(exports[n], root / f"{n}.npz", images=folder, boxes=root / "boxes.json",
-                                max_samples=40, seed=0).path
+                                max_samples=40, seed=TEST_SEED).path
         for n in MODELS
     }
 
@@ -117,6 +119,62 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
     t = {vi.name: vi.type.tensor_type.elem_type for vi in (*g.input, *g.value_info, *g.output)}
     t.update({i.name: i.data_type for i in g.initializer})
     return t
+
+
+def _report_consistent(report: dict, precision: str) -> None:
+    """The report's own verdict follows its figures and its default limits (whatever the random weights give)."""
+    from hpsedge.calib.report import DEFAULT_THRESHOLDS
+
+    limits = DEFAULT_THRESHOLDS[precision]
+    fig = report["figures"]
+    assert np.isfinite(fig["pose_deg"]["worst_joint_mean"])
+    assert report["thresholds"]["values"] == limits
+    failures = check_thresholds(fig, limits["max_drop_deg"], limits["min_sigma_rank_corr"])
+    assert report["thresholds"]["passed"] == (not failures)
+
+
+#: random-weight INT8 drift relative to "chance" (see :func:`_int8_drift`), and the σ score rank agreement
+INT8_MAX_DRIFT_RATIO = 0.25
+INT8_MIN_SIGMA_RANK_CORR = 0.8
+#: share of people whose INT8 pose is nearest to their own FP32 pose (some calibration crops nearly coincide,
+#: so a person can sit as close to a neighbour as to itself; chance is 1/40)
+INT8_MIN_IDENTIFIED = 0.9
+
+
+def _int8_drift(folder: Path, graph: str, calib: Path) -> dict[str, float]:
+    """How far an INT8 graph's poses are from the FP32 graph's, measured against chance, on the calibration crops.
+
+    Random weights make the absolute drift a coin toss (poco-pare's worst joint: 2.6° to 19° depending on the
+    seed), so the tests do not hold it to the 5° a trained network meets. What holds for any weights, and fails
+    when quantization is broken (wrong scales, a mis-ordered channel, a dropped Q/DQ pair), is that the INT8
+    pose of a person is much closer to that person's FP32 pose than the FP32 poses of two different people are
+    to each other: ``ratio`` = mean geodesic drift / mean geodesic distance between different people's FP32
+    poses, and ``identified`` = the share of people whose INT8 pose is nearest to their own FP32 pose. On
+    poco-pare (seed 0) the intact graph gives 0.078 / 0.975; a doubled weight scale in the last layer 1.39 / 0.05,
+    in a middle layer 0.13 / 0.875, all activation scales × 1.5 0.12 / 0.875 (the 6D → rotation map ignores a
+    uniform scale, so a scale error early in a ReLU network moves the pose little; the Q/DQ layout checks above
+    cover those).
+    """
+    data = dict(np.load(calib))
+    feeds = {k: data[k] for k in ("image", "bbox_info") if k in data}
+    ref, got = _run(folder / "model.onnx", feeds)["pose"], _run(folder / graph, feeds)["pose"]
+    ref, got = ref.astype(np.float64), got.astype(np.float64)
+    n = len(ref)
+    drift = np.degrees(geodesic_angle(ref, got))  # [N, 24]
+    pairs = np.degrees(geodesic_angle(got[:, None], ref[None, :])).mean(axis=-1)  # [N, N]: INT8 i vs FP32 j
+    between = np.degrees(geodesic_angle(ref[:, None], ref[None, :])).mean(axis=-1)[~np.eye(n, dtype=bool)]
+    return {"drift_mean": float(drift.mean()), "worst_joint": float(drift.mean(axis=0).max()),
+            "chance_mean": float(between.mean()), "ratio": float(drift.mean() / between.mean()),
+            "identified": float((pairs.argmin(axis=1) == np.arange(n)).mean())}
+
+
+def _check_int8_drift(folder: Path, graph: str, calib: Path, report: dict) -> None:
+    d = _int8_drift(folder, graph, calib)
+    print(f"INT8 drift seed={TEST_SEED} {folder.name} {graph}: {json.dumps(d)} "
+          f"report worst joint {report['figures']['pose_deg']['worst_joint_mean']:.3f}° "
+          f"σ rank {report['figures']['sigma']['score_rank_corr']:.3f}")
+    assert d["ratio"] <= INT8_MAX_DRIFT_RATIO and d["identified"] >= INT8_MIN_IDENTIFIED, d
+    assert INT8_MIN_SIGMA_RANK_CORR <= report["figures"]["sigma"]["score_rank_corr"] <= 1.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -232,7 +290,7 @@ def test_fp16_with_calibration_inputs_and_smpl(exports: dict[str, Path], calib_s
 # INT8
 # ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", MODELS)
-def test_int8_graph(int8: dict, name: str) -> None:
+def test_int8_graph(int8: dict, calib_sets: dict[str, Path], name: str) -> None:
     folder, manifest, report = int8[name]
     path = folder / "model.int8.onnx"
     model = onnx.load(str(path))
@@ -272,7 +330,9 @@ def test_int8_graph(int8: dict, name: str) -> None:
     ref, got = _run(folder / "model.onnx", feeds), _run(path, feeds)
     for k in ref:
         assert got[k].shape == ref[k].shape and np.isfinite(got[k]).all()
-    assert report["thresholds"]["passed"], report["thresholds"]["failures"]
+    # the accuracy on random weights: a property that holds for every seed (see _int8_drift)
+    _report_consistent(report, "int8")
+    _check_int8_drift(folder, "model.int8.onnx", calib_sets[name], report)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -292,9 +352,10 @@ def test_int8_manifest(int8: dict, calib_sets: dict[str, Path], name: str) -> No
     assert cpu["file"] == "model.int8.cpu.onnx" and cpu["serves"] == ["CPUExecutionProvider"]
     assert cpu["qdq_flavor"] == "ort-u8s8" and cpu["sha256"] == sha256_file(folder / cpu["file"])
     assert set(cfg["flavours"]) == {"trt-s8s8", "ort-u8s8"}
-    assert report["cpu_flavour"]["figures"]["pose_deg"]["worst_joint_mean"] <= 5.0
+    _report_consistent(report["cpu_flavour"], "int8")
+    _check_int8_drift(folder, cpu["file"], calib_sets[name], report["cpu_flavour"])
     assert cfg["calib"]["held_out"] == 8 and cfg["calib"]["calibrated_on"] == 32
-    assert manifest["precision"] == "int8" and manifest["accuracy"]["passed"] is True
+    assert manifest["precision"] == "int8" and manifest["accuracy"]["passed"] is report["thresholds"]["passed"]
     assert report["figures"]["persons"] == 8 and "held-out" in report["inputs"]
     assert 0.8 <= report["figures"]["sigma"]["score_rank_corr"] <= 1.0
 
@@ -396,7 +457,8 @@ def test_int8_graph_outputs_stay_float(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_int8_entropy(exports: dict[str, Path], calib_sets: dict[str, Path], tmp_path: Path) -> None:
-    data = dict(np.load(calib_sets["poco-cliff"]))
+    # 8 of the 40 crops: the entropy search costs minutes on 2 cores whatever the count (197 s for 8, 360 s for 40)
+    data = {k: v[:8] for k, v in np.load(calib_sets["poco-cliff"]).items()}
     res = quantize_int8(exports["poco-cliff"] / "model.onnx", tmp_path / "e.onnx", data, method="entropy",
                         exclude=default_exclude_int8("cliff"))
     assert res.method == "entropy" and res.quantized_nodes

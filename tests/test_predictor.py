@@ -37,8 +37,8 @@ def cliff(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Modu
 
 
 @pytest.fixture(scope="module")
-def pare(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx("poco-pare", tmp_path_factory.mktemp("pare") / "poco-pare", tiny=True).out_dir
+def pare(tiny_export) -> Path:
+    return tiny_export("poco-pare")
 
 
 def _image(h: int = 360, w: int = 480, seed: int = 0) -> np.ndarray:
@@ -234,10 +234,46 @@ def test_engine_for_another_tensorrt(cliff: tuple[Path, torch.nn.Module], tmp_pa
         Predictor.load(folder, backend="trt")
 
 
-def test_auto_falls_back_to_ort_when_engine_cannot_run(cliff: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:
+def _visible_trt(monkeypatch: pytest.MonkeyPatch, gpu: FakeCudart) -> FakeTRT:
+    """Fake TensorRT 10.3 and cuda-python that the runtime's probe (``importlib.util.find_spec``) finds."""
+    import importlib.machinery
+    import types
+
+    fake = install_trt(monkeypatch, FakeTRT())
+    sys.modules["tensorrt"].__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    cuda_pkg = types.ModuleType("cuda")
+    cuda_pkg.__spec__ = importlib.machinery.ModuleSpec("cuda", None, is_package=True)
+    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
+    install_cuda(monkeypatch, gpu)
+    return fake
+
+
+def test_auto_falls_back_to_ort_when_engine_cannot_run(cliff: tuple[Path, torch.nn.Module], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """TensorRT and a GPU are visible, but the folder's engine was built for another GPU (sm_86, this is an
+    Orin, sm_87): ``auto`` must pick ONNX Runtime for that reason and never open the engine."""
     folder = _with_engine(cliff[0], tmp_path)
-    pred = Predictor.load(folder, backend="auto", device="cpu")
+    fake = _visible_trt(monkeypatch, FakeCudart(name=b"Orin", cc=(8, 7)))
+    with caplog.at_level("INFO", logger="hpsedge"):
+        pred = Predictor.load(folder, backend="auto", device="cpu")
     assert pred.backend.name == "ort"
+    reasons = [r.getMessage() for r in caplog.records if "backend auto ->" in r.getMessage()]
+    assert reasons and "backend auto -> ort: the engine cannot run here" in reasons[-1] and "sm_86" in reasons[-1]
+    assert not [c for c in fake.calls if c[0] == "deserialize_cuda_engine"]
+    people = pred.predict(_image(), BOXES)  # and the fallback really runs
+    assert len(people) == len(BOXES) and all(np.isfinite(p.pose_rotmat).all() for p in people)
+
+
+def test_auto_picks_a_matching_engine(cliff: tuple[Path, torch.nn.Module], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the fallback test: the same folder on the GPU and TensorRT it was built for runs
+    the engine (so the fallback above is the compatibility check at work, not a missing TensorRT)."""
+    folder = _with_engine(cliff[0], tmp_path)
+    fake = _visible_trt(monkeypatch, FakeCudart())  # RTX 3090, sm_86, as the engine entry says
+    pred = Predictor.load(folder, backend="auto", device="cpu")
+    assert pred.backend.name == "trt"
+    assert ("deserialize_cuda_engine", b"FAKE-PLAN") in fake.calls
 
 
 def test_trt_backend_without_tensorrt_is_a_clear_error(cliff: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TEST_SEED
 from hpsedge.calib.graph import ACTIVATION_MATMUL, select_nodes
 from hpsedge.errors import ManifestError
 from hpsedge.export import onnx as export_mod
@@ -111,10 +112,9 @@ def test_registry_is_torch_free() -> None:
 # ONNX, precision, build folder and runtime for every model (tiny)
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("registry-exports")
-    torch.manual_seed(0)
-    return {n: export_mod.export_onnx(n, root / n, tiny=True).out_dir for n in MODELS}
+def exports(tiny_export) -> dict[str, Path]:
+    """The session's shared tiny exports of every registered model (read-only: tests copy them)."""
+    return {n: tiny_export(n) for n in MODELS}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ BOXES = np.array([[40.0, 20.0, 160.0, 230.0], [150.0, 60.0, 300.0, 200.0]], dtyp
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_onnx_parity_and_dynamic_batch(exports: dict[str, Path], name: str) -> None:
+def test_onnx_parity_and_dynamic_batch(exports: dict[str, Path], name: str, tmp_path: Path) -> None:
     folder = exports[name]
     spec = get_spec(name)
     m = load_manifest(folder)
@@ -143,9 +143,9 @@ def test_onnx_parity_and_dynamic_batch(exports: dict[str, Path], name: str) -> N
     assert [i.name for i in proto.graph.input] == spec.input_names
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
     # a batch the trace never saw (it used N=2), person by person against PyTorch
-    torch.manual_seed(0)
+    torch.manual_seed(TEST_SEED)
     model = spec.build(tiny=True).eval()
-    path = folder.parent / f"{name}-parity.onnx"
+    path = tmp_path / f"{name}-parity.onnx"  # not beside the shared export (read-only)
     export_mod.trace_to_onnx(model, path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = model.example_inputs(batch=5, seed=3)

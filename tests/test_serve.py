@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpsedge.export.onnx import export_onnx
 from hpsedge.runtime.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,8 +119,8 @@ def http_ok(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def tiny_pare(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx("poco-pare", tmp_path_factory.mktemp("serve") / "poco-pare", tiny=True).out_dir
+def tiny_pare(tiny_export) -> Path:
+    return tiny_export("poco-pare")
 
 
 def make_frames(tmp_path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], Path]:

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from hpsedge.errors import HpsedgeError
-from hpsedge.export.onnx import export_onnx
 from hpsedge.export.triton import export_triton
 from hpsedge.runtime.manifest import load_manifest
 from hpsedge.runtime.predictor import Predictor
@@ -41,8 +40,8 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def tiny_pare(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx("poco-pare", tmp_path_factory.mktemp("tr") / "poco-pare", tiny=True).out_dir
+def tiny_pare(tiny_export) -> Path:
+    return tiny_export("poco-pare")
 
 
 def parse_configs(python: Path, paths: list[Path]) -> dict[str, dict[str, Any]]:

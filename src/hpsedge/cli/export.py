@@ -37,6 +37,7 @@ export_app = new_app("Export a zoo model: `onnx` (verified graph + manifest), `b
                      "or `triton` (a Triton model repository from a build folder).")
 
 MaxBatchOpt = Annotated[int, typer.Option("--max-batch", help="Largest person batch (engine profile max).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random weights when there is no --checkpoint.")]
 
 
 @export_app.command("onnx")
@@ -67,6 +68,7 @@ def export_onnx_cmd(
         bool, typer.Option("--token-probs", help="TokenHMR: also output the [N,160,2048] token probabilities.")
     ] = False,
     tiny: TinyOpt = False,
+    seed: SeedOpt = 0,
 ) -> None:
     """Export MODEL to OUT/model.onnx with a manifest, verified against PyTorch with ONNX Runtime."""
     with export_side("`hpsedge export onnx`"):
@@ -90,6 +92,7 @@ def export_onnx_cmd(
             tokenizer=tokenizer,
             token_probs=token_probs,
             progress=step,
+            seed=seed,
         )
     m = result.manifest
     ver = m["verification"]
@@ -183,6 +186,7 @@ def export_build_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder / engine.")] = False,
     unsafe_pickle: UnsafePickleOpt = False,
     tiny: TinyOpt = False,
+    seed: SeedOpt = 0,
     detector: Annotated[
         Path | None, typer.Option("--detector", help="Person-detector ONNX to verify, convert and add to the folder.")
     ] = None,
@@ -214,7 +218,7 @@ def export_build_cmd(
         extra_model_args={**({"tokenizer": tokenizer} if tokenizer else {}), **_aux_args(model, aux)},
         max_batch=max_batch, min_batch=min_batch, opt_batch=opt_batch, workspace_mb=workspace_mb, opt_level=opt_level, dla_core=dla,
         version_compatible=version_compatible, hardware_compat=hardware_compat, weak_typing=weak_typing,
-        require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle,
+        require_engine=require_engine, force=force, tiny=tiny, unsafe_pickle=unsafe_pickle, seed=seed,
         detector=detector, detector_precision=detector_precision,
         detector_options={"layout": detector_layout, "person_class": detector_person_class,
                           "preprocess": detector_preprocess, "score_threshold": detector_score,

@@ -84,6 +84,7 @@ class BuildConfig:
     force: bool = False
     tiny: bool = False
     unsafe_pickle: bool = False
+    seed: int = 0  #: seed of the random weights when there is no checkpoint (models.checkpoints.DEFAULT_INIT_SEED)
     extra_model_args: dict[str, Any] = field(default_factory=dict)
     detector: Path | None = None  #: a person-detector ONNX to verify, convert and add (hpsedge.export.detector)
     detector_precision: str | None = None  #: default: the build's precision (FP16 for an INT8 build)
@@ -417,11 +418,12 @@ def _export_build(
     model, _spec, loaded = timed(
         "model",
         lambda: build_model(cfg.model, checkpoint=cfg.checkpoint, unsafe_pickle=cfg.unsafe_pickle, tiny=cfg.tiny,
-                            **cfg.extra_model_args),
+                            seed=cfg.seed, **cfg.extra_model_args),
     )
     with atomic_folder(cfg.out, cfg.force) as tmp:
         t = time.perf_counter()
-        manifest = write_export(tmp, model, loaded, tiny=cfg.tiny, opset=cfg.opset, max_batch=cfg.max_batch, progress=step)
+        manifest = write_export(tmp, model, loaded, tiny=cfg.tiny, opset=cfg.opset, max_batch=cfg.max_batch, progress=step,
+                                init_seed=cfg.seed)
         stages["export+verify"] = time.perf_counter() - t
         del model  # free the PyTorch weights before the precision and engine steps
         if cfg.precision != "fp32":

@@ -34,7 +34,7 @@ import hpsedge
 from hpsedge.errors import ExportError, HpsedgeError
 from hpsedge.export.lint import FORBIDDEN_OPS, forbidden_ops, op_histogram
 from hpsedge.export.outdir import atomic_folder, check_target
-from hpsedge.models.checkpoints import build_model
+from hpsedge.models.checkpoints import DEFAULT_INIT_SEED, build_model
 from hpsedge.models.registry import ModelSpec
 from hpsedge.runtime.folder import DEFAULT_MAX_BATCH as _DEFAULT_MAX_BATCH
 from hpsedge.runtime.folder import MAX_BATCH_LIMIT as _MAX_BATCH_LIMIT
@@ -354,11 +354,13 @@ def write_export(
     tolerance: float = DEFAULT_TOLERANCE,
     progress: ProgressFn | None = None,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+    init_seed: int | None = None,
 ) -> dict[str, Any]:
     """Trace, check and verify ``model`` into ``folder/model.onnx``; return the manifest (not yet written).
 
     ``folder`` is a scratch folder owned by the caller (see :func:`atomic_folder`); ``loaded`` is the
-    :class:`~hpsedge.models.checkpoints.LoadedCheckpoint` or None for random weights. Weights over
+    :class:`~hpsedge.models.checkpoints.LoadedCheckpoint` or None for random weights (then ``init_seed``, the
+    seed they were drawn with, is recorded as the manifest's ``checkpoint.init_seed``). Weights over
     ``external_data_threshold`` bytes go to ``folder/model.onnx.data`` (see :func:`finalize_onnx`).
     """
     step = progress or (lambda _msg: None)
@@ -392,6 +394,8 @@ def write_export(
     step("verifying with ONNX Runtime")
     verification = verify_onnx(model, onnx_path, tolerance=tolerance)
     ckpt_info: dict[str, Any] = {"random_init": loaded is None}
+    if loaded is None and init_seed is not None:
+        ckpt_info["init_seed"] = int(init_seed)
     if loaded is not None:
         ckpt_info.update({"file": loaded.path.name, "sha256": loaded.sha256, "dropped_keys": len(loaded.dropped)})
         if getattr(loaded, "stand_ins", None):  # pickled objects read as inert data, never executed
@@ -453,6 +457,7 @@ def export_onnx(
     token_probs: bool = False,
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
     progress: ProgressFn | None = None,
+    seed: int = DEFAULT_INIT_SEED,
 ) -> ExportResult:
     """Export zoo model ``model_name`` to ``out_dir/model.onnx`` with a manifest; verify it first.
 
@@ -460,7 +465,8 @@ def export_onnx(
     written too (:func:`hpsedge.export.precision.apply_precision`, with ``precision_options``).
     TokenHMR: ``tokenizer`` is ``tokenizer.pth`` (with ``checkpoint`` = the official ``.ckpt``);
     ``token_probs`` adds the [N, 160, 2048] token probabilities as a graph output. Weights over
-    ``external_data_threshold`` bytes are written to ``model.onnx.data`` (0 forces it).
+    ``external_data_threshold`` bytes are written to ``model.onnx.data`` (0 forces it). Without a checkpoint
+    the random weights are drawn with ``seed`` (the same graph on every run).
     """
     step = progress or (lambda _msg: None)
     out = Path(out_dir)
@@ -488,7 +494,8 @@ def export_onnx(
     t0 = time.perf_counter()
     step("building the model")
     model, spec, loaded = build_model(
-        model_name, checkpoint=checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny, tokenizer=tokenizer, spec=spec
+        model_name, checkpoint=checkpoint, unsafe_pickle=unsafe_pickle, tiny=tiny, tokenizer=tokenizer, spec=spec,
+        seed=seed,
     )
     with atomic_folder(out, force) as tmp:
         manifest = write_export(
@@ -501,6 +508,7 @@ def export_onnx(
             tolerance=tolerance,
             progress=step,
             external_data_threshold=external_data_threshold,
+            init_seed=seed,
         )
         if precision != "fp32":
             from hpsedge.export.precision import apply_precision

@@ -40,6 +40,9 @@ from hpsedge.errors import CheckpointError
 from hpsedge.models.zoo import ModelSpec, expected_state_shapes
 from hpsedge.runtime.manifest import sha256_file
 
+#: the seed of a model's random initialisation when no checkpoint is given (``export onnx|build --seed``)
+DEFAULT_INIT_SEED = 0
+
 log = logging.getLogger(__name__)
 
 _WRAPPERS = ("state_dict", "model")
@@ -444,12 +447,17 @@ def build_model(
     tiny: bool = False,
     tokenizer: str | Path | None = None,
     spec: ModelSpec | None = None,
+    seed: int = DEFAULT_INIT_SEED,
     **aux_files: str | Path | None,
 ) -> tuple[nn.Module, ModelSpec, LoadedCheckpoint | None]:
     """Build zoo model ``name`` in eval mode, with ``checkpoint`` loaded or random weights (warned).
 
     ``tokenizer``: TokenHMR's ``tokenizer.pth`` (the decoder and codebook), needed with an official
     TokenHMR checkpoint. ``spec``: a variant of the zoo entry (e.g. with extra outputs) to build instead.
+    ``seed``: the random initialisation is drawn from ``torch.manual_seed(seed)`` (the global torch RNG is
+    restored afterwards), so a model without a checkpoint is the same on every run and machine with the same
+    torch version (torch's CPU generator and its init functions are deterministic); with a checkpoint it only
+    fixes tensors the checkpoint does not hold.
     ``aux_files``: the spec's second weights file, by the name its spec gives it (``ModelSpec.aux_option``,
     e.g. ``refiner=path``); its tensors fill the keys under ``ModelSpec.aux_prefixes``.
     """
@@ -477,7 +485,9 @@ def build_model(
             "a tokenizer alone is not enough: the ViT and token head weights are in the model checkpoint",
             hint=f"pass --checkpoint {spec.official_checkpoint} as well",
         )
-    model = spec.build(tiny=tiny)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = spec.build(tiny=tiny)
     loaded = None
     if checkpoint is not None and spec.checkpoint_reader == "inert":  # Lightning .ckpt (TokenHMR, HMR 2.0)
         loaded = load_tokenhmr(model, spec, checkpoint, tokenizer, unsafe_pickle=unsafe_pickle, tiny=tiny)
