@@ -23,6 +23,31 @@ from hpsedge.errors import InputError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def _pillow_for(p: Path) -> Any:
+    """Pillow's ``Image`` module once ``p`` is known to be a regular file (the checks every image read shares)."""
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not an image file")
+    if not p.exists():
+        raise InputError(f"image not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise InputError("reading image files needs Pillow", hint="pip install pillow") from exc
+    return Image
+
+
+def _check_pixels(p: Path, w: int, h: int, limit: int | None) -> None:
+    if limit and w * h > limit:
+        raise InputError(f"{p} is {w}×{h} pixels, more than the {limit} pixel limit (a decompression bomb?)",
+                         hint="downscale the image first")
+
+
+def _unreadable(p: Path, exc: BaseException) -> InputError:
+    return InputError(f"cannot read {p} as an image ({exc.__class__.__name__})", hint="is it a JPEG/PNG file?")
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as H×W×3 uint8 RGB (Pillow, imported lazily).
 
@@ -31,32 +56,17 @@ def read_image(path: str | Path) -> np.ndarray:
     (not clipped), float images in [0, 1] are scaled by 255.
     """
     p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{p} is a folder, not an image file")
-    if not p.exists():
-        raise InputError(f"image not found: {p}")
-    if not p.is_file():
-        raise InputError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
+    image_mod = _pillow_for(p)
     try:
-        from PIL import Image
-    except ImportError as exc:
-        raise InputError("reading image files needs Pillow", hint="pip install pillow") from exc
-    try:
-        with Image.open(p) as img:
-            w, h = img.size
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and w * h > limit:
-                raise InputError(
-                    f"{p} is {w}×{h} pixels, more than the {limit} pixel limit (a decompression bomb?)",
-                    hint="downscale the image first",
-                )
+        with image_mod.open(p) as img:
+            _check_pixels(p, *img.size, image_mod.MAX_IMAGE_PIXELS)
             return _to_rgb_uint8(img)
     except InputError:
         raise
     except MemoryError:
         raise InputError(f"{p}: not enough memory to decode this image") from None
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, struct.error, DecompressionBombError...
-        raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__})", hint="is it a JPEG/PNG file?") from None
+        raise _unreadable(p, exc) from None
 
 
 def probe_image(path: str | Path) -> tuple[int, int]:
@@ -64,25 +74,13 @@ def probe_image(path: str | Path) -> tuple[int, int]:
     :func:`read_image` that need no pixels (a regular file, a format Pillow knows, the pixel limit), so that
     a command can refuse a non-image before it loads a model."""
     p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{p} is a folder, not an image file")
-    if not p.exists():
-        raise InputError(f"image not found: {p}")
-    if not p.is_file():
-        raise InputError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
+    image_mod = _pillow_for(p)
     try:
-        from PIL import Image
-    except ImportError as exc:
-        raise InputError("reading image files needs Pillow", hint="pip install pillow") from exc
-    try:
-        with Image.open(p) as img:
+        with image_mod.open(p) as img:
             w, h = img.size
     except Exception as exc:  # UnidentifiedImageError, OSError, DecompressionBombError...
-        raise InputError(f"cannot read {p} as an image ({exc.__class__.__name__})", hint="is it a JPEG/PNG file?") from None
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit and w * h > limit:
-        raise InputError(f"{p} is {w}×{h} pixels, more than the {limit} pixel limit (a decompression bomb?)",
-                         hint="downscale the image first")
+        raise _unreadable(p, exc) from None
+    _check_pixels(p, w, h, image_mod.MAX_IMAGE_PIXELS)
     return int(w), int(h)
 
 
