@@ -57,3 +57,46 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class PartFile:
+    """A recording written as ``<name>.part`` and renamed to its name when closed, or dropped on an error.
+
+    Subclasses set ``self.path``, ``self._part`` and ``self._closed = False`` and implement ``_finish()``
+    (flush what is buffered into the part file) and ``_drop()`` (release it without finishing). As a context
+    manager, an exception other than Ctrl-C drops the part file; a clean exit or Ctrl-C keeps what was written.
+    """
+
+    path: Path
+    _part: Path
+    _closed: bool
+
+    def _finish(self) -> None:  # pragma: no cover - every subclass has one
+        raise TypeError(f"{type(self).__name__} must define _finish()")
+
+    def _drop(self) -> None:
+        """Release the part file without finishing it (default: nothing to release)."""
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        if not self._closed:
+            self._closed = True
+            self._finish()
+            self._part.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (an error before the end)."""
+        if not self._closed:
+            self._closed = True
+            self._drop()
+            self._part.unlink(missing_ok=True)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abort()

@@ -32,6 +32,7 @@ import numpy as np
 
 from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.runtime.confidence import SMPL_PARENTS
+from hpsedge.runtime.files import PartFile
 from hpsedge.runtime.ros import person_geometry
 
 __all__ = ["RerunLog"]
@@ -55,7 +56,7 @@ def _rgba(conf: float | None) -> int:
     return (r << 24) | (g << 16) | (b << 8) | 0xFF
 
 
-class RerunLog:
+class RerunLog(PartFile):
     """A Rerun recording written to an ``.rrd`` file (see the module docstring). Written as ``<name>.part``
     and renamed when closed; an existing file is not replaced unless ``force``."""
 
@@ -160,26 +161,9 @@ class RerunLog:
         self.rec.log("world/camera", rr.Pinhole(focal_length=focal, principal_point=[w / 2.0, h / 2.0],
                                                 resolution=[w, h]))
 
-    def close(self) -> Path:
-        """Flush the recording and move it into place."""
-        if not self._closed:
-            self._closed = True
-            self.rec.flush()
-            self.rec.disconnect()
-            self._part.replace(self.path)
-        return self.path
+    def _finish(self) -> None:
+        self.rec.flush()
+        self.rec.disconnect()
 
-    def abort(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.rec.disconnect()
-            self._part.unlink(missing_ok=True)
-
-    def __enter__(self) -> RerunLog:
-        return self
-
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
-            self.close()
-        else:
-            self.abort()
+    def _drop(self) -> None:
+        self.rec.disconnect()

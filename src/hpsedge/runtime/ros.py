@@ -37,6 +37,7 @@ import numpy as np
 
 from hpsedge.errors import HpsedgeError, InputError
 from hpsedge.runtime.confidence import SMPL_PARENTS
+from hpsedge.runtime.files import PartFile
 
 __all__ = ["MSGDEFS", "McapWriter", "person_geometry", "person_record"]
 
@@ -246,7 +247,7 @@ def person_record(p: Any, index: int) -> dict[str, Any]:
     }
 
 
-class McapWriter:
+class McapWriter(PartFile):
     """An MCAP file of ROS 2 messages (see the module docstring). Written as ``<name>.part`` and renamed when
     closed; an existing file is not replaced unless ``force``."""
 
@@ -373,27 +374,9 @@ class McapWriter:
         self._seq += 1
         self.messages += 1
 
-    def close(self) -> Path:
-        """Finish the file and move it into place."""
-        if not self._closed:
-            self._closed = True
-            self._writer.finish()
-            self._fh.close()
-            self._part.replace(self.path)
-        return self.path
+    def _finish(self) -> None:
+        self._writer.finish()
+        self._fh.close()
 
-    def abort(self) -> None:
-        """Drop the partial file (an error before the end)."""
-        if not self._closed:
-            self._closed = True
-            self._fh.close()
-            self._part.unlink(missing_ok=True)
-
-    def __enter__(self) -> McapWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
-            self.close()
-        else:
-            self.abort()
+    def _drop(self) -> None:
+        self._fh.close()
