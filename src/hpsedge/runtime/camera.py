@@ -304,15 +304,10 @@ class CameraIntrinsics:
         """A camera file: a ROS ``camera_info`` YAML (``.yaml``/``.yml``, as ``camera_calibration`` and
         ``camera_info_manager`` write it) or JSON (``{"fx", "fy", "cx", "cy", "distortion", "distortion_model",
         "width", "height"}``, or a ``sensor_msgs/CameraInfo`` as JSON with ``k``, ``d``, ``width``, ``height``)."""
+        from hpsedge.runtime.io import check_regular_file
+
         p = Path(path)
-        if p.is_dir():
-            raise InputError(f"camera file {p} is a folder; pass the file itself")
-        if not p.exists():
-            raise InputError(f"camera file not found: {p}")
-        if not p.is_file():
-            raise InputError(f"camera file {p} is not a regular file; refusing to read it")
-        if p.stat().st_size > MAX_CAMERA_FILE_BYTES:
-            raise InputError(f"camera file {p} is larger than {MAX_CAMERA_FILE_BYTES} bytes; not a camera file")
+        check_regular_file(p, "camera file", MAX_CAMERA_FILE_BYTES)
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError:

@@ -23,14 +23,26 @@ from hpsedge.errors import InputError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def check_regular_file(p: Path, what: str, max_bytes: int | None = None) -> int:
+    """One :class:`InputError` unless ``p`` is a regular file (not a folder, FIFO or device) of at most
+    ``max_bytes``; returns its size. The checks every read of an untrusted file starts with."""
+    if p.is_dir():
+        raise InputError(f"{what} {p} is a folder; pass the file itself")
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{what} {p} is not a regular file (a FIFO or device); refusing to read it")
+    size = p.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(f"{what} {p} is {size} bytes; the limit is {max_bytes}")
+    return size
+
+
 def _pillow_for(p: Path) -> Any:
     """Pillow's ``Image`` module once ``p`` is known to be a regular file (the checks every image read shares)."""
     if p.is_dir():
         raise InputError(f"{p} is a folder, not an image file")
-    if not p.exists():
-        raise InputError(f"image not found: {p}")
-    if not p.is_file():
-        raise InputError(f"{p} is not a regular file (a FIFO or device); refusing to read it")
+    check_regular_file(p, "image")
     try:
         from PIL import Image
     except ImportError as exc:
@@ -194,15 +206,7 @@ def read_json_file(path: str | Path, what: str = "JSON file", max_bytes: int = M
     """An untrusted JSON file: a regular file, at most ``max_bytes``, strict JSON (no NaN/Infinity, no number
     that overflows a float, no integer longer than Python allows); every failure is one :class:`InputError`."""
     p = Path(path)
-    if p.is_dir():
-        raise InputError(f"{what} {p} is a folder; pass the file itself")
-    if not p.exists():
-        raise InputError(f"{what} not found: {p}")
-    if not p.is_file():
-        raise InputError(f"{what} {p} is not a regular file (a FIFO or device); refusing to read it")
-    size = p.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"{what} {p} is {size} bytes; the limit is {max_bytes}")
+    check_regular_file(p, what, max_bytes)
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
