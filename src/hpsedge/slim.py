@@ -35,7 +35,7 @@ from hpsedge.errors import HpsedgeError, ManifestError
 from hpsedge.runtime.files import sha256_file
 from hpsedge.runtime.folder import SLIM_BACKENDS as BACKENDS
 from hpsedge.runtime.folder import SLIM_PRECISIONS as PRECISIONS
-from hpsedge.runtime.folder import SlimTarget, check_slim_target
+from hpsedge.runtime.folder import Precision, SlimTarget, check_slim_target, graph_for_provider
 from hpsedge.runtime.manifest import MANIFEST_NAME, Manifest, dumps_strict, load_manifest
 
 __all__ = ["BACKENDS", "PRECISIONS", "SlimResult", "SlimTarget", "check_slim_target", "make_slim", "slim_keys"]
@@ -57,10 +57,8 @@ class SlimResult:
 
 def _graph_key(m: Manifest, target: SlimTarget) -> str:
     """The regressor graph ``target`` runs, chosen the way the runtime chooses it."""
-    from hpsedge.runtime.backends.ort import graph_for_provider
-
     arts = m.artifacts
-    key = "onnx" if target.precision == "fp32" else f"onnx_{target.precision}"
+    key = Precision(target.precision).graph_key
     if key not in arts:
         # a slim folder keeps one flavour under its own key (e.g. onnx_int8_cpu only)
         same = sorted(k for k, a in arts.items() if k.startswith("onnx") and a.get("precision") == target.precision)
